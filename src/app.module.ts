@@ -1,0 +1,39 @@
+import { DynamicModule, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { ScheduleModule } from '@nestjs/schedule';
+import { CacheInfraModule } from './cache/cache.module.js';
+import { LifecycleService } from './common/lifecycle.service.js';
+import { RequestContextMiddleware } from './common/request-context.middleware.js';
+import type { AppConfig } from './config/app-config.js';
+import { ConfigModule } from './config/config.module.js';
+import { DatabaseModule } from './database/database.module.js';
+import { HealthModule } from './health/health.module.js';
+import { MonitoringModule } from './monitoring/monitoring.module.js';
+import { OpsModule } from './ops/ops.module.js';
+import { SecurityModule } from './security/security.module.js';
+
+@Module({})
+export class AppModule implements NestModule {
+  /** `config`: an explicit tree (tests); otherwise read from the environment. */
+  static forRoot(config?: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      global: true,
+      imports: [
+        ConfigModule.forRoot(config),
+        ScheduleModule.forRoot(),
+        MonitoringModule,
+        SecurityModule,
+        DatabaseModule,
+        CacheInfraModule,
+        HealthModule,
+        OpsModule,
+      ],
+      providers: [LifecycleService],
+      exports: [LifecycleService],
+    };
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(RequestContextMiddleware).forRoutes('*path');
+  }
+}

@@ -1,0 +1,93 @@
+import { BadRequestException, Logger, ValidationPipe, VersioningType } from '@nestjs/common';
+import type { ValidationError } from 'class-validator';
+import { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { randomUUID } from 'node:crypto';
+import { AllExceptionsFilter } from './common/http-exception.filter.js';
+import { MetricsService } from './monitoring/metrics.service.js';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Request ids: the caller's x-request-id when it is sane, else a fresh UUID. */
+export function genReqId(req: { headers: Record<string, string | string[] | undefined> }): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+export const FASTIFY_OPTIONS = {
+  logger: false,
+  genReqId,
+  // Batch upserts carry 100 × 1536 floats.
+  bodyLimit: 16 * 1024 * 1024,
+  return503OnClosing: true,
+} as const;
+
+/** Flattens nested validation errors into "field.path: what is wrong" lines. */
+export function validationMessages(errors: ValidationError[], prefix = ''): string[] {
+  return errors.flatMap((e) => {
+    const path = prefix ? `${prefix}.${e.property}` : e.property;
+    const own = Object.values(e.constraints ?? {}).map((m) =>
+      m.startsWith(e.property) ? `${path}${m.slice(e.property.length)}` : `${path}: ${m}`,
+    );
+    return [...own, ...validationMessages(e.children ?? [], path)];
+  });
+}
+
+/**
+ * Everything global about the HTTP app in one place: main.ts and the e2e tests
+ * both call it, so tests exercise the same pipes, filters, hooks and versioning.
+ */
+export async function configureApp(app: NestFastifyApplication): Promise<void> {
+  const logger = new Logger('Http');
+  const metrics = app.get(MetricsService);
+  const fastify = app.getHttpAdapter().getInstance();
+
+  fastify.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+  fastify.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const seconds = reply.elapsedTime / 1000;
+    metrics.httpDuration.observe(
+      { method: request.method, route, status: String(reply.statusCode) },
+      seconds,
+    );
+    if (!route.startsWith('/health')) {
+      logger.log(
+        {
+          requestId: request.id,
+          method: request.method,
+          route,
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime * 10) / 10,
+          keyId: request.apiKey?.id,
+        },
+        'request completed',
+      );
+    }
+  });
+
+  app.enableVersioning({ type: VersioningType.URI });
+  app.useGlobalFilters(new AllExceptionsFilter());
+  app.useGlobalPipes(
+    new ValidationPipe({
+      whitelist: true,
+      forbidNonWhitelisted: true,
+      transform: true,
+      stopAtFirstError: false,
+      exceptionFactory: (errors) => new BadRequestException(validationMessages(errors)),
+    }),
+  );
+
+  const doc = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Database Unit')
+      .setDescription('Data platform of the recipe-book application (REST contract v1)')
+      .setVersion('1')
+      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API key' })
+      .addSecurityRequirements('bearer')
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, doc, { jsonDocumentUrl: 'docs-json' });
+}

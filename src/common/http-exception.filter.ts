@@ -1,0 +1,114 @@
+import {
+  ArgumentsHost,
+  Catch,
+  ExceptionFilter,
+  HttpException,
+  HttpStatus,
+  Logger,
+} from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { DomainError, ErrorCode } from './errors.js';
+
+const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  [ErrorCode.NotFound]: HttpStatus.NOT_FOUND,
+  [ErrorCode.Conflict]: HttpStatus.CONFLICT,
+  [ErrorCode.PreconditionFailed]: HttpStatus.PRECONDITION_FAILED,
+  [ErrorCode.DependencyUnavailable]: HttpStatus.SERVICE_UNAVAILABLE,
+  [ErrorCode.Timeout]: HttpStatus.SERVICE_UNAVAILABLE,
+  [ErrorCode.BadGateway]: HttpStatus.BAD_GATEWAY,
+  [ErrorCode.Invalid]: HttpStatus.BAD_REQUEST,
+};
+
+const REASON: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  409: 'Conflict',
+  412: 'Precondition Failed',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
+
+export interface ErrorBody {
+  statusCode: number;
+  error: string;
+  message: string | string[];
+  requestId: string;
+  code?: string;
+}
+
+/**
+ * The one place errors become HTTP: HttpExceptions pass through in the API.md shape,
+ * domain errors map by code, anything else is a 500 that leaks nothing. Logs once.
+ */
+@Catch()
+export class AllExceptionsFilter implements ExceptionFilter {
+  private readonly logger = new Logger(AllExceptionsFilter.name);
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const ctx = host.switchToHttp();
+    const reply = ctx.getResponse<FastifyReply>();
+    const request = ctx.getRequest<FastifyRequest>();
+    const requestId = String(request.id);
+    let body: ErrorBody;
+
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const res = exception.getResponse();
+      const message =
+        typeof res === 'string'
+          ? res
+          : ((res as { message?: string | string[] }).message ?? exception.message);
+      body = { statusCode: status, error: REASON[status] ?? exception.name, message, requestId };
+      if (status >= 500) {
+        this.logger.error({ err: exception, status }, 'request failed');
+      }
+    } else if (exception instanceof DomainError) {
+      const status = STATUS_BY_CODE[exception.code];
+      body = {
+        statusCode: status,
+        error: REASON[status] ?? 'Error',
+        message: exception.message,
+        code: exception.code,
+        requestId,
+      };
+      if (status >= 500) {
+        this.logger.warn({ code: exception.code, status }, exception.message);
+      }
+    } else if (isFastifyClientError(exception)) {
+      const status = exception.statusCode;
+      body = {
+        statusCode: status,
+        error: REASON[status] ?? 'Error',
+        message: exception.message,
+        requestId,
+      };
+    } else {
+      this.logger.error({ err: exception }, 'unhandled error');
+      body = {
+        statusCode: 500,
+        error: REASON[500],
+        message: 'Internal server error',
+        requestId,
+      };
+    }
+    void reply.status(body.statusCode).send(body);
+  }
+}
+
+function isFastifyClientError(e: unknown): e is { statusCode: number; message: string } {
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof (e as { statusCode?: unknown }).statusCode === 'number' &&
+    (e as { statusCode: number }).statusCode >= 400 &&
+    (e as { statusCode: number }).statusCode < 500 &&
+    typeof (e as { code?: unknown }).code === 'string' &&
+    String((e as { code: string }).code).startsWith('FST_')
+  );
+}

@@ -1,0 +1,146 @@
+import { plainToInstance } from 'class-transformer';
+import { validateSync, ValidationError } from 'class-validator';
+import { EnvironmentVariables } from './env.schema.js';
+import { ApiKeyConfig, parseApiKeys, parseNodeList } from './validators.js';
+
+export interface NodeAddress {
+  host: string;
+  port: number;
+}
+
+export interface DatabaseConfig {
+  nodes: NodeAddress[];
+  name: string;
+  user: string;
+  password: string | undefined;
+  ssl: 'disable' | 'require' | 'verify-full';
+  connectTimeoutMs: number;
+  bootTimeoutMs: number;
+  pool: { default: number; min: number; max: number; reserve: number };
+  readDefault: 'replica' | 'primary';
+  migrationsRun: boolean;
+  routeViaPgBouncer: boolean;
+  health: {
+    intervalMs: number;
+    timeoutMs: number;
+    unhealthyThreshold: number;
+    healthyThreshold: number;
+  };
+}
+
+export interface PgBouncerConfig {
+  host: string;
+  port: number;
+  dbRw: string;
+  dbRo: string;
+  adminUser: string;
+  adminPassword: string | undefined;
+}
+
+export interface AppConfig {
+  env: 'development' | 'production' | 'test';
+  http: { host: string; port: number; shutdownDrainMs: number };
+  logLevel: string;
+  database: DatabaseConfig;
+  /** null when PgBouncer is not part of this deployment. */
+  pgbouncer: PgBouncerConfig | null;
+  redis: { url: string; connectTimeoutMs: number };
+  security: {
+    apiKeys: ApiKeyConfig[];
+    rateLimit: { ttlMs: number; limit: number };
+    metricsRequireKey: boolean;
+  };
+  jobs: { enabled: boolean; canaryCron: string };
+}
+
+/** Thrown when the environment is invalid; the message names every bad variable. */
+export class ConfigValidationError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigValidationError';
+  }
+}
+
+function describe(errors: ValidationError[]): string[] {
+  return errors.map((e) => {
+    const constraints = Object.values(e.constraints ?? {}).join('; ');
+    // NOTE: never echo the value: it may be a secret.
+    return `${e.property}: ${constraints}`;
+  });
+}
+
+/** Reads, validates and shapes the environment. Only `src/config` reads `process.env`. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const known = Object.keys(new EnvironmentVariables());
+  const raw: Record<string, string> = {};
+  for (const key of [...known, 'DB_PASSWORD', 'PGBOUNCER_HOST', 'PGBOUNCER_ADMIN_PASSWORD']) {
+    const value = env[key];
+    if (value !== undefined && value !== '') {
+      raw[key] = value;
+    }
+  }
+  const vars = plainToInstance(EnvironmentVariables, raw);
+  const problems = describe(validateSync(vars, { skipMissingProperties: false }));
+
+  if (problems.length === 0) {
+    if (vars.DB_POOL_MIN > vars.DB_POOL_DEFAULT) {
+      problems.push('DB_POOL_MIN: must not exceed DB_POOL_DEFAULT');
+    }
+    if (vars.DB_POOL_DEFAULT > vars.DB_POOL_MAX) {
+      problems.push('DB_POOL_DEFAULT: must not exceed DB_POOL_MAX');
+    }
+    if (vars.DB_ROUTE_VIA_PGBOUNCER && !vars.PGBOUNCER_HOST) {
+      problems.push('DB_ROUTE_VIA_PGBOUNCER: needs PGBOUNCER_HOST');
+    }
+  }
+  if (problems.length > 0) {
+    throw new ConfigValidationError(problems);
+  }
+
+  return Object.freeze({
+    env: vars.NODE_ENV,
+    http: { host: vars.HOST, port: vars.PORT, shutdownDrainMs: vars.SHUTDOWN_DRAIN_MS },
+    logLevel: vars.LOG_LEVEL,
+    database: {
+      nodes: parseNodeList(vars.DB_NODES),
+      name: vars.DB_NAME,
+      user: vars.DB_USER,
+      password: vars.DB_PASSWORD ?? (vars.NODE_ENV === 'production' ? undefined : 'app'),
+      ssl: vars.DB_SSL,
+      connectTimeoutMs: vars.DB_CONNECT_TIMEOUT_MS,
+      bootTimeoutMs: vars.DB_BOOT_TIMEOUT_MS,
+      pool: {
+        default: vars.DB_POOL_DEFAULT,
+        min: vars.DB_POOL_MIN,
+        max: vars.DB_POOL_MAX,
+        reserve: vars.DB_POOL_RESERVE,
+      },
+      readDefault: vars.DB_READ_DEFAULT,
+      migrationsRun: vars.DB_MIGRATIONS_RUN,
+      routeViaPgBouncer: vars.DB_ROUTE_VIA_PGBOUNCER,
+      health: {
+        intervalMs: vars.DB_HEALTH_INTERVAL_MS,
+        timeoutMs: vars.DB_HEALTH_TIMEOUT_MS,
+        unhealthyThreshold: vars.DB_UNHEALTHY_THRESHOLD,
+        healthyThreshold: vars.DB_HEALTHY_THRESHOLD,
+      },
+    },
+    pgbouncer: vars.PGBOUNCER_HOST
+      ? {
+          host: vars.PGBOUNCER_HOST,
+          port: vars.PGBOUNCER_PORT,
+          dbRw: vars.PGBOUNCER_DB_RW,
+          dbRo: vars.PGBOUNCER_DB_RO,
+          adminUser: vars.PGBOUNCER_ADMIN_USER,
+          adminPassword: vars.PGBOUNCER_ADMIN_PASSWORD,
+        }
+      : null,
+    redis: { url: vars.REDIS_URL, connectTimeoutMs: vars.REDIS_CONNECT_TIMEOUT_MS },
+    security: {
+      apiKeys: parseApiKeys(vars.API_KEYS),
+      rateLimit: { ttlMs: vars.RATE_LIMIT_TTL_MS, limit: vars.RATE_LIMIT_LIMIT },
+      metricsRequireKey: vars.METRICS_REQUIRE_KEY,
+    },
+    jobs: { enabled: vars.JOBS_ENABLED, canaryCron: vars.JOB_CANARY_CRON },
+  });
+}

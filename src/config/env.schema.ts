@@ -1,0 +1,221 @@
+import { Transform } from 'class-transformer';
+import {
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  Min,
+  MinLength,
+  ValidateIf,
+} from 'class-validator';
+import { IsApiKeyList, IsNodeList, IsRedisUrl } from './validators.js';
+
+const toBool = ({ value }: { value: unknown }): unknown => {
+  if (typeof value !== 'string') {
+    return value;
+  }
+  const v = value.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) {
+    return true;
+  }
+  if (['false', '0', 'no', 'off'].includes(v)) {
+    return false;
+  }
+  return value;
+};
+
+const toInt = ({ value }: { value: unknown }): unknown => {
+  if (typeof value !== 'string' || value.trim() === '') {
+    return value;
+  }
+  return /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : value;
+};
+
+/**
+ * Every environment variable the service reads, with the spec's values as defaults.
+ * Documented one by one in `.env.example` and the README.
+ */
+export class EnvironmentVariables {
+  @IsIn(['development', 'production', 'test'])
+  NODE_ENV: 'development' | 'production' | 'test' = 'development';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(65535)
+  PORT = 3000;
+
+  @IsString()
+  HOST = '0.0.0.0';
+
+  @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+  LOG_LEVEL = 'info';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(600_000)
+  SHUTDOWN_DRAIN_MS = 5_000;
+
+  // --- database -----------------------------------------------------------
+  @IsNodeList()
+  DB_NODES = '127.0.0.1:55432,127.0.0.1:55433';
+
+  @IsString()
+  @Matches(/^[A-Za-z0-9_]{1,63}$/)
+  DB_NAME = 'recipes';
+
+  @IsString()
+  @MinLength(1)
+  DB_USER = 'app';
+
+  @ValidateIf(
+    (o: EnvironmentVariables) => o.NODE_ENV === 'production' || o.DB_PASSWORD !== undefined,
+  )
+  @IsString()
+  @MinLength(1)
+  DB_PASSWORD?: string;
+
+  @IsIn(['disable', 'require', 'verify-full'])
+  DB_SSL: 'disable' | 'require' | 'verify-full' = 'disable';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(600_000)
+  DB_CONNECT_TIMEOUT_MS = 30_000;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(3_600_000)
+  DB_BOOT_TIMEOUT_MS = 60_000;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
+  DB_POOL_DEFAULT = 20;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(1000)
+  DB_POOL_MIN = 5;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
+  DB_POOL_MAX = 50;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(1000)
+  DB_POOL_RESERVE = 5;
+
+  @IsIn(['replica', 'primary'])
+  DB_READ_DEFAULT: 'replica' | 'primary' = 'replica';
+
+  @Transform(toBool)
+  @IsBoolean()
+  DB_MIGRATIONS_RUN = true;
+
+  @Transform(toBool)
+  @IsBoolean()
+  DB_ROUTE_VIA_PGBOUNCER = false;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(3_600_000)
+  DB_HEALTH_INTERVAL_MS = 30_000;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(50)
+  @Max(600_000)
+  DB_HEALTH_TIMEOUT_MS = 10_000;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  DB_UNHEALTHY_THRESHOLD = 3;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  DB_HEALTHY_THRESHOLD = 2;
+
+  // --- pgbouncer (optional) -------------------------------------------------
+  @IsOptional()
+  @IsString()
+  PGBOUNCER_HOST?: string;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(65535)
+  PGBOUNCER_PORT = 6432;
+
+  @IsString()
+  @Matches(/^[A-Za-z0-9_]{1,63}$/)
+  PGBOUNCER_DB_RW = 'recipes';
+
+  @IsString()
+  @Matches(/^[A-Za-z0-9_]{1,63}$/)
+  PGBOUNCER_DB_RO = 'recipes_ro';
+
+  @IsString()
+  @MinLength(1)
+  PGBOUNCER_ADMIN_USER = 'pgbouncer_admin';
+
+  @IsOptional()
+  @IsString()
+  PGBOUNCER_ADMIN_PASSWORD?: string;
+
+  // --- redis ------------------------------------------------------------------
+  @IsRedisUrl()
+  REDIS_URL = 'redis://127.0.0.1:56379';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(600_000)
+  REDIS_CONNECT_TIMEOUT_MS = 5_000;
+
+  // --- security -----------------------------------------------------------------
+  @IsApiKeyList()
+  API_KEYS = '[]';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1000)
+  @Max(3_600_000)
+  RATE_LIMIT_TTL_MS = 60_000;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(10_000_000)
+  RATE_LIMIT_LIMIT = 3_000;
+
+  @Transform(toBool)
+  @IsBoolean()
+  METRICS_REQUIRE_KEY = false;
+
+  // --- jobs -------------------------------------------------------------------------
+  @Transform(toBool)
+  @IsBoolean()
+  JOBS_ENABLED = true;
+
+  @IsString()
+  @MinLength(9)
+  JOB_CANARY_CRON = '*/30 * * * * *';
+}

@@ -1,0 +1,11 @@
+/**
+ * Advisory lock keys, as (namespace, key) pairs so they cannot collide with
+ * other users of the same database. Only ever taken on direct connections
+ * (session locks do not survive PgBouncer transaction pooling).
+ */
+export const LOCK_NAMESPACE = 0x44425531; // "DBU1"
+
+export enum AdvisoryLock {
+  Migrations = 1,
+  JobHeartbeat = 100,
+}

@@ -1,0 +1,57 @@
+import pg from 'pg';
+import type { DatabaseConfig, NodeAddress } from '../config/app-config.js';
+
+/**
+ * Short-lived direct connection to one node, for topology probes, health checks,
+ * migrations' advisory lock and job leadership. Never used for application data
+ * (that goes through the one DataSource).
+ */
+export function directClientConfig(
+  db: DatabaseConfig,
+  node: NodeAddress,
+  opts: { timeoutMs?: number; applicationName?: string } = {},
+): pg.ClientConfig {
+  const timeout = opts.timeoutMs ?? db.connectTimeoutMs;
+  return {
+    host: node.host,
+    port: node.port,
+    user: db.user,
+    password: db.password,
+    database: db.name,
+    ssl: sslOption(db.ssl),
+    connectionTimeoutMillis: timeout,
+    query_timeout: timeout,
+    application_name: opts.applicationName ?? 'database-unit',
+  };
+}
+
+export function sslOption(mode: DatabaseConfig['ssl']): pg.ClientConfig['ssl'] {
+  switch (mode) {
+    case 'disable':
+      return false;
+    case 'require':
+      return { rejectUnauthorized: false };
+    case 'verify-full':
+      return { rejectUnauthorized: true };
+  }
+}
+
+export function nodeName(node: NodeAddress): string {
+  return `${node.host}:${node.port}`;
+}
+
+/** Runs `fn` on a fresh direct client and always closes it. */
+export async function withDirectClient<T>(
+  config: pg.ClientConfig,
+  fn: (client: pg.Client) => Promise<T>,
+): Promise<T> {
+  const client = new pg.Client(config);
+  // NOTE: an error event on an idle client must not crash the process.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

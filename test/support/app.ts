@@ -1,0 +1,67 @@
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Test } from '@nestjs/testing';
+import { AppModule } from '../../src/app.module.js';
+import { configureApp, FASTIFY_OPTIONS } from '../../src/app.setup.js';
+import { createPino, PinoLoggerService } from '../../src/common/logger.js';
+import { AppConfig, loadConfig } from '../../src/config/app-config.js';
+import { hashSecret } from '../../src/security/api-key.service.js';
+import type { ApiScope } from '../../src/security/scopes.js';
+import { API_SCOPES } from '../../src/security/scopes.js';
+
+/** Test keys: `all` carries every scope, `none` carries none, others one each. */
+export const KEYS = {
+  all: 'test-key-all-scopes',
+  opsRead: 'test-key-ops-read',
+  none: 'test-key-no-scopes',
+} as const;
+
+export const API_KEYS_JSON = JSON.stringify([
+  { id: 'test-all', hash: hashSecret(KEYS.all), scopes: [...API_SCOPES] },
+  {
+    id: 'test-ops-read',
+    hash: hashSecret(KEYS.opsRead),
+    scopes: ['ops:read'] satisfies ApiScope[],
+  },
+  { id: 'test-none', hash: hashSecret(KEYS.none), scopes: [] },
+]);
+
+export function bearer(key: string): { authorization: string } {
+  return { authorization: `Bearer ${key}` };
+}
+
+export function testConfig(
+  env: Record<string, string>,
+  database: string,
+  overrides: Record<string, string> = {},
+): AppConfig {
+  return loadConfig({
+    ...env,
+    NODE_ENV: 'test',
+    DB_NAME: database,
+    API_KEYS: API_KEYS_JSON,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+    DB_MIGRATIONS_RUN: 'false',
+    JOBS_ENABLED: 'false',
+    DB_HEALTH_TIMEOUT_MS: '2000',
+    DB_HEALTH_INTERVAL_MS: '1000',
+    SHUTDOWN_DRAIN_MS: '0',
+    ...overrides,
+  });
+}
+
+/** Boots the real AppModule on the real stack, configured exactly as main.ts does. */
+export async function bootApp(config: AppConfig): Promise<NestFastifyApplication> {
+  const moduleRef = await Test.createTestingModule({
+    imports: [AppModule.forRoot(config)],
+  }).compile();
+  const app = moduleRef.createNestApplication<NestFastifyApplication>(
+    new FastifyAdapter(FASTIFY_OPTIONS),
+    {
+      logger: new PinoLoggerService(createPino(config.logLevel)),
+    },
+  );
+  await configureApp(app);
+  await app.init();
+  await app.getHttpAdapter().getInstance().ready();
+  return app;
+}

@@ -1,0 +1,84 @@
+import pg from 'pg';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const TEMPLATE_DB = 'dbu_test_template';
+
+export interface StackDb {
+  host: string;
+  primaryPort: number;
+  replicaPort: number;
+  user: string;
+  password: string;
+}
+
+export function stackDb(env: Record<string, string>): StackDb {
+  const [primary, replica] = env.DB_NODES.split(',');
+  return {
+    host: primary.split(':')[0],
+    primaryPort: Number(primary.split(':')[1]),
+    replicaPort: Number(replica.split(':')[1]),
+    user: env.DB_USER,
+    password: env.DB_PASSWORD,
+  };
+}
+
+export function assertTestDatabase(name: string): void {
+  if (!name.includes('test')) {
+    throw new Error(`refusing to run tests against database "${name}": its name lacks "test"`);
+  }
+}
+
+export async function adminQuery(
+  db: StackDb,
+  port: number,
+  database: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<pg.QueryResult> {
+  const client = new pg.Client({
+    host: db.host,
+    port,
+    user: db.user,
+    password: db.password,
+    database,
+  });
+  await client.connect();
+  try {
+    return await client.query(sql, params);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * A fresh database for one test file, copied from the migrated template, and
+ * present on the replica before the tests start.
+ */
+export async function createTestDatabase(db: StackDb, label: string): Promise<string> {
+  const name = `dbu_test_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(3).toString('hex')}`;
+  assertTestDatabase(name);
+  await adminQuery(
+    db,
+    db.primaryPort,
+    'postgres',
+    `CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DB}`,
+  );
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await adminQuery(db, db.replicaPort, name, 'SELECT 1');
+      return name;
+    } catch (err) {
+      if (Date.now() > deadline) {
+        throw err;
+      }
+      await sleep(100);
+    }
+  }
+}
+
+export async function dropTestDatabase(db: StackDb, name: string): Promise<void> {
+  assertTestDatabase(name);
+  await adminQuery(db, db.primaryPort, 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+}
