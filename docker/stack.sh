@@ -99,8 +99,8 @@ warn() { printf '[stack] WARNING: %s\n' "$*" >&2; }
 die()  { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  cat >&2 <<EOF
-[stack] usage: $(basename "$0") COMMAND [NODE]
+  sed 's/^/[stack] /' >&2 <<EOF
+usage: $(basename "$0") COMMAND [NODE]
   up                 install / initialise / start everything, wait until ready, print settings
   down               stop everything (escalates to SIGKILL; verifies nothing is left)
   status             one line per node; exit 0 if all up, 3 otherwise
@@ -253,7 +253,7 @@ apt_update_once() {
   command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install the packages by hand (Debian/Ubuntu only)"
   need_root_for "run apt-get"
   log "apt-get update"
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -qq update \
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -qq update 9>&- \
     || die "apt-get update failed"
   APT_UPDATED=1
 }
@@ -263,7 +263,7 @@ apt_install() {
   apt_update_once
   log "apt-get install $*"
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -y -qq \
-    --no-install-recommends install "$@" || die "apt-get install $* failed"
+    --no-install-recommends install "$@" 9>&- || die "apt-get install $* failed"
   CHANGED=1
 }
 
@@ -309,10 +309,10 @@ stop_packaged_pgbouncer() {
   # apt starts the system pgbouncer (6432) on install; this stack must not run it.
   log "stopping the system pgbouncer service that apt just started (port 6432)"
   if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-    systemctl stop pgbouncer >/dev/null 2>&1 || true
+    systemctl stop pgbouncer >/dev/null 2>&1 9>&- || true
   fi
   if port_listening 6432 && command -v service >/dev/null 2>&1; then
-    service pgbouncer stop >/dev/null 2>&1 || true
+    service pgbouncer stop >/dev/null 2>&1 9>&- || true
   fi
   if port_listening 6432; then
     local pid
@@ -412,9 +412,9 @@ build_pgvector() {
     -o "APT::Get::List-Cleanup=0"
     -o "DPkg::Lock::Timeout=120"
   )
-  "${SUDO[@]}" apt-get "${aopts[@]}" -qq update || die "private apt-get update ($suite deb-src) failed"
+  "${SUDO[@]}" apt-get "${aopts[@]}" -qq update 9>&- || die "private apt-get update ($suite deb-src) failed"
   rm -f "$BUILD_DIR"/download/pgvector_*
-  (cd "$BUILD_DIR/download" && "${SUDO[@]}" apt-get "${aopts[@]}" -qq source --download-only pgvector) \
+  (cd "$BUILD_DIR/download" && "${SUDO[@]}" apt-get "${aopts[@]}" -qq source --download-only pgvector 9>&-) \
     || die "apt-get source --download-only pgvector failed"
   local f tarball=
   for f in "$BUILD_DIR"/download/pgvector_*.orig.tar.*; do if [[ -f $f ]]; then tarball=$f; fi; done
@@ -424,9 +424,9 @@ build_pgvector() {
   mkdir -p "$BUILD_DIR/pgvector"
   tar -xf "$tarball" -C "$BUILD_DIR/pgvector" --strip-components=1
   # OPTFLAGS= : no -march=native, the build must run on any x86-64 / arm64 CPU
-  make -s -C "$BUILD_DIR/pgvector" -j"$(nproc)" PG_CONFIG="$PG_BIN/pg_config" OPTFLAGS= >"$BUILD_DIR/pgvector-build.log" 2>&1 \
+  make -s -C "$BUILD_DIR/pgvector" -j"$(nproc)" PG_CONFIG="$PG_BIN/pg_config" OPTFLAGS= >"$BUILD_DIR/pgvector-build.log" 2>&1 9>&- \
     || { tail_log "$BUILD_DIR/pgvector-build.log"; die "pgvector build failed"; }
-  "${SUDO[@]}" make -s -C "$BUILD_DIR/pgvector" install PG_CONFIG="$PG_BIN/pg_config" OPTFLAGS= >>"$BUILD_DIR/pgvector-build.log" 2>&1 \
+  "${SUDO[@]}" make -s -C "$BUILD_DIR/pgvector" install PG_CONFIG="$PG_BIN/pg_config" OPTFLAGS= >>"$BUILD_DIR/pgvector-build.log" 2>&1 9>&- \
     || { tail_log "$BUILD_DIR/pgvector-build.log"; die "pgvector make install failed"; }
   log "pgvector $(sed -n "s/^default_version = '\(.*\)'/\1/p" "$BUILD_DIR/pgvector/vector.control") installed into $(pg_sharedir)/extension"
 }
@@ -474,6 +474,10 @@ prepare_dirs() {
 }
 
 lock_stack() {
+  if [[ ! -d $STACK_DIR ]]; then
+    mkdir -p "$STACK_DIR"
+    STACK_DIR=$(cd "$STACK_DIR" && pwd -P)
+  fi
   exec 9>"$STACK_DIR/.lock"
   flock -w "$WAIT_TIMEOUT" 9 || die "another docker/stack.sh is running on $STACK_DIR (lock $STACK_DIR/.lock held for ${WAIT_TIMEOUT}s)"
 }
@@ -610,6 +614,8 @@ pg_init_primary() {
       --data-checksums --auth-local=trust --auth-host=scram-sha-256 >"$LOG_DIR/initdb.log" 2>&1) \
     || { tail_log "$LOG_DIR/initdb.log"; die "initdb failed"; }
   rm -f "$STATE_DIR/primary.bootstrapped"
+  # WAL of an older cluster would collide with the new one's segment names
+  find "$ARCHIVE_DIR" -mindepth 1 -delete
   CHANGED=1
 }
 
@@ -940,6 +946,8 @@ redis_stop() {
   if ! wait_until "$WAIT_TIMEOUT" proc_gone "$pid"; then
     warn "redis did not exit, SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
+    wait_reaped "$pid"
+    rm -f "$REDIS_PIDFILE"
   fi
   wait_until 10 redis_gone || die "redis: port $REDIS_PORT still busy"
   log "redis stopped"
@@ -1073,6 +1081,8 @@ pgb_stop() {
   if ! wait_until "$WAIT_TIMEOUT" proc_gone "$pid"; then
     warn "pgbouncer did not exit, SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
+    wait_reaped "$pid"
+    rm -f "$PGB_PIDFILE"
   fi
   wait_until 10 pgb_gone || die "pgbouncer: port $PGB_PORT still busy"
   log "pgbouncer stopped"
@@ -1238,9 +1248,9 @@ EOF
 
 cmd_up() {
   local t0=$SECONDS
+  lock_stack
   ensure_packages
   prepare_dirs
-  lock_stack
   ensure_pg primary
   ensure_pg replica
   wait_streaming
@@ -1291,9 +1301,9 @@ cmd_node() {
   [[ " ${NODES[*]} " == *" $node "* ]] || { printf '[stack] ERROR: unknown node "%s"\n' "$node" >&2; usage; }
   case $action in
     start)
+      lock_stack
       ensure_packages
       prepare_dirs
-      lock_stack
       node_start "$node"
       ;;
     stop | kill)
@@ -1303,17 +1313,17 @@ cmd_node() {
       if [[ $action == stop ]]; then node_stop "$node"; else node_kill "$node"; fi
       ;;
     restart)
+      lock_stack
       ensure_packages
       prepare_dirs
-      lock_stack
       node_stop "$node"
       node_start "$node"
       ;;
     rebuild)
       [[ $node == replica ]] || die "only 'rebuild replica' is supported"
+      lock_stack
       ensure_packages
       prepare_dirs
-      lock_stack
       ensure_pg primary
       replica_clone
       ensure_pg replica
