@@ -13,6 +13,7 @@ export class RedisService implements OnModuleInit, OnModuleDestroy {
   readonly client: RedisClientType;
   private lastError: string | null = null;
   private wasReady = false;
+  private shuttingDown = false;
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
     this.client = createClient({
@@ -24,7 +25,7 @@ export class RedisService implements OnModuleInit, OnModuleDestroy {
       disableOfflineQueue: true,
     });
     this.client.on('error', (err: Error) => {
-      if (this.lastError !== err.message) {
+      if (this.lastError !== err.message && !this.shuttingDown) {
         this.logger.warn({ error: err.message }, 'redis error');
       }
       this.lastError = err.message;
@@ -77,11 +78,13 @@ export class RedisService implements OnModuleInit, OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
-    if (this.client.isOpen) {
+    this.shuttingDown = true;
+    if (this.client.isReady) {
       await this.client
         .close()
         .catch((err: Error) => this.logger.warn({ error: err.message }, 'closing redis'));
-    } else {
+    } else if (this.client.isOpen) {
+      // Reconnecting to a dead Redis: stop the retry loop instead of waiting for it.
       this.client.destroy();
     }
   }

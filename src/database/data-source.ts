@@ -1,13 +1,11 @@
 import { Logger } from '@nestjs/common';
-import { join } from 'node:path';
 import type { DataSourceOptions } from 'typeorm';
 import type { PostgresConnectionCredentialsOptions } from 'typeorm/driver/postgres/PostgresConnectionCredentialsOptions.js';
 import type { AppConfig, NodeAddress } from '../config/app-config.js';
+import { MIGRATIONS } from '../../migrations/index.js';
 import { sslOption } from './pg-direct.js';
 
 const poolLogger = new Logger('DatabasePool');
-
-export const MIGRATIONS_GLOB = join(import.meta.dirname, '..', '..', 'migrations', '*.{ts,js}');
 
 /** Where the one DataSource sends writes and reads; built from the discovered topology. */
 export interface RouteTargets {
@@ -74,7 +72,7 @@ export function buildDataSourceOptions(
           },
         }),
     entities: opts.entities ?? [],
-    migrations: [MIGRATIONS_GLOB],
+    migrations: MIGRATIONS,
     migrationsTableName: 'typeorm_migrations',
     migrationsTransactionMode: 'each',
     synchronize: false,

@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { AppModule } from '../../src/app.module.js';
@@ -51,6 +52,7 @@ export function testConfig(
 
 /** Boots the real AppModule on the real stack, configured exactly as main.ts does. */
 export async function bootApp(config: AppConfig): Promise<NestFastifyApplication> {
+  Logger.overrideLogger(new PinoLoggerService(createPino(config.logLevel)));
   const moduleRef = await Test.createTestingModule({
     imports: [AppModule.forRoot(config)],
   }).compile();
@@ -60,7 +62,7 @@ export async function bootApp(config: AppConfig): Promise<NestFastifyApplication
       logger: new PinoLoggerService(createPino(config.logLevel)),
     },
   );
-  await configureApp(app);
+  await configureApp(app, { docsUi: false });
   await app.init();
   await app.getHttpAdapter().getInstance().ready();
   return app;

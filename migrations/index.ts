@@ -1,0 +1,5 @@
+import { Extensions1795651200000 } from './1795651200000-Extensions.js';
+import { OpsTables1795651201000 } from './1795651201000-OpsTables.js';
+
+/** Every migration, in order. Listed (not globbed) so bundlers and Jest's ESM loader see them. */
+export const MIGRATIONS = [Extensions1795651200000, OpsTables1795651201000];

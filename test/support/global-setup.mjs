@@ -1,0 +1,45 @@
+// Jest loads global setup outside its module mapper, so this file is plain ESM
+// with no imports of the TypeScript sources. Keep TEMPLATE_DB in step with databases.ts.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+
+const run = promisify(execFile);
+export const REPO_ROOT = join(import.meta.dirname, '..', '..');
+export const TEMPLATE_DB = 'dbu_test_template';
+
+export async function stackEnv() {
+  const { stdout } = await run('bash', [join(REPO_ROOT, 'docker', 'stack.sh'), 'env'], { cwd: REPO_ROOT });
+  return Object.fromEntries(
+    stdout
+      .split('\n')
+      .map((line) => /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim()))
+      .filter(Boolean)
+      .map((m) => [m[1], m[2]]),
+  );
+}
+
+export async function onPrimary(env, sql) {
+  const [host, port] = env.DB_NODES.split(',')[0].split(':');
+  const client = new pg.Client({ host, port: Number(port), user: env.DB_USER, password: env.DB_PASSWORD, database: 'postgres' });
+  await client.connect();
+  try {
+    return await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Migrates the template database once with the real migration CLI (built by scripts/test.sh). */
+export default async function globalSetup() {
+  process.env.TZ = 'UTC';
+  const env = await stackEnv();
+  await onPrimary(env, `DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
+  await onPrimary(env, `CREATE DATABASE ${TEMPLATE_DB}`);
+  await run(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'database', 'migrate.cli.js')], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env, DB_NAME: TEMPLATE_DB, NODE_ENV: 'test', LOG_LEVEL: 'warn' },
+    timeout: 120_000,
+  });
+}
