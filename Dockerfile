@@ -12,8 +12,8 @@ RUN npm ci --no-audit --no-fund
 
 COPY . .
 # nest build compiles src/ and migrations/ with rootDir "." (tsconfig.json):
-# dist/src/main.js and dist/migrations/*.js, which data-source.ts globs at
-# boot. prune leaves production dependencies only.
+# dist/src/main.js and dist/migrations/*.js (listed in migrations/index.ts).
+# prune leaves production dependencies only.
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund \
  && npm cache clean --force

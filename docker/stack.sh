@@ -999,6 +999,9 @@ pgb_ini_content() {
 [databases]
 $PGB_DB_RW = host=$HOST port=$PRIMARY_PORT dbname=$DB_NAME
 $PGB_DB_RO = host=$HOST port=$REPLICA_PORT dbname=$DB_NAME
+;; The e2e suite's PgBouncer test database (test/pgbouncer.e2e-spec.ts).
+dbu_test_pgbouncer = host=$HOST port=$PRIMARY_PORT dbname=dbu_test_pgbouncer
+dbu_test_pgbouncer_ro = host=$HOST port=$REPLICA_PORT dbname=dbu_test_pgbouncer
 * = host=$HOST port=$PRIMARY_PORT
 
 [pgbouncer]

@@ -19,7 +19,7 @@ export interface BootTopology {
 export class NoWriterError extends Error {
   constructor(probes: NodeProbe[]) {
     super(
-      `no writable primary among ${probes.map((p) => `${p.name} (${p.reachable ? p.role : 'unreachable'})`).join(', ')}`,
+      `no writable primary among ${probes.map((p) => `${p.name} (${p.reachable ? p.role : `unreachable: ${p.error ?? 'unknown error'}`})`).join(', ')}`,
     );
     this.name = 'NoWriterError';
   }

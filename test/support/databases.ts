@@ -55,9 +55,23 @@ export async function adminQuery(
  * A fresh database for one test file, copied from the migrated template, and
  * present on the replica before the tests start.
  */
-export async function createTestDatabase(db: StackDb, label: string): Promise<string> {
-  const name = `dbu_test_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(3).toString('hex')}`;
+export async function createTestDatabase(
+  db: StackDb,
+  label: string,
+  opts: { exactName?: string } = {},
+): Promise<string> {
+  const name =
+    opts.exactName ??
+    `dbu_test_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(3).toString('hex')}`;
   assertTestDatabase(name);
+  if (opts.exactName) {
+    await adminQuery(
+      db,
+      db.primaryPort,
+      'postgres',
+      `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`,
+    );
+  }
   await adminQuery(
     db,
     db.primaryPort,
