@@ -13,9 +13,16 @@ key_file=.stack/dev-api-key
 if [ ! -s "$key_file" ]; then
   (umask 077; node -e "process.stdout.write(require('node:crypto').randomBytes(24).toString('base64url'))" > "$key_file")
 fi
-hash=$(node -e "process.stdout.write(require('node:crypto').createHash('sha256').update(require('node:fs').readFileSync('$key_file','utf8')).digest('hex'))")
-scopes='["recipes:read","recipes:write","users:read","users:write","gdpr:export","gdpr:erase","consent:write","audit:read","backup:admin","ops:read","ops:admin"]'
-export API_KEYS="${API_KEYS:-[{\"id\":\"dev\",\"hash\":\"$hash\",\"scopes\":$scopes}]}"
+if [ -z "${API_KEYS:-}" ]; then
+  API_KEYS=$(node -e '
+    const { createHash } = require("node:crypto");
+    const secret = require("node:fs").readFileSync(process.argv[1], "utf8");
+    const scopes = ["recipes:read", "recipes:write", "users:read", "users:write", "gdpr:export", "gdpr:erase",
+      "consent:write", "audit:read", "backup:admin", "ops:read", "ops:admin"];
+    process.stdout.write(JSON.stringify([{ id: "dev", hash: createHash("sha256").update(secret).digest("hex"), scopes }]));
+  ' "$key_file")
+fi
+export API_KEYS
 export DB_MIGRATIONS_RUN="${DB_MIGRATIONS_RUN:-true}"
 
 npm run --silent build
