@@ -1,5 +1,12 @@
 import { Extensions1795651200000 } from './1795651200000-Extensions.js';
 import { OpsTables1795651201000 } from './1795651201000-OpsTables.js';
+import { Recipes1795651202000 } from './1795651202000-Recipes.js';
+import { RecipesHnswIndex1795651203000 } from './1795651203000-RecipesHnswIndex.js';
 
 /** Every migration, in order. Listed (not globbed) so bundlers and Jest's ESM loader see them. */
-export const MIGRATIONS = [Extensions1795651200000, OpsTables1795651201000];
+export const MIGRATIONS = [
+  Extensions1795651200000,
+  OpsTables1795651201000,
+  Recipes1795651202000,
+  RecipesHnswIndex1795651203000,
+];

@@ -51,6 +51,30 @@ export interface AppConfig {
     metricsRequireKey: boolean;
   };
   jobs: { enabled: boolean; canaryCron: string };
+  vector: VectorConfig;
+  embeddings: EmbeddingsConfig;
+}
+
+export interface VectorConfig {
+  efSearch: number;
+  efSearchPerResult: number;
+  maxDistance: number;
+  candidateLimit: number;
+  resultLimit: number;
+  queryTimeoutMs: number;
+  maxScanTuples: number;
+  exactMaxRows: number;
+  recallSampleRate: number;
+  maintenanceWorkMem: string;
+  parallelWorkers: number;
+}
+
+export interface EmbeddingsConfig {
+  provider: 'none' | 'openai';
+  url: string | undefined;
+  model: string;
+  apiKey: string | undefined;
+  timeoutMs: number;
 }
 
 /** Thrown when the environment is invalid; the message names every bad variable. */
@@ -73,7 +97,8 @@ function describe(errors: ValidationError[]): string[] {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const known = Object.keys(new EnvironmentVariables());
   const raw: Record<string, string> = {};
-  for (const key of [...known, 'DB_PASSWORD', 'PGBOUNCER_HOST', 'PGBOUNCER_ADMIN_PASSWORD']) {
+  const optional = ['DB_PASSWORD', 'PGBOUNCER_HOST', 'PGBOUNCER_ADMIN_PASSWORD', 'EMBEDDINGS_URL', 'EMBEDDINGS_API_KEY'];
+  for (const key of [...known, ...optional]) {
     const value = env[key];
     if (value !== undefined && value !== '') {
       raw[key] = value;
@@ -88,6 +113,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     }
     if (vars.DB_POOL_DEFAULT > vars.DB_POOL_MAX) {
       problems.push('DB_POOL_DEFAULT: must not exceed DB_POOL_MAX');
+    }
+    if (vars.VECTOR_RESULT_LIMIT > vars.VECTOR_CANDIDATE_LIMIT) {
+      problems.push('VECTOR_RESULT_LIMIT: must not exceed VECTOR_CANDIDATE_LIMIT');
     }
     if (vars.DB_ROUTE_VIA_PGBOUNCER && !vars.PGBOUNCER_HOST) {
       problems.push('DB_ROUTE_VIA_PGBOUNCER: needs PGBOUNCER_HOST');
@@ -142,5 +170,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       metricsRequireKey: vars.METRICS_REQUIRE_KEY,
     },
     jobs: { enabled: vars.JOBS_ENABLED, canaryCron: vars.JOB_CANARY_CRON },
+    vector: {
+      efSearch: vars.VECTOR_EF_SEARCH,
+      efSearchPerResult: vars.VECTOR_EF_SEARCH_PER_RESULT,
+      maxDistance: vars.VECTOR_MAX_DISTANCE,
+      candidateLimit: vars.VECTOR_CANDIDATE_LIMIT,
+      resultLimit: vars.VECTOR_RESULT_LIMIT,
+      queryTimeoutMs: vars.VECTOR_QUERY_TIMEOUT_MS,
+      maxScanTuples: vars.VECTOR_MAX_SCAN_TUPLES,
+      exactMaxRows: vars.VECTOR_EXACT_MAX_ROWS,
+      recallSampleRate: vars.VECTOR_RECALL_SAMPLE_RATE,
+      maintenanceWorkMem: vars.VECTOR_MAINTENANCE_WORK_MEM,
+      parallelWorkers: vars.VECTOR_PARALLEL_WORKERS,
+    },
+    embeddings: {
+      provider: vars.EMBEDDINGS_PROVIDER,
+      url: vars.EMBEDDINGS_URL,
+      model: vars.EMBEDDINGS_MODEL,
+      apiKey: vars.EMBEDDINGS_API_KEY,
+      timeoutMs: vars.EMBEDDINGS_TIMEOUT_MS,
+    },
   });
 }
