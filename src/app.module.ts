@@ -9,6 +9,7 @@ import { DatabaseModule } from './database/database.module.js';
 import { HealthModule } from './health/health.module.js';
 import { MonitoringModule } from './monitoring/monitoring.module.js';
 import { OpsModule } from './ops/ops.module.js';
+import { RecipesModule } from './recipes/recipes.module.js';
 import { SecurityModule } from './security/security.module.js';
 
 @Module({})
@@ -27,6 +28,7 @@ export class AppModule implements NestModule {
         CacheInfraModule,
         HealthModule,
         OpsModule,
+        RecipesModule,
       ],
       providers: [LifecycleService],
       exports: [LifecycleService],

@@ -97,7 +97,13 @@ function describe(errors: ValidationError[]): string[] {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const known = Object.keys(new EnvironmentVariables());
   const raw: Record<string, string> = {};
-  const optional = ['DB_PASSWORD', 'PGBOUNCER_HOST', 'PGBOUNCER_ADMIN_PASSWORD', 'EMBEDDINGS_URL', 'EMBEDDINGS_API_KEY'];
+  const optional = [
+    'DB_PASSWORD',
+    'PGBOUNCER_HOST',
+    'PGBOUNCER_ADMIN_PASSWORD',
+    'EMBEDDINGS_URL',
+    'EMBEDDINGS_API_KEY',
+  ];
   for (const key of [...known, ...optional]) {
     const value = env[key];
     if (value !== undefined && value !== '') {

@@ -221,37 +221,68 @@ export class EnvironmentVariables {
   METRICS_REQUIRE_KEY = false;
 
   // --- vector search (spec: vector_storage) ---------------------------------------
-  @Transform(toInt) @IsInt() @Min(1) @Max(1000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
   VECTOR_EF_SEARCH = 40;
 
-  @Transform(toInt) @IsInt() @Min(1) @Max(20)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(20)
   VECTOR_EF_SEARCH_PER_RESULT = 2;
 
-  @Transform(toNumber) @IsNumber() @Min(0) @Max(2)
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(0)
+  @Max(2)
   VECTOR_MAX_DISTANCE = 0.8;
 
-  @Transform(toInt) @IsInt() @Min(1) @Max(1000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
   VECTOR_CANDIDATE_LIMIT = 50;
 
-  @Transform(toInt) @IsInt() @Min(1) @Max(1000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
   VECTOR_RESULT_LIMIT = 20;
 
-  @Transform(toInt) @IsInt() @Min(10) @Max(600_000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(600_000)
   VECTOR_QUERY_TIMEOUT_MS = 3_000;
 
-  @Transform(toInt) @IsInt() @Min(100) @Max(10_000_000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(10_000_000)
   VECTOR_MAX_SCAN_TUPLES = 20_000;
 
-  @Transform(toInt) @IsInt() @Min(0) @Max(10_000_000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(10_000_000)
   VECTOR_EXACT_MAX_ROWS = 2_000;
 
-  @Transform(toNumber) @IsNumber() @Min(0) @Max(1)
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(0)
+  @Max(1)
   VECTOR_RECALL_SAMPLE_RATE = 0.01;
 
-  @IsString() @Matches(/^\d+(kB|MB|GB)$/)
+  @IsString()
+  @Matches(/^\d+(kB|MB|GB)$/)
   VECTOR_MAINTENANCE_WORK_MEM = '256MB';
 
-  @Transform(toInt) @IsInt() @Min(0) @Max(64)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(64)
   VECTOR_PARALLEL_WORKERS = 4;
 
   // --- embeddings provider (text search) -------------------------------------------
@@ -262,13 +293,18 @@ export class EnvironmentVariables {
   @IsUrl({ require_tld: false, protocols: ['http', 'https'], require_protocol: true })
   EMBEDDINGS_URL?: string;
 
-  @IsString() @MinLength(1)
+  @IsString()
+  @MinLength(1)
   EMBEDDINGS_MODEL = 'text-embedding-3-small';
 
-  @IsOptional() @IsString()
+  @IsOptional()
+  @IsString()
   EMBEDDINGS_API_KEY?: string;
 
-  @Transform(toInt) @IsInt() @Min(100) @Max(120_000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(120_000)
   EMBEDDINGS_TIMEOUT_MS = 5_000;
 
   // --- jobs -------------------------------------------------------------------------

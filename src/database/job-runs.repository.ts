@@ -32,6 +32,16 @@ export class JobRunsRepository {
     );
   }
 
+  async getById(id: string): Promise<JobRunRow | null> {
+    const rows: JobRunRow[] = await this.dataSource.query(
+      `SELECT id::text AS id, job, instance_id AS "instanceId", status, started_at AS "startedAt",
+              finished_at AS "finishedAt", detail
+         FROM ops_job_runs WHERE id = $1`,
+      [id],
+    );
+    return rows[0] ?? null;
+  }
+
   async recent(job: string, limit: number): Promise<JobRunRow[]> {
     return this.dataSource.query(
       `SELECT id::text AS id, job, instance_id AS "instanceId", status, started_at AS "startedAt",

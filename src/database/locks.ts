@@ -8,4 +8,5 @@ export const LOCK_NAMESPACE = 0x44425531; // "DBU1"
 export enum AdvisoryLock {
   Migrations = 1,
   JobHeartbeat = 100,
+  VectorIndexRebuild = 200,
 }

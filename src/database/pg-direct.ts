@@ -9,7 +9,7 @@ import type { DatabaseConfig, NodeAddress } from '../config/app-config.js';
 export function directClientConfig(
   db: DatabaseConfig,
   node: NodeAddress,
-  opts: { timeoutMs?: number; applicationName?: string } = {},
+  opts: { timeoutMs?: number; applicationName?: string; noQueryTimeout?: boolean } = {},
 ): pg.ClientConfig {
   const timeout = opts.timeoutMs ?? db.connectTimeoutMs;
   return {
@@ -20,7 +20,7 @@ export function directClientConfig(
     database: db.name,
     ssl: sslOption(db.ssl),
     connectionTimeoutMillis: timeout,
-    query_timeout: timeout,
+    query_timeout: opts.noQueryTimeout ? undefined : timeout,
     application_name: opts.applicationName ?? 'database-unit',
   };
 }

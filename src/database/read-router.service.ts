@@ -139,6 +139,35 @@ export class ReadRouterService implements OnModuleInit {
     }
   }
 
+  /**
+   * Runs `fn` in one read-only transaction on a read connection, so `SET LOCAL`
+   * settings (e.g. hnsw.ef_search, statement_timeout) stay inside it — safe through
+   * PgBouncer transaction pooling.
+   */
+  async readTransaction<T>(fn: (manager: EntityManager) => Promise<T>): Promise<T> {
+    const runner = this.dataSource.createQueryRunner('slave');
+    try {
+      await runner.query('BEGIN READ ONLY');
+      const result = await fn(runner.manager);
+      await runner.query('COMMIT');
+      return result;
+    } catch (err) {
+      if (runner.connection && !runner.isReleased) {
+        await runner
+          .query('ROLLBACK')
+          .catch((rollbackErr: Error) =>
+            this.logger.warn(
+              { error: rollbackErr.message },
+              'rollback of a read transaction failed',
+            ),
+          );
+      }
+      throw err;
+    } finally {
+      await runner.release();
+    }
+  }
+
   /** Runs `fn` in one transaction on the writer. */
   write<T>(fn: (manager: EntityManager) => Promise<T>): Promise<T> {
     return this.dataSource.transaction(fn);

@@ -1,4 +1,14 @@
-import { Body, Controller, Get, HttpCode, Param, ParseUUIDPipe, Post } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Get,
+  HttpCode,
+  Param,
+  ParseIntPipe,
+  ParseUUIDPipe,
+  Post,
+} from '@nestjs/common';
+import type { JobRunRow } from '../database/job-runs.repository.js';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { RequireScopes } from '../security/auth.decorators.js';
 import { CreateProbeDto, ProbeResponseDto } from './dto/probe.dto.js';
@@ -22,6 +32,15 @@ export class OpsController {
   @ApiOperation({ summary: 'Write a routing probe row on the writer' })
   createProbe(@Body() dto: CreateProbeDto): Promise<ProbeResponseDto> {
     return this.ops.createProbe(dto.note ?? '');
+  }
+
+  @Get('jobs/:id')
+  @RequireScopes('ops:read')
+  @ApiOperation({
+    summary: 'One job run (scheduled or started by an ops action): status and detail',
+  })
+  job(@Param('id', new ParseIntPipe()) id: number): Promise<JobRunRow> {
+    return this.ops.job(String(id));
   }
 
   @Get('probes/:id')

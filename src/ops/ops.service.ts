@@ -3,6 +3,7 @@ import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { NotFoundError } from '../common/errors.js';
 import { ROUTE_LABELS } from '../database/database.tokens.js';
+import { JobRunRow, JobRunsRepository } from '../database/job-runs.repository.js';
 import type { RouteLabels } from '../database/read-router.service.js';
 import { NodeState, TopologyService } from '../database/topology.service.js';
 import type { ProbeResponseDto } from './dto/probe.dto.js';
@@ -30,6 +31,7 @@ export class OpsService {
     @Inject(ROUTE_LABELS) private readonly labels: RouteLabels,
     private readonly topologyService: TopologyService,
     private readonly probes: ProbesRepository,
+    private readonly runs: JobRunsRepository,
   ) {}
 
   async topology(): Promise<TopologyView> {
@@ -54,6 +56,14 @@ export class OpsService {
         replayLagSeconds: s.lastProbe.replayLagSeconds,
       })),
     };
+  }
+
+  async job(id: string): Promise<JobRunRow> {
+    const run = await this.runs.getById(id);
+    if (!run) {
+      throw new NotFoundError('job run', id);
+    }
+    return run;
   }
 
   async createProbe(note: string): Promise<ProbeResponseDto> {

@@ -1,0 +1,26 @@
+import { BadRequestException } from '@nestjs/common';
+
+/** Opaque keyset cursor: base64url of the last row's sort key. */
+export function encodeCursor(createdAt: string, id: string): string {
+  return Buffer.from(JSON.stringify({ c: createdAt, i: id }), 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  try {
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as {
+      c?: unknown;
+      i?: unknown;
+    };
+    if (
+      typeof parsed.c === 'string' &&
+      typeof parsed.i === 'string' &&
+      /^[0-9a-f-]{36}$/.test(parsed.i) &&
+      /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:?\d{2})?|Z)?$/.test(parsed.c)
+    ) {
+      return { createdAt: parsed.c, id: parsed.i };
+    }
+  } catch {
+    // falls through to the 400 below: any undecodable cursor is the caller's error
+  }
+  throw new BadRequestException(['cursor is not a cursor this API issued']);
+}

@@ -1,0 +1,23 @@
+import type { EntityManager } from 'typeorm';
+
+/**
+ * Runs bound-parameter SQL and returns its rows. TypeORM's postgres driver answers
+ * UPDATE/DELETE with `[rows, affectedCount]` but SELECT/INSERT with `rows`; this
+ * evens that out so `RETURNING` reads the same everywhere.
+ */
+export async function queryRows<T>(
+  m: EntityManager,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
+  const result: unknown = await m.query(sql, params);
+  if (
+    Array.isArray(result) &&
+    result.length === 2 &&
+    Array.isArray(result[0]) &&
+    typeof result[1] === 'number'
+  ) {
+    return result[0] as T[];
+  }
+  return result as T[];
+}

@@ -1,0 +1,11 @@
+import { ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
+
+export class ExplainQueryDto {
+  @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 60) cuisine?: string;
+  @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 60) tag?: string;
+  @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 60) dietary?: string;
+  @ApiPropertyOptional() @IsOptional() @Type(() => Number) @IsInt() @Min(0) maxTotalMinutes?: number;
+  @ApiPropertyOptional({ default: 20 }) @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(50) limit?: number;
+}

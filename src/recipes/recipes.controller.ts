@@ -1,0 +1,150 @@
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  Headers,
+  HttpCode,
+  Param,
+  ParseUUIDPipe,
+  Patch,
+  Post,
+  Put,
+  Query,
+  Res,
+  BadRequestException,
+} from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import { RequireScopes } from '../security/auth.decorators.js';
+import {
+  BatchUpsertRecipesDto,
+  BatchUpsertResponseDto,
+  CreateRecipeDto,
+  ListRecipesQueryDto,
+  RecipeListResponseDto,
+  RecipeResponseDto,
+  SetEmbeddingDto,
+  UpdateRecipeDto,
+} from './dto/recipe.dto.js';
+import { SearchRecipesDto, SearchResponseDto, SimilarQueryDto } from './dto/search.dto.js';
+import { RecipesService } from './recipes.service.js';
+import { SearchService } from './search.service.js';
+
+const uuid = new ParseUUIDPipe();
+
+/** `If-Match: "3"`, `W/"3"` or `3` → 3; absent → undefined; anything else → 400. */
+export function parseIfMatch(header: string | undefined): number | undefined {
+  if (header === undefined) {
+    return undefined;
+  }
+  const m = /^(?:W\/)?"?(\d{1,9})"?$/.exec(header.trim());
+  if (!m) {
+    throw new BadRequestException(['If-Match must be the recipe version, e.g. "3"']);
+  }
+  return Number(m[1]);
+}
+
+function tag(reply: FastifyReply, recipe: RecipeResponseDto): RecipeResponseDto {
+  void reply.header('etag', `"${recipe.version}"`);
+  return recipe;
+}
+
+@ApiTags('recipes')
+@Controller({ path: 'recipes', version: '1' })
+export class RecipesController {
+  constructor(
+    private readonly recipes: RecipesService,
+    private readonly searchService: SearchService,
+  ) {}
+
+  @Post()
+  @RequireScopes('recipes:write')
+  @ApiOperation({ summary: 'Create a recipe (embedding optional)' })
+  async create(
+    @Body() dto: CreateRecipeDto,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<RecipeResponseDto> {
+    const recipe = await this.recipes.create(dto);
+    void reply.status(201).header('location', `/v1/recipes/${recipe.id}`);
+    return tag(reply, recipe);
+  }
+
+  @Post('batch')
+  @HttpCode(200)
+  @RequireScopes('recipes:write')
+  @ApiOperation({ summary: 'Upsert up to 100 recipes (with embeddings) in one transaction' })
+  batch(@Body() dto: BatchUpsertRecipesDto): Promise<BatchUpsertResponseDto> {
+    return this.recipes.upsertBatch(dto);
+  }
+
+  @Post('search')
+  @HttpCode(200)
+  @RequireScopes('recipes:read')
+  @ApiOperation({
+    summary: 'Vector search by embedding, recipeId (more-like-this) or text, with filters',
+  })
+  search(@Body() dto: SearchRecipesDto): Promise<SearchResponseDto> {
+    return this.searchService.search(dto);
+  }
+
+  @Get()
+  @RequireScopes('recipes:read')
+  @ApiOperation({ summary: 'List recipes with filters and cursor paging' })
+  list(@Query() query: ListRecipesQueryDto): Promise<RecipeListResponseDto> {
+    return this.recipes.list(query);
+  }
+
+  @Get(':id')
+  @RequireScopes('recipes:read')
+  @ApiOperation({ summary: 'One recipe (ETag = version)' })
+  async get(
+    @Param('id', uuid) id: string,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<RecipeResponseDto> {
+    return tag(reply, await this.recipes.get(id));
+  }
+
+  @Get(':id/similar')
+  @RequireScopes('recipes:read')
+  @ApiOperation({ summary: 'More like this recipe (itself excluded)' })
+  similar(
+    @Param('id', uuid) id: string,
+    @Query() query: SimilarQueryDto,
+  ): Promise<SearchResponseDto> {
+    return this.searchService.similar(id, query.limit, query.maxDistance);
+  }
+
+  @Patch(':id')
+  @RequireScopes('recipes:write')
+  @ApiOperation({
+    summary: 'Partial update; If-Match with the version prevents lost updates (412)',
+  })
+  async update(
+    @Param('id', uuid) id: string,
+    @Body() dto: UpdateRecipeDto,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<RecipeResponseDto> {
+    return tag(reply, await this.recipes.update(id, dto, parseIfMatch(ifMatch)));
+  }
+
+  @Put(':id/embedding')
+  @RequireScopes('recipes:write')
+  @ApiOperation({ summary: 'Set the embedding' })
+  async setEmbedding(
+    @Param('id', uuid) id: string,
+    @Body() dto: SetEmbeddingDto,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<RecipeResponseDto> {
+    return tag(reply, await this.recipes.setEmbedding(id, dto.embedding));
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  @RequireScopes('recipes:write')
+  @ApiOperation({ summary: 'Delete a recipe' })
+  async delete(@Param('id', uuid) id: string): Promise<void> {
+    await this.recipes.delete(id);
+  }
+}

@@ -1,0 +1,36 @@
+import { Module } from '@nestjs/common';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import { DATA_CHANGE_SINK } from '../common/data-change.js';
+import { LoggingDataChangeSink } from '../common/logging-data-change.sink.js';
+import { EMBEDDING_PROVIDER, EmbeddingProvider } from './embedding/embedding-provider.js';
+import { OpenAiEmbeddingProvider } from './embedding/openai-embedding.provider.js';
+import { RecipesController } from './recipes.controller.js';
+import { RecipesRepository } from './recipes.repository.js';
+import { RecipesService } from './recipes.service.js';
+import { SearchMetrics } from './search.metrics.js';
+import { SearchService } from './search.service.js';
+import { VectorIndexService } from './vector-index.service.js';
+import { VectorOpsController } from './vector-ops.controller.js';
+
+@Module({
+  controllers: [RecipesController, VectorOpsController],
+  providers: [
+    RecipesRepository,
+    RecipesService,
+    SearchService,
+    SearchMetrics,
+    VectorIndexService,
+    { provide: DATA_CHANGE_SINK, useClass: LoggingDataChangeSink },
+    {
+      provide: EMBEDDING_PROVIDER,
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig): EmbeddingProvider | null =>
+        config.embeddings.provider === 'openai'
+          ? new OpenAiEmbeddingProvider(config.embeddings)
+          : null,
+    },
+  ],
+  exports: [RecipesService, SearchService],
+})
+export class RecipesModule {}

@@ -1,0 +1,65 @@
+import { Injectable } from '@nestjs/common';
+import { Gauge, Histogram } from 'prom-client';
+import { MetricsService } from '../monitoring/metrics.service.js';
+
+export enum VectorMetric {
+  SearchDuration = 'vector_search_duration_seconds',
+  Recall = 'vector_search_recall',
+  Candidates = 'vector_search_candidates',
+  Returned = 'vector_search_returned_rows',
+  IndexSize = 'vector_index_size_bytes',
+  IndexBuildSeconds = 'vector_index_last_build_seconds',
+}
+
+/** Vector search metrics, in the process's one registry. */
+@Injectable()
+export class SearchMetrics {
+  readonly duration: Histogram<'plan' | 'mode' | 'filtered'>;
+  readonly recall: Histogram<'plan' | 'filtered'>;
+  readonly candidates: Histogram<'plan'>;
+  readonly returned: Histogram<'plan'>;
+  readonly indexSize: Gauge;
+  readonly indexBuildSeconds: Gauge;
+
+  constructor(metrics: MetricsService) {
+    const registers = [metrics.registry];
+    this.duration = new Histogram({
+      name: VectorMetric.SearchDuration,
+      help: 'Vector search latency (database part), by plan and query mode',
+      labelNames: ['plan', 'mode', 'filtered'],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3],
+      registers,
+    });
+    this.recall = new Histogram({
+      name: VectorMetric.Recall,
+      help: 'Recall of sampled searches against exact search (1 = same results)',
+      labelNames: ['plan', 'filtered'],
+      buckets: [0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1],
+      registers,
+    });
+    this.candidates = new Histogram({
+      name: VectorMetric.Candidates,
+      help: 'Rows the nearest-neighbour query returned before the distance cut-off',
+      labelNames: ['plan'],
+      buckets: [0, 1, 5, 10, 20, 30, 40, 50],
+      registers,
+    });
+    this.returned = new Histogram({
+      name: VectorMetric.Returned,
+      help: 'Rows returned to the caller',
+      labelNames: ['plan'],
+      buckets: [0, 1, 5, 10, 20, 30, 40, 50],
+      registers,
+    });
+    this.indexSize = new Gauge({
+      name: VectorMetric.IndexSize,
+      help: 'Size of the HNSW index on recipe embeddings',
+      registers,
+    });
+    this.indexBuildSeconds = new Gauge({
+      name: VectorMetric.IndexBuildSeconds,
+      help: 'Duration of the last HNSW index (re)build run by this instance',
+      registers,
+    });
+  }
+}

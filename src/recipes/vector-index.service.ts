@@ -1,0 +1,227 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import pg from 'pg';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import { DomainError, ErrorCode } from '../common/errors.js';
+import { JobLeadershipService } from '../database/job-leadership.service.js';
+import { JobRunsRepository } from '../database/job-runs.repository.js';
+import { AdvisoryLock, LOCK_NAMESPACE } from '../database/locks.js';
+import { directClientConfig } from '../database/pg-direct.js';
+import { TopologyService } from '../database/topology.service.js';
+import { HNSW_INDEX } from './recipes.constants.js';
+import { RecipesRepository, SearchFilters } from './recipes.repository.js';
+import { SearchMetrics } from './search.metrics.js';
+import { SearchService } from './search.service.js';
+import { parallelWorkersFor } from './vector-index.js';
+
+export enum VectorJob {
+  Rebuild = 'vector-index-rebuild',
+}
+
+interface PlanNode {
+  'Node Type': string;
+  'Index Name'?: string;
+  'Actual Rows'?: number;
+  'Actual Loops'?: number;
+  'Rows Removed by Filter'?: number;
+  'Shared Hit Blocks'?: number;
+  'Shared Read Blocks'?: number;
+  Plans?: PlanNode[];
+}
+
+export interface ExplainReport {
+  indexUsed: boolean;
+  indexName: string | null;
+  nodeTypes: string[];
+  rowsScanned: number | null;
+  rowsRemovedByFilter: number;
+  rowsReturned: number;
+  buffers: { sharedHit: number; sharedRead: number };
+  planningMs: number;
+  executionMs: number;
+  settings: { efSearch: number; limit: number; filtered: boolean };
+  plan: unknown;
+}
+
+const REFRESH_MS = 60_000;
+
+/** Query-plan analysis, index size, and online rebuilds of the HNSW index. */
+@Injectable()
+export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger(VectorIndexService.name);
+  private timer?: NodeJS.Timeout;
+  private rebuilding: Promise<void> | null = null;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly recipes: RecipesRepository,
+    private readonly search: SearchService,
+    private readonly metrics: SearchMetrics,
+    private readonly topology: TopologyService,
+    private readonly runs: JobRunsRepository,
+    private readonly leadership: JobLeadershipService,
+  ) {}
+
+  onModuleInit(): void {
+    void this.refreshSize();
+    this.timer = setInterval(() => void this.refreshSize(), REFRESH_MS);
+    this.timer.unref();
+  }
+
+  async refreshSize(): Promise<void> {
+    try {
+      const size = await this.recipes.indexSizeBytes();
+      if (size !== null) {
+        this.metrics.indexSize.set(size);
+      }
+    } catch (err) {
+      this.logger.debug({ error: (err as Error).message }, 'index size not available');
+    }
+  }
+
+  /** EXPLAIN (ANALYZE, BUFFERS) of a representative search, summarised. */
+  async explain(filters: SearchFilters, limit: number): Promise<ExplainReport> {
+    const embedding = await this.recipes.sampleEmbedding();
+    if (!embedding) {
+      throw new DomainError(
+        ErrorCode.Conflict,
+        'no recipe has an embedding yet: nothing to explain',
+      );
+    }
+    const tuning = this.search.tuning(limit);
+    const raw = (await this.recipes.explain(
+      { embedding, filters, limit, maxDistance: 2 },
+      tuning,
+    )) as Array<{ Plan: PlanNode; 'Planning Time': number; 'Execution Time': number }>;
+    const top = raw[0];
+    const nodes: PlanNode[] = [];
+    const walk = (n: PlanNode): void => {
+      nodes.push(n);
+      n.Plans?.forEach(walk);
+    };
+    walk(top.Plan);
+    const indexNode = nodes.find((n) => n['Index Name'] === HNSW_INDEX);
+    return {
+      indexUsed: indexNode !== undefined,
+      indexName: indexNode?.['Index Name'] ?? null,
+      nodeTypes: nodes.map((n) => n['Node Type']),
+      rowsScanned: indexNode
+        ? (indexNode['Actual Rows'] ?? 0) * (indexNode['Actual Loops'] ?? 1) +
+          (indexNode['Rows Removed by Filter'] ?? 0)
+        : null,
+      rowsRemovedByFilter: nodes.reduce((sum, n) => sum + (n['Rows Removed by Filter'] ?? 0), 0),
+      rowsReturned: top.Plan['Actual Rows'] ?? 0,
+      buffers: {
+        sharedHit: top.Plan['Shared Hit Blocks'] ?? 0,
+        sharedRead: top.Plan['Shared Read Blocks'] ?? 0,
+      },
+      planningMs: top['Planning Time'],
+      executionMs: top['Execution Time'],
+      settings: { efSearch: tuning.efSearch, limit, filtered: Object.keys(filters).length > 0 },
+      plan: raw,
+    };
+  }
+
+  /**
+   * Starts `REINDEX INDEX CONCURRENTLY` on the writer (reads and writes go on) and
+   * returns the job-run id to poll. One rebuild at a time across the fleet.
+   */
+  async startRebuild(): Promise<string> {
+    if (this.rebuilding) {
+      throw new DomainError(
+        ErrorCode.Conflict,
+        'an index rebuild is already running on this instance',
+      );
+    }
+    const writer = this.topology.snapshot().find((n) => n.name === this.topology.writerName);
+    if (!writer) {
+      throw new DomainError(ErrorCode.DependencyUnavailable, 'no writer known');
+    }
+    const client = new pg.Client(
+      directClientConfig(this.config.database, writer.lastProbe.address, {
+        applicationName: 'database-unit:reindex',
+        // REINDEX may run for minutes.
+        noQueryTimeout: true,
+      }),
+    );
+    client.on('error', (err) =>
+      this.logger.warn({ error: err.message }, 'reindex connection error'),
+    );
+    await client.connect();
+    try {
+      const lock = await client.query<{ ok: boolean }>(
+        'SELECT pg_try_advisory_lock($1, $2) AS ok',
+        [LOCK_NAMESPACE, AdvisoryLock.VectorIndexRebuild],
+      );
+      if (!lock.rows[0]?.ok) {
+        throw new DomainError(
+          ErrorCode.Conflict,
+          'an index rebuild is already running in the fleet',
+        );
+      }
+    } catch (err) {
+      await client.end();
+      throw err;
+    }
+    const runId = await this.runs.start(VectorJob.Rebuild, this.leadership.instanceId);
+    this.rebuilding = this.rebuild(client, runId).finally(() => {
+      this.rebuilding = null;
+    });
+    return runId;
+  }
+
+  private async rebuild(client: pg.Client, runId: string): Promise<void> {
+    const started = performance.now();
+    try {
+      const ext = await client.query<{ extversion: string }>(
+        `SELECT extversion FROM pg_extension WHERE extname = 'vector'`,
+      );
+      const version = ext.rows[0]?.extversion ?? '0';
+      const workers = parallelWorkersFor(version, this.config.vector.parallelWorkers);
+      if (workers < this.config.vector.parallelWorkers) {
+        this.logger.warn(
+          { pgvector: version },
+          'pgvector < 0.8.2: rebuilding the HNSW index without parallel workers',
+        );
+      }
+      await client.query(`SELECT set_config('maintenance_work_mem', $1, false)`, [
+        this.config.vector.maintenanceWorkMem,
+      ]);
+      await client.query(`SELECT set_config('max_parallel_maintenance_workers', $1, false)`, [
+        String(workers),
+      ]);
+      // A crashed earlier REINDEX CONCURRENTLY leaves an invalid copy behind.
+      await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${HNSW_INDEX}_ccnew`);
+      this.logger.log(
+        { runId, workers, maintenanceWorkMem: this.config.vector.maintenanceWorkMem },
+        'HNSW rebuild started',
+      );
+      await client.query(`REINDEX INDEX CONCURRENTLY ${HNSW_INDEX}`);
+      const seconds = (performance.now() - started) / 1000;
+      this.metrics.indexBuildSeconds.set(seconds);
+      await this.refreshSize();
+      await this.runs.finish(runId, 'succeeded', { seconds, workers, pgvector: version });
+      this.logger.log({ runId, seconds }, 'HNSW rebuild finished');
+    } catch (err) {
+      const message = (err as Error).message;
+      this.logger.error({ runId, error: message }, 'HNSW rebuild failed');
+      await this.runs.finish(runId, 'failed', { error: message });
+    } finally {
+      await client
+        .end()
+        .catch((err: Error) =>
+          this.logger.warn({ error: err.message }, 'closing reindex connection'),
+        );
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.timer) {
+      clearInterval(this.timer);
+    }
+    if (this.rebuilding) {
+      this.logger.warn('waiting for the running index rebuild to finish before exiting');
+      await this.rebuilding;
+    }
+  }
+}

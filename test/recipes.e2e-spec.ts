@@ -1,0 +1,269 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { randomUUID } from 'node:crypto';
+import request from 'supertest';
+import { bearer, bootApp, KEYS, testConfig } from './support/app.js';
+import {
+  adminQuery,
+  createTestDatabase,
+  dropTestDatabase,
+  StackDb,
+  stackDb,
+} from './support/databases.js';
+import { stackEnv } from './support/stack.js';
+import { axis, recipeBody, seededVector } from './support/vectors.js';
+
+interface Recipe {
+  id: string;
+  title: string;
+  version: number;
+  hasEmbedding: boolean;
+  cuisine: string;
+}
+
+describe('recipes CRUD (real stack)', () => {
+  let app: NestFastifyApplication;
+  let db: StackDb;
+  let database: string;
+  const strong = { 'x-consistency': 'strong' };
+
+  beforeAll(async () => {
+    const env = await stackEnv();
+    db = stackDb(env);
+    database = await createTestDatabase(db, 'recipes');
+    app = await bootApp(testConfig(env, database));
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await dropTestDatabase(db, database);
+  });
+
+  const server = (): ReturnType<NestFastifyApplication['getHttpServer']> => app.getHttpServer();
+  const count = async (): Promise<number> =>
+    Number(
+      (await adminQuery(db, db.primaryPort, database, 'SELECT count(*) AS n FROM recipes')).rows[0]
+        .n,
+    );
+
+  it('creates, reads, updates with If-Match, and deletes a recipe', async () => {
+    const created = await request(server())
+      .post('/v1/recipes')
+      .set(bearer(KEYS.all))
+      .send(recipeBody({ embedding: axis(3) }))
+      .expect(201);
+    const recipe = created.body as Recipe;
+    expect(created.headers.location).toBe(`/v1/recipes/${recipe.id}`);
+    expect(created.headers.etag).toBe('"1"');
+    expect(recipe).toMatchObject({ title: 'Weeknight pasta', version: 1, hasEmbedding: true });
+
+    const read = await request(server())
+      .get(`/v1/recipes/${recipe.id}`)
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(200);
+    expect((read.body as Recipe).title).toBe('Weeknight pasta');
+
+    const updated = await request(server())
+      .patch(`/v1/recipes/${recipe.id}`)
+      .set(bearer(KEYS.all))
+      .set('if-match', '"1"')
+      .send({ title: 'Better pasta' })
+      .expect(200);
+    expect(updated.body).toMatchObject({ title: 'Better pasta', version: 2 });
+    expect(updated.headers.etag).toBe('"2"');
+
+    const stale = await request(server())
+      .patch(`/v1/recipes/${recipe.id}`)
+      .set(bearer(KEYS.all))
+      .set('if-match', '"1"')
+      .send({ title: 'Lost update' })
+      .expect(412);
+    expect(stale.body.message).toContain('version 2');
+    const afterStale = await request(server())
+      .get(`/v1/recipes/${recipe.id}`)
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(200);
+    expect((afterStale.body as Recipe).title).toBe('Better pasta');
+
+    await request(server()).delete(`/v1/recipes/${recipe.id}`).set(bearer(KEYS.all)).expect(204);
+    await request(server())
+      .get(`/v1/recipes/${recipe.id}`)
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(404);
+    await request(server()).delete(`/v1/recipes/${recipe.id}`).set(bearer(KEYS.all)).expect(404);
+    await request(server())
+      .patch(`/v1/recipes/${randomUUID()}`)
+      .set(bearer(KEYS.all))
+      .send({ title: 'x' })
+      .expect(404);
+  });
+
+  it('sets an embedding with PUT', async () => {
+    const created = await request(server())
+      .post('/v1/recipes')
+      .set(bearer(KEYS.all))
+      .send(recipeBody())
+      .expect(201);
+    expect((created.body as Recipe).hasEmbedding).toBe(false);
+    const res = await request(server())
+      .put(`/v1/recipes/${(created.body as Recipe).id}/embedding`)
+      .set(bearer(KEYS.all))
+      .send({ embedding: axis(7) })
+      .expect(200);
+    expect(res.body).toMatchObject({ hasEmbedding: true, version: 2 });
+  });
+
+  it('upserts a batch of 100 in one call, and a replay only bumps versions', async () => {
+    const items = Array.from({ length: 100 }, (_, i) =>
+      recipeBody({
+        id: randomUUID(),
+        title: `Batch ${i}`,
+        cuisine: 'batch',
+        embedding: seededVector(i + 1),
+      }),
+    );
+    const before = await count();
+    const res = await request(server())
+      .post('/v1/recipes/batch')
+      .set(bearer(KEYS.all))
+      .send({ items })
+      .expect(200);
+    expect(res.body.count).toBe(100);
+    expect(await count()).toBe(before + 100);
+
+    await request(server())
+      .post('/v1/recipes/batch')
+      .set(bearer(KEYS.all))
+      .send({ items })
+      .expect(200);
+    expect(await count()).toBe(before + 100);
+    const versions = await adminQuery(
+      db,
+      db.primaryPort,
+      database,
+      `SELECT DISTINCT version FROM recipes WHERE cuisine = 'batch'`,
+    );
+    expect(versions.rows).toEqual([{ version: 2 }]);
+  });
+
+  it('rejects a batch with one bad item whole, naming the item and field, writing nothing', async () => {
+    const before = await count();
+    const items = [
+      recipeBody({ title: 'ok' }),
+      recipeBody({ totalMinutes: -5 }),
+      recipeBody({ embedding: [1, 2, 3] }),
+    ];
+    const res = await request(server())
+      .post('/v1/recipes/batch')
+      .set(bearer(KEYS.all))
+      .send({ items })
+      .expect(400);
+    expect(res.body.message).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^items\.1\.totalMinutes/),
+        expect.stringMatching(/^items\.2\.embedding must have exactly 1536 numbers \(got 3\)/),
+      ]),
+    );
+    expect(await count()).toBe(before);
+    const tooMany = Array.from({ length: 101 }, () => recipeBody());
+    const big = await request(server())
+      .post('/v1/recipes/batch')
+      .set(bearer(KEYS.all))
+      .send({ items: tooMany })
+      .expect(400);
+    expect(big.body.message.join(' ')).toContain('items must contain no more than 100 elements');
+  });
+
+  it.each([
+    [
+      'a missing title and a negative time',
+      { title: undefined, totalMinutes: -1 },
+      ['title', 'totalMinutes'],
+    ],
+    ['an unknown field', { color: 'red' }, ['color']],
+    ['an embedding of the wrong dimension', { embedding: [0.1, 0.2] }, ['embedding']],
+    [
+      'an embedding with a non-number',
+      { embedding: [...axis(1).slice(0, 1535), 'x'] },
+      ['embedding'],
+    ],
+    ['an all-zero embedding', { embedding: new Array(1536).fill(0) }, ['embedding']],
+    ['a bad author id', { authorId: 'nope' }, ['authorId']],
+  ])('answers 400 for %s, naming each field, writing nothing', async (_name, overrides, fields) => {
+    const before = await count();
+    const res = await request(server())
+      .post('/v1/recipes')
+      .set(bearer(KEYS.all))
+      .send(recipeBody(overrides))
+      .expect(400);
+    const message = (res.body as { message: string[] }).message.join('\n');
+    for (const field of fields) {
+      expect(message).toContain(field);
+    }
+    expect(await count()).toBe(before);
+  });
+
+  it('lists with filters and an opaque cursor, each row once', async () => {
+    const author = randomUUID();
+    for (let i = 0; i < 5; i++) {
+      await request(server())
+        .post('/v1/recipes')
+        .set(bearer(KEYS.all))
+        .send(
+          recipeBody({
+            title: `Paged ${i}`,
+            authorId: author,
+            cuisine: 'paged',
+            totalMinutes: 10 + i,
+          }),
+        )
+        .expect(201);
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const res = await request(server())
+        .get('/v1/recipes')
+        .query({ authorId: author, limit: 2, ...(cursor ? { cursor } : {}) })
+        .set(bearer(KEYS.all))
+        .set(strong)
+        .expect(200);
+      seen.push(...(res.body.items as Recipe[]).map((r) => r.title));
+      cursor = res.body.nextCursor as string | null;
+    } while (cursor);
+    expect(seen).toEqual(['Paged 4', 'Paged 3', 'Paged 2', 'Paged 1', 'Paged 0']);
+
+    const filtered = await request(server())
+      .get('/v1/recipes')
+      .query({ cuisine: 'paged', maxTotalMinutes: 11 })
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(200);
+    expect((filtered.body.items as Recipe[]).map((r) => r.title).sort()).toEqual([
+      'Paged 0',
+      'Paged 1',
+    ]);
+
+    await request(server())
+      .get('/v1/recipes')
+      .query({ cursor: 'garbage' })
+      .set(bearer(KEYS.all))
+      .expect(400);
+    await request(server())
+      .get('/v1/recipes')
+      .query({ limit: 1000 })
+      .set(bearer(KEYS.all))
+      .expect(400);
+  });
+
+  it('needs recipes:write to write and recipes:read to read', async () => {
+    await request(server())
+      .post('/v1/recipes')
+      .set(bearer(KEYS.opsRead))
+      .send(recipeBody())
+      .expect(403);
+    await request(server()).get('/v1/recipes').set(bearer(KEYS.opsRead)).expect(403);
+  });
+});
