@@ -5,8 +5,17 @@ import type { RecipeRow } from './dataset.js';
  * 1536 floats from text per row on the server, the slowest part of a text load.
  */
 export const COPY_COLUMNS = [
-  'id', 'title', 'description', 'ingredients', 'steps', 'cuisine',
-  'tags', 'dietary', 'total_minutes', 'author_id', 'embedding',
+  'id',
+  'title',
+  'description',
+  'ingredients',
+  'steps',
+  'cuisine',
+  'tags',
+  'dietary',
+  'total_minutes',
+  'author_id',
+  'embedding',
 ] as const;
 
 const TEXT_OID = 25;

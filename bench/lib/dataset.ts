@@ -126,34 +126,128 @@ export function vectorLiteral(v: Float32Array): string {
 // Filter columns: independent of the embedding cluster, with fixed probabilities.
 
 export const CUISINES_OTHER = [
-  'mexican', 'indian', 'japanese', 'chinese', 'french', 'thai',
-  'greek', 'spanish', 'american', 'korean', 'lebanese', 'moroccan',
+  'mexican',
+  'indian',
+  'japanese',
+  'chinese',
+  'french',
+  'thai',
+  'greek',
+  'spanish',
+  'american',
+  'korean',
+  'lebanese',
+  'moroccan',
 ] as const;
 
 /** [tag, probability]; 'quick' is the 10 % filter. */
 const TAGS: ReadonlyArray<readonly [string, number]> = [
-  ['weeknight', 0.3], ['family', 0.25], ['comfort-food', 0.2], ['budget', 0.2],
-  ['spicy', 0.15], ['one-pot', 0.12], ['baking', 0.1], ['grill', 0.08], ['holiday', 0.05],
+  ['weeknight', 0.3],
+  ['family', 0.25],
+  ['comfort-food', 0.2],
+  ['budget', 0.2],
+  ['spicy', 0.15],
+  ['one-pot', 0.12],
+  ['baking', 0.1],
+  ['grill', 0.08],
+  ['holiday', 0.05],
 ];
 
 const ADJECTIVES = [
-  'Smoky', 'Creamy', 'Crispy', 'Rustic', 'Zesty', 'Hearty', 'Golden', 'Herbed',
-  'Roasted', 'Braised', 'Charred', 'Fresh', 'Slow-cooked', 'Garlicky', 'Tangy', 'Sticky',
+  'Smoky',
+  'Creamy',
+  'Crispy',
+  'Rustic',
+  'Zesty',
+  'Hearty',
+  'Golden',
+  'Herbed',
+  'Roasted',
+  'Braised',
+  'Charred',
+  'Fresh',
+  'Slow-cooked',
+  'Garlicky',
+  'Tangy',
+  'Sticky',
 ];
 const MAINS = [
-  'chicken', 'lentil', 'chickpea', 'mushroom', 'salmon', 'beef', 'tofu', 'aubergine',
-  'pork', 'prawn', 'squash', 'spinach', 'tomato', 'potato', 'cauliflower', 'lamb',
+  'chicken',
+  'lentil',
+  'chickpea',
+  'mushroom',
+  'salmon',
+  'beef',
+  'tofu',
+  'aubergine',
+  'pork',
+  'prawn',
+  'squash',
+  'spinach',
+  'tomato',
+  'potato',
+  'cauliflower',
+  'lamb',
 ];
 const DISHES = [
-  'stew', 'curry', 'pasta', 'salad', 'soup', 'tacos', 'risotto', 'pie', 'bowl',
-  'skewers', 'bake', 'stir-fry', 'flatbread', 'gratin', 'noodles', 'tart',
+  'stew',
+  'curry',
+  'pasta',
+  'salad',
+  'soup',
+  'tacos',
+  'risotto',
+  'pie',
+  'bowl',
+  'skewers',
+  'bake',
+  'stir-fry',
+  'flatbread',
+  'gratin',
+  'noodles',
+  'tart',
 ];
 const INGREDIENTS = [
-  'olive oil', 'garlic', 'onion', 'shallot', 'carrot', 'celery', 'tomato', 'basil',
-  'oregano', 'thyme', 'rosemary', 'parsley', 'coriander', 'cumin', 'paprika', 'chilli',
-  'ginger', 'soy sauce', 'lemon', 'lime', 'rice', 'flour', 'butter', 'cream', 'parmesan',
-  'feta', 'yoghurt', 'egg', 'chickpeas', 'lentils', 'spinach', 'mushrooms', 'potatoes',
-  'stock', 'white wine', 'honey', 'vinegar', 'sesame oil', 'coconut milk', 'peppers',
+  'olive oil',
+  'garlic',
+  'onion',
+  'shallot',
+  'carrot',
+  'celery',
+  'tomato',
+  'basil',
+  'oregano',
+  'thyme',
+  'rosemary',
+  'parsley',
+  'coriander',
+  'cumin',
+  'paprika',
+  'chilli',
+  'ginger',
+  'soy sauce',
+  'lemon',
+  'lime',
+  'rice',
+  'flour',
+  'butter',
+  'cream',
+  'parmesan',
+  'feta',
+  'yoghurt',
+  'egg',
+  'chickpeas',
+  'lentils',
+  'spinach',
+  'mushrooms',
+  'potatoes',
+  'stock',
+  'white wine',
+  'honey',
+  'vinegar',
+  'sesame oil',
+  'coconut milk',
+  'peppers',
 ];
 const UNITS = ['g', 'ml', 'tbsp', 'tsp', 'pinch', 'cup'];
 const VERBS = ['Chop', 'Fry', 'Simmer', 'Season', 'Whisk', 'Roast', 'Stir in', 'Serve with'];
@@ -175,7 +269,10 @@ export interface RecipeRow {
 export class RecipeFactory {
   private readonly authors: string[];
 
-  constructor(private readonly rng: Rng, authorCount = 5_000) {
+  constructor(
+    private readonly rng: Rng,
+    authorCount = 5_000,
+  ) {
     this.authors = Array.from({ length: authorCount }, () => rng.uuid());
   }
 
@@ -218,7 +315,8 @@ export class RecipeFactory {
     );
     const steps = Array.from(
       { length: 3 + r.int(6) },
-      (_, i) => `${i + 1}. ${r.pick(VERBS)} the ${r.pick(INGREDIENTS)} for ${1 + r.int(15)} minutes.`,
+      (_, i) =>
+        `${i + 1}. ${r.pick(VERBS)} the ${r.pick(INGREDIENTS)} for ${1 + r.int(15)} minutes.`,
     );
     return {
       id: r.uuid(),

@@ -57,12 +57,18 @@ export async function loadStackEnv(repoDir: string): Promise<StackEnv> {
     }
   }
   if (!primary || !replica) {
-    throw new Error('the stack must run one primary and one streaming replica (docker/stack.sh status)');
+    throw new Error(
+      'the stack must run one primary and one streaming replica (docker/stack.sh status)',
+    );
   }
   return { vars, primary, replica, user, password, stackDir: vars.STACK_DIR };
 }
 
-export function clientConfig(env: StackEnv, node: NodeAddress, database = BENCH_DB): pg.ClientConfig {
+export function clientConfig(
+  env: StackEnv,
+  node: NodeAddress,
+  database = BENCH_DB,
+): pg.ClientConfig {
   return {
     host: node.host,
     port: node.port,
@@ -74,7 +80,11 @@ export function clientConfig(env: StackEnv, node: NodeAddress, database = BENCH_
 }
 
 /** The stack's superuser over its unix socket (trust auth, local stack only). */
-export function superuserConfig(env: StackEnv, node: NodeAddress, database = BENCH_DB): pg.ClientConfig {
+export function superuserConfig(
+  env: StackEnv,
+  node: NodeAddress,
+  database = BENCH_DB,
+): pg.ClientConfig {
   return {
     host: `${env.stackDir}/run`,
     port: node.port,
@@ -84,7 +94,10 @@ export function superuserConfig(env: StackEnv, node: NodeAddress, database = BEN
   };
 }
 
-export async function withClient<T>(config: pg.ClientConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(
+  config: pg.ClientConfig,
+  fn: (c: pg.Client) => Promise<T>,
+): Promise<T> {
   const c = new pg.Client(config);
   await c.connect();
   try {

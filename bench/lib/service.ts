@@ -1,0 +1,167 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface HttpResponse {
+  status: number;
+  body: string;
+}
+
+/** Keep-alive HTTP client: at most `sockets` connections, reused between requests. */
+export class HttpClient {
+  private readonly agent: http.Agent;
+
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+    sockets: number,
+  ) {
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets });
+  }
+
+  request(
+    method: string,
+    path: string,
+    body?: Buffer,
+    headers: Record<string, string> = {},
+  ): Promise<HttpResponse> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host: this.host,
+          port: this.port,
+          method,
+          path,
+          agent: this.agent,
+          headers: body
+            ? {
+                'content-type': 'application/json',
+                'content-length': String(body.length),
+                ...headers,
+              }
+            : headers,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+/** The built service (`node dist/src/main.js`) as a child process. */
+export class ServiceProcess {
+  private readonly tail: string[] = [];
+  private exited: { code: number | null; signal: string | null } | null = null;
+  private readonly exitPromise: Promise<void>;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly port: number,
+  ) {
+    const keep = (chunk: Buffer): void => {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line.trim()) {
+          this.tail.push(line);
+        }
+      }
+      this.tail.splice(0, Math.max(0, this.tail.length - 60));
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.exitPromise = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exited = { code, signal };
+        resolve();
+      });
+    });
+  }
+
+  static start(repoDir: string, env: Record<string, string>, port: number): ServiceProcess {
+    const child = spawn(process.execPath, ['dist/src/main.js'], {
+      cwd: repoDir,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        ...env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new ServiceProcess(child, port);
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  output(): string {
+    return this.tail.join('\n');
+  }
+
+  /** Polls /health/ready until 200; fails early when the process exits. */
+  async waitReady(client: HttpClient, timeoutMs: number): Promise<number> {
+    const t0 = performance.now();
+    let last = '';
+    while (performance.now() - t0 < timeoutMs) {
+      if (this.exited) {
+        throw new Error(
+          `the service exited (${JSON.stringify(this.exited)}) before it was ready:\n${this.output()}`,
+        );
+      }
+      try {
+        const res = await client.request('GET', '/health/ready');
+        if (res.status === 200) {
+          return (performance.now() - t0) / 1000;
+        }
+        last = `${res.status} ${res.body.slice(0, 300)}`;
+      } catch (err) {
+        last = err instanceof Error ? err.message : String(err);
+      }
+      await sleep(250);
+    }
+    throw new Error(
+      `the service was not ready after ${timeoutMs} ms (last: ${last}):\n${this.output()}`,
+    );
+  }
+
+  /** SIGTERM, then SIGKILL of this child only if it does not exit. */
+  async stop(timeoutMs = 20_000): Promise<void> {
+    if (this.exited) {
+      return;
+    }
+    this.child.kill('SIGTERM');
+    const done = await Promise.race([
+      this.exitPromise.then(() => true),
+      sleep(timeoutMs).then(() => false),
+    ]);
+    if (!done) {
+      this.child.kill('SIGKILL');
+      await this.exitPromise;
+    }
+  }
+}
