@@ -251,6 +251,36 @@ describe('vector search (real stack, pgvector HNSW)', () => {
     expect(text).toMatch(/vector_index_size_bytes\{[^}]*\} [1-9]/);
   });
 
+  it('rebuilds the HNSW index concurrently as a job, one at a time, while searches go on', async () => {
+    const started = await request(app.getHttpServer())
+      .post('/v1/ops/vector-index/rebuild')
+      .set(bearer(KEYS.all))
+      .expect(202);
+    const id = (started.body as { id: string }).id;
+    expect(started.headers.location).toBe(`/v1/ops/jobs/${id}`);
+    await request(app.getHttpServer())
+      .post('/v1/ops/vector-index/rebuild')
+      .set(bearer(KEYS.all))
+      .expect(409);
+    await search(app, { embedding: axis(0) }).expect(200);
+
+    let status = 'running';
+    const deadline = Date.now() + 120_000;
+    while (status === 'running' && Date.now() < deadline) {
+      await sleep(250);
+      const job = await request(app.getHttpServer())
+        .get(`/v1/ops/jobs/${id}`)
+        .set(bearer(KEYS.all))
+        .expect(200);
+      status = (job.body as { status: string }).status;
+    }
+    expect(status).toBe('succeeded');
+    const metrics = (await request(app.getHttpServer()).get('/metrics').expect(200)).text;
+    expect(metrics).toMatch(/vector_index_last_build_seconds\{[^}]*\} [0-9.]*[1-9]/);
+    const after = await search(app, { embedding: axis(0) }).expect(200);
+    expect((after.body as SearchBody).items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
+  });
+
   describe('text search through an OpenAI-compatible provider (local server)', () => {
     let server: Server;
     let reply: (res: import('node:http').ServerResponse) => void;

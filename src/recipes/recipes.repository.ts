@@ -146,6 +146,41 @@ async function setLocal(
   );
 }
 
+/**
+ * Upserts up to BATCH_SIZE recipes in ONE multi-row statement (one round trip);
+ * an existing id is updated and its version bumped, so replays are idempotent.
+ */
+export async function upsertRecipes(
+  m: EntityManager,
+  items: Array<RecipeInput & { id?: string }>,
+): Promise<string[]> {
+  const params: unknown[] = [];
+  const bind = (value: unknown): string => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  const values = items.map(
+    (r) =>
+      `(COALESCE(${bind(r.id ?? null)}::uuid, gen_random_uuid()), ${bind(r.title)}, ${bind(r.description ?? '')}, ` +
+      `${bind(r.ingredients)}::text[], ${bind(r.steps)}::text[], ${bind(r.cuisine)}, ${bind(r.tags ?? [])}::text[], ` +
+      `${bind(r.dietary ?? [])}::text[], ${bind(r.totalMinutes)}::int, ${bind(r.authorId ?? null)}::uuid, ` +
+      `${bind(r.embedding ? pgvector.toSql(r.embedding) : null)}::vector)`,
+  );
+  const rows: Array<{ id: string }> = await m.query(
+    `INSERT INTO recipes (id, title, description, ingredients, steps, cuisine, tags, dietary, total_minutes, author_id, embedding)
+     VALUES ${values.join(', ')}
+     ON CONFLICT (id) DO UPDATE SET
+       title = EXCLUDED.title, description = EXCLUDED.description, ingredients = EXCLUDED.ingredients,
+       steps = EXCLUDED.steps, cuisine = EXCLUDED.cuisine, tags = EXCLUDED.tags, dietary = EXCLUDED.dietary,
+       total_minutes = EXCLUDED.total_minutes, author_id = EXCLUDED.author_id,
+       embedding = COALESCE(EXCLUDED.embedding, recipes.embedding),
+       version = recipes.version + 1, updated_at = now()
+     RETURNING id::text AS id`,
+    params,
+  );
+  return rows.map((r) => r.id);
+}
+
 /** Recipes aggregate: every SQL statement about recipes lives here. */
 @Injectable()
 export class RecipesRepository {
@@ -232,39 +267,9 @@ export class RecipesRepository {
     return rows.length > 0;
   }
 
-  /**
-   * Upserts up to BATCH_SIZE recipes in ONE multi-row statement (one round trip);
-   * an existing id is updated and its version bumped, so replays are idempotent.
-   */
-  async upsertBatch(
-    m: EntityManager,
-    items: Array<RecipeInput & { id?: string }>,
-  ): Promise<string[]> {
-    const params: unknown[] = [];
-    const bind = (value: unknown): string => {
-      params.push(value);
-      return `$${params.length}`;
-    };
-    const values = items.map(
-      (r) =>
-        `(COALESCE(${bind(r.id ?? null)}::uuid, gen_random_uuid()), ${bind(r.title)}, ${bind(r.description ?? '')}, ` +
-        `${bind(r.ingredients)}::text[], ${bind(r.steps)}::text[], ${bind(r.cuisine)}, ${bind(r.tags ?? [])}::text[], ` +
-        `${bind(r.dietary ?? [])}::text[], ${bind(r.totalMinutes)}::int, ${bind(r.authorId ?? null)}::uuid, ` +
-        `${bind(r.embedding ? pgvector.toSql(r.embedding) : null)}::vector)`,
-    );
-    const rows: Array<{ id: string }> = await m.query(
-      `INSERT INTO recipes (id, title, description, ingredients, steps, cuisine, tags, dietary, total_minutes, author_id, embedding)
-       VALUES ${values.join(', ')}
-       ON CONFLICT (id) DO UPDATE SET
-         title = EXCLUDED.title, description = EXCLUDED.description, ingredients = EXCLUDED.ingredients,
-         steps = EXCLUDED.steps, cuisine = EXCLUDED.cuisine, tags = EXCLUDED.tags, dietary = EXCLUDED.dietary,
-         total_minutes = EXCLUDED.total_minutes, author_id = EXCLUDED.author_id,
-         embedding = COALESCE(EXCLUDED.embedding, recipes.embedding),
-         version = recipes.version + 1, updated_at = now()
-       RETURNING id::text AS id`,
-      params,
-    );
-    return rows.map((r) => r.id);
+  /** Upserts up to BATCH_SIZE recipes in one statement (see `upsertRecipes`). */
+  upsertBatch(m: EntityManager, items: Array<RecipeInput & { id?: string }>): Promise<string[]> {
+    return upsertRecipes(m, items);
   }
 
   list(q: ListQuery): Promise<Array<RecipeRow & { cursorAt: string }>> {
