@@ -2,6 +2,7 @@ import { Extensions1795651200000 } from './1795651200000-Extensions.js';
 import { OpsTables1795651201000 } from './1795651201000-OpsTables.js';
 import { Recipes1795651202000 } from './1795651202000-Recipes.js';
 import { RecipesHnswIndex1795651203000 } from './1795651203000-RecipesHnswIndex.js';
+import { Users1795651204000 } from './1795651204000-Users.js';
 
 /** Every migration, in order. Listed (not globbed) so bundlers and Jest's ESM loader see them. */
 export const MIGRATIONS = [
@@ -9,4 +10,5 @@ export const MIGRATIONS = [
   OpsTables1795651201000,
   Recipes1795651202000,
   RecipesHnswIndex1795651203000,
+  Users1795651204000,
 ];

@@ -10,6 +10,7 @@ import { HealthModule } from './health/health.module.js';
 import { MonitoringModule } from './monitoring/monitoring.module.js';
 import { OpsModule } from './ops/ops.module.js';
 import { RecipesModule } from './recipes/recipes.module.js';
+import { UsersModule } from './users/users.module.js';
 import { SecurityModule } from './security/security.module.js';
 
 @Module({})
@@ -29,6 +30,7 @@ export class AppModule implements NestModule {
         HealthModule,
         OpsModule,
         RecipesModule,
+        UsersModule,
       ],
       providers: [LifecycleService],
       exports: [LifecycleService],

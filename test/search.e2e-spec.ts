@@ -141,8 +141,9 @@ describe('vector search (real stack, pgvector HNSW)', () => {
   ])(
     'returns the full limit for a rare filter (1 %% of rows) via %s',
     async (_name, target, plan) => {
+      // A different query vector per case: equal queries would share a cached result.
       const res = await search(target(), {
-        embedding: axis(5),
+        embedding: axis(plan === 'exact' ? 5 : 6),
         filters: { dietary: [RARE] },
         limit: 20,
         maxDistance: 2,
@@ -319,14 +320,14 @@ describe('vector search (real stack, pgvector HNSW)', () => {
 
     it('answers 502 with a clear message when the provider fails', async () => {
       reply = json(500, { error: { message: 'model overloaded' } });
-      const res = await search(withProvider, { text: 'pasta' }).expect(502);
+      const res = await search(withProvider, { text: 'pasta for a failing provider' }).expect(502);
       expect(res.body.message).toContain('500');
       expect(JSON.stringify(res.body)).not.toContain('sk-test-secret');
     });
 
     it('answers 502 when the provider returns the wrong dimension', async () => {
       reply = json(200, { data: [{ index: 0, embedding: [0.1, 0.2, 0.3] }] });
-      const res = await search(withProvider, { text: 'pasta' }).expect(502);
+      const res = await search(withProvider, { text: 'pasta of the wrong dimension' }).expect(502);
       expect(res.body.message).toContain('1536');
     });
   });

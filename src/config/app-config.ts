@@ -1,6 +1,6 @@
 import { plainToInstance } from 'class-transformer';
 import { validateSync, ValidationError } from 'class-validator';
-import { EnvironmentVariables } from './env.schema.js';
+import { CacheStrategyName, EnvironmentVariables } from './env.schema.js';
 import { ApiKeyConfig, parseApiKeys, parseNodeList } from './validators.js';
 
 export interface NodeAddress {
@@ -53,6 +53,25 @@ export interface AppConfig {
   jobs: { enabled: boolean; canaryCron: string };
   vector: VectorConfig;
   embeddings: EmbeddingsConfig;
+  cache: CacheConfig;
+}
+
+export type CacheType = 'user_profiles' | 'recipes' | 'search_results' | 'taste_profiles';
+
+export interface CacheTypeConfig {
+  ttlSeconds: number;
+  strategy: CacheStrategyName;
+}
+
+export interface CacheConfig {
+  enabled: boolean;
+  keyVersion: string;
+  l1MaxBytes: number;
+  defaultTtlSeconds: number;
+  types: Record<CacheType, CacheTypeConfig>;
+  writeBehind: { flushMs: number; claimIdleMs: number };
+  redisOpTimeoutMs: number;
+  circuit: { failureThreshold: number; openMs: number };
 }
 
 export interface VectorConfig {
@@ -188,6 +207,36 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       recallSampleRate: vars.VECTOR_RECALL_SAMPLE_RATE,
       maintenanceWorkMem: vars.VECTOR_MAINTENANCE_WORK_MEM,
       parallelWorkers: vars.VECTOR_PARALLEL_WORKERS,
+    },
+    cache: {
+      enabled: vars.CACHE_ENABLED,
+      keyVersion: vars.CACHE_KEY_VERSION,
+      l1MaxBytes: vars.CACHE_L1_MAX_BYTES,
+      defaultTtlSeconds: vars.CACHE_DEFAULT_TTL_S,
+      types: {
+        user_profiles: {
+          ttlSeconds: vars.CACHE_USER_PROFILES_TTL_S,
+          strategy: vars.CACHE_USER_PROFILES_STRATEGY,
+        },
+        recipes: { ttlSeconds: vars.CACHE_RECIPES_TTL_S, strategy: vars.CACHE_RECIPES_STRATEGY },
+        search_results: {
+          ttlSeconds: vars.CACHE_SEARCH_RESULTS_TTL_S,
+          strategy: vars.CACHE_SEARCH_RESULTS_STRATEGY,
+        },
+        taste_profiles: {
+          ttlSeconds: vars.CACHE_TASTE_PROFILES_TTL_S,
+          strategy: vars.CACHE_TASTE_PROFILES_STRATEGY,
+        },
+      },
+      writeBehind: {
+        flushMs: vars.CACHE_WRITE_BEHIND_FLUSH_MS,
+        claimIdleMs: vars.CACHE_WRITE_BEHIND_CLAIM_IDLE_MS,
+      },
+      redisOpTimeoutMs: vars.CACHE_REDIS_OP_TIMEOUT_MS,
+      circuit: {
+        failureThreshold: vars.CACHE_CIRCUIT_FAILURE_THRESHOLD,
+        openMs: vars.CACHE_CIRCUIT_OPEN_MS,
+      },
     },
     embeddings: {
       provider: vars.EMBEDDINGS_PROVIDER,

@@ -15,6 +15,9 @@ import {
 } from 'class-validator';
 import { IsApiKeyList, IsNodeList, IsRedisUrl } from './validators.js';
 
+export const CACHE_STRATEGIES = ['write_through', 'write_behind', 'cache_aside', 'none'] as const;
+export type CacheStrategyName = (typeof CACHE_STRATEGIES)[number];
+
 const toBool = ({ value }: { value: unknown }): unknown => {
   if (typeof value !== 'string') {
     return value;
@@ -306,6 +309,93 @@ export class EnvironmentVariables {
   @Min(100)
   @Max(120_000)
   EMBEDDINGS_TIMEOUT_MS = 5_000;
+
+  // --- cache (spec: redis_cache, application_cache) --------------------------------
+  @Transform(toBool)
+  @IsBoolean()
+  CACHE_ENABLED = true;
+
+  @IsString()
+  @Matches(/^[A-Za-z0-9]{1,16}$/)
+  CACHE_KEY_VERSION = '1';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1024)
+  @Max(68_719_476_736)
+  CACHE_L1_MAX_BYTES = 104_857_600;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(2_592_000)
+  CACHE_DEFAULT_TTL_S = 300;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(2_592_000)
+  CACHE_USER_PROFILES_TTL_S = 3600;
+
+  @IsIn(CACHE_STRATEGIES)
+  CACHE_USER_PROFILES_STRATEGY: CacheStrategyName = 'write_through';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(2_592_000)
+  CACHE_RECIPES_TTL_S = 1800;
+
+  @IsIn(CACHE_STRATEGIES)
+  CACHE_RECIPES_STRATEGY: CacheStrategyName = 'write_behind';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(2_592_000)
+  CACHE_SEARCH_RESULTS_TTL_S = 900;
+
+  @IsIn(CACHE_STRATEGIES)
+  CACHE_SEARCH_RESULTS_STRATEGY: CacheStrategyName = 'cache_aside';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(2_592_000)
+  CACHE_TASTE_PROFILES_TTL_S = 14400;
+
+  @IsIn(CACHE_STRATEGIES)
+  CACHE_TASTE_PROFILES_STRATEGY: CacheStrategyName = 'write_through';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(10)
+  @Max(600_000)
+  CACHE_WRITE_BEHIND_FLUSH_MS = 1_000;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(3_600_000)
+  CACHE_WRITE_BEHIND_CLAIM_IDLE_MS = 30_000;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(10)
+  @Max(60_000)
+  CACHE_REDIS_OP_TIMEOUT_MS = 250;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
+  CACHE_CIRCUIT_FAILURE_THRESHOLD = 5;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(600_000)
+  CACHE_CIRCUIT_OPEN_MS = 5_000;
 
   // --- jobs -------------------------------------------------------------------------
   @Transform(toBool)

@@ -8,6 +8,7 @@ import { OpenAiEmbeddingProvider } from './embedding/openai-embedding.provider.j
 import { RecipesController } from './recipes.controller.js';
 import { RecipesRepository } from './recipes.repository.js';
 import { RecipesService } from './recipes.service.js';
+import { RecipeWriteBehindService } from './recipe-write-behind.service.js';
 import { SearchMetrics } from './search.metrics.js';
 import { SearchService } from './search.service.js';
 import { VectorIndexService } from './vector-index.service.js';
@@ -18,6 +19,7 @@ import { VectorOpsController } from './vector-ops.controller.js';
   providers: [
     RecipesRepository,
     RecipesService,
+    RecipeWriteBehindService,
     SearchService,
     SearchMetrics,
     VectorIndexService,
@@ -31,6 +33,6 @@ import { VectorOpsController } from './vector-ops.controller.js';
           : null,
     },
   ],
-  exports: [RecipesService, SearchService],
+  exports: [RecipesService, SearchService, RecipeWriteBehindService],
 })
 export class RecipesModule {}

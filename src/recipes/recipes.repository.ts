@@ -35,6 +35,23 @@ export interface RecipeInput {
   embedding?: number[];
 }
 
+/** What a queued (write-behind) update persists: every column of the recipe, and the embedding when it changed. */
+export interface QueuedRecipeChange {
+  title: string;
+  description: string;
+  ingredients: string[];
+  steps: string[];
+  cuisine: string;
+  tags: string[];
+  dietary: string[];
+  totalMinutes: number;
+  authorId: string | null;
+  embedding?: number[];
+  updatedAt: string;
+  /** API key id of the caller who queued it (for the data-change record). */
+  actor?: string;
+}
+
 export interface SearchFilters {
   cuisine?: string;
   tags?: string[];
@@ -256,6 +273,48 @@ export class RecipesRepository {
       params,
     );
     return rows[0];
+  }
+
+  /**
+   * Persists a queued change as version `version`; a replay, or a change older than
+   * what is stored, updates nothing. False when the recipe no longer exists or is newer.
+   */
+  async applyQueuedChange(
+    m: EntityManager,
+    id: string,
+    version: number,
+    c: QueuedRecipeChange,
+  ): Promise<boolean> {
+    const rows = await queryRows<{ id: string }>(
+      m,
+      `UPDATE recipes SET title = $3, description = $4, ingredients = $5, steps = $6, cuisine = $7, tags = $8,
+              dietary = $9, total_minutes = $10, author_id = $11::uuid,
+              embedding = COALESCE($12::vector, embedding), version = $2, updated_at = $13::timestamptz
+        WHERE id = $1 AND version < $2
+        RETURNING id::text AS id`,
+      [
+        id,
+        version,
+        c.title,
+        c.description,
+        c.ingredients,
+        c.steps,
+        c.cuisine,
+        c.tags,
+        c.dietary,
+        c.totalMinutes,
+        c.authorId,
+        c.embedding ? pgvector.toSql(c.embedding) : null,
+        c.updatedAt,
+      ],
+    );
+    return rows.length > 0;
+  }
+
+  /** The current row on the writer (no replica lag): the base of a queued change. */
+  async getOnWriter(m: EntityManager, id: string): Promise<RecipeRow | null> {
+    const rows: RecipeRow[] = await m.query(`SELECT ${COLUMNS} FROM recipes WHERE id = $1`, [id]);
+    return rows[0] ?? null;
   }
 
   async delete(m: EntityManager, id: string): Promise<boolean> {

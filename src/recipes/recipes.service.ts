@@ -13,7 +13,9 @@ import type {
   RecipeResponseDto,
   UpdateRecipeDto,
 } from './dto/recipe.dto.js';
-import { RecipeRow, RecipesRepository } from './recipes.repository.js';
+import { CacheService } from '../cache/cache.service.js';
+import { QueuedRecipeChange, RecipeRow, RecipesRepository } from './recipes.repository.js';
+import { RecipeWriteBehindService } from './recipe-write-behind.service.js';
 
 export class StaleVersionError extends DomainError {
   constructor(id: string, current: number) {
@@ -32,6 +34,8 @@ export class RecipesService {
     private readonly recipes: RecipesRepository,
     private readonly router: ReadRouterService,
     @Inject(DATA_CHANGE_SINK) private readonly changes: DataChangeSink,
+    private readonly cache: CacheService,
+    private readonly writeBehind: RecipeWriteBehindService,
   ) {}
 
   private actor(): string | undefined {
@@ -49,19 +53,80 @@ export class RecipesService {
       });
       return created;
     });
-    return toDto(row);
+    const recipe = toDto(row);
+    await this.cache.afterWrite('recipes', recipe.id, recipe);
+    return recipe;
   }
 
+  /** Cache (L1 → L2) → a queued change not yet persisted → the database. */
   async get(id: string): Promise<RecipeResponseDto> {
-    const row = await this.recipes.getById(id);
+    const found = await this.cache.read('recipes', id, async () => {
+      const queued = await this.writeBehind.pending(id);
+      if (queued) {
+        return queued;
+      }
+      const row = await this.recipes.getById(id);
+      return row ? toDto(row) : null;
+    });
+    if (!found) {
+      throw new NotFoundError(ENTITY, id);
+    }
+    return found;
+  }
+
+  /**
+   * `expectedVersion` (from If-Match) makes a stale update fail with 412 instead of
+   * losing a write. Recipes are write-behind (spec): the change is queued in Redis and
+   * cached before this returns, and persisted by the flusher; with x-consistency:
+   * strong, or when Redis cannot take it, the update is written through instead.
+   */
+  async update(
+    id: string,
+    dto: UpdateRecipeDto,
+    expectedVersion?: number,
+  ): Promise<RecipeResponseDto> {
+    if (this.writeBehind.enabled && !this.cache.bypass('recipes')) {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const base = (await this.writeBehind.pending(id)) ?? (await this.currentOnWriter(id));
+        if (expectedVersion !== undefined && expectedVersion !== base.version) {
+          throw new StaleVersionError(id, base.version);
+        }
+        const next: RecipeResponseDto = {
+          ...base,
+          ...withoutEmbedding(dto),
+          hasEmbedding: base.hasEmbedding || dto.embedding !== undefined,
+          version: base.version + 1,
+          updatedAt: new Date().toISOString(),
+        };
+        const result = await this.writeBehind.enqueue(
+          base,
+          next,
+          queuedChange(next, dto.embedding, this.actor()),
+        );
+        if (result === 'queued') {
+          await this.cache.writeThrough('recipes', id, next);
+          return next;
+        }
+        if (result === 'unavailable') {
+          break;
+        }
+        // conflict: another change was queued since we read it; read again.
+      }
+    }
+    const written = await this.updateThrough(id, dto, expectedVersion);
+    await this.cache.afterWrite('recipes', id, written);
+    return written;
+  }
+
+  private async currentOnWriter(id: string): Promise<RecipeResponseDto> {
+    const row = await this.router.write((m) => this.recipes.getOnWriter(m, id));
     if (!row) {
       throw new NotFoundError(ENTITY, id);
     }
     return toDto(row);
   }
 
-  /** `expectedVersion` (from If-Match) makes a stale update fail with 412 instead of losing a write. */
-  async update(
+  private async updateThrough(
     id: string,
     dto: UpdateRecipeDto,
     expectedVersion?: number,
@@ -103,6 +168,8 @@ export class RecipesService {
         actor: this.actor(),
       });
     });
+    await this.writeBehind.discard(id);
+    await this.cache.invalidate('recipes', [id]);
   }
 
   /** Up to 100 recipes in one transaction and one statement: all or nothing. */
@@ -119,6 +186,7 @@ export class RecipesService {
       }
       return upserted;
     });
+    await this.cache.invalidate('recipes', ids);
     return { count: ids.length, ids };
   }
 
@@ -158,5 +226,32 @@ export function toDto(row: RecipeRow): RecipeResponseDto {
     version: row.version,
     createdAt: new Date(row.createdAt).toISOString(),
     updatedAt: new Date(row.updatedAt).toISOString(),
+  };
+}
+
+function withoutEmbedding(dto: UpdateRecipeDto): Omit<UpdateRecipeDto, 'embedding'> {
+  const rest: UpdateRecipeDto = { ...dto };
+  delete rest.embedding;
+  return rest;
+}
+
+function queuedChange(
+  next: RecipeResponseDto,
+  embedding: number[] | undefined,
+  actor?: string,
+): QueuedRecipeChange {
+  return {
+    title: next.title,
+    description: next.description,
+    ingredients: next.ingredients,
+    steps: next.steps,
+    cuisine: next.cuisine,
+    tags: next.tags,
+    dietary: next.dietary,
+    totalMinutes: next.totalMinutes,
+    authorId: next.authorId,
+    ...(embedding ? { embedding } : {}),
+    updatedAt: next.updatedAt,
+    ...(actor ? { actor } : {}),
   };
 }

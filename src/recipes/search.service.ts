@@ -19,6 +19,8 @@ import {
   VectorQuery,
 } from './recipes.repository.js';
 import { SearchMetrics } from './search.metrics.js';
+import { CacheService } from '../cache/cache.service.js';
+import { createHash } from 'node:crypto';
 
 export class SearchTimeoutError extends DomainError {
   constructor(ms: number) {
@@ -45,6 +47,7 @@ export class SearchService implements OnApplicationShutdown {
     private readonly recipes: RecipesRepository,
     private readonly metrics: SearchMetrics,
     @Inject(EMBEDDING_PROVIDER) private readonly provider: EmbeddingProvider | null,
+    private readonly cache: CacheService,
   ) {}
 
   /** Validates the parts class-validator cannot see: one mode, limit within the configured cap. */
@@ -73,8 +76,20 @@ export class SearchService implements OnApplicationShutdown {
     return dto.embedding ? 'embedding' : dto.recipeId ? 'recipe' : 'text';
   }
 
+  /**
+   * Search results are cache-aside (spec: 15 min, manual invalidation): the key is a
+   * hash of the normalised query, so equal queries share an entry.
+   */
   async search(dto: SearchRecipesDto): Promise<SearchResponseDto> {
     const mode = this.check(dto);
+    const started = performance.now();
+    const result = await this.cache.read('search_results', searchKey(dto, this.config), () =>
+      this.compute(dto, mode),
+    );
+    return { ...result, tookMs: Math.round((performance.now() - started) * 100) / 100 };
+  }
+
+  private async compute(dto: SearchRecipesDto, mode: Mode): Promise<SearchResponseDto> {
     const started = performance.now();
     let embedding: number[];
     let excludeId: string | undefined;
@@ -211,4 +226,24 @@ export function normaliseFilters(f: SearchRecipesDto['filters']): SearchFilters 
     out.authorId = f.authorId;
   }
   return out;
+}
+
+/** Cache key of a search: SHA-256 of its normalised form (defaults applied, filters sorted). */
+export function searchKey(dto: SearchRecipesDto, config: AppConfig): string {
+  const f = normaliseFilters(dto.filters);
+  const normalised = {
+    embedding: dto.embedding ?? null,
+    recipeId: dto.recipeId ?? null,
+    text: dto.text?.trim() ?? null,
+    filters: {
+      cuisine: f.cuisine ?? null,
+      tags: f.tags ? [...f.tags].sort() : null,
+      dietary: f.dietary ? [...f.dietary].sort() : null,
+      maxTotalMinutes: f.maxTotalMinutes ?? null,
+      authorId: f.authorId ?? null,
+    },
+    limit: dto.limit ?? config.vector.resultLimit,
+    maxDistance: dto.maxDistance ?? config.vector.maxDistance,
+  };
+  return createHash('sha256').update(JSON.stringify(normalised)).digest('hex');
 }

@@ -38,7 +38,8 @@ export function IsEmbedding(options?: ValidationOptions): PropertyDecorator {
       options,
       validator: {
         validate: (value: unknown) => embeddingProblem(value) === null,
-        defaultMessage: (args) => `${args?.property ?? 'embedding'} ${embeddingProblem(args?.value) ?? ''}`,
+        defaultMessage: (args) =>
+          `${args?.property ?? 'embedding'} ${embeddingProblem(args?.value) ?? ''}`,
       },
     });
 }

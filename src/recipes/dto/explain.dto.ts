@@ -6,6 +6,17 @@ export class ExplainQueryDto {
   @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 60) cuisine?: string;
   @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 60) tag?: string;
   @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 60) dietary?: string;
-  @ApiPropertyOptional() @IsOptional() @Type(() => Number) @IsInt() @Min(0) maxTotalMinutes?: number;
-  @ApiPropertyOptional({ default: 20 }) @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(50) limit?: number;
+  @ApiPropertyOptional()
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  maxTotalMinutes?: number;
+  @ApiPropertyOptional({ default: 20 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(50)
+  limit?: number;
 }

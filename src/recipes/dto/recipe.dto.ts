@@ -17,22 +17,51 @@ import {
 import { BATCH_SIZE, EMBEDDING_DIMENSIONS } from '../recipes.constants.js';
 import { IsEmbedding } from './embedding.validator.js';
 
-
 export class CreateRecipeDto {
   @ApiProperty({ maxLength: 300 }) @IsString() @Length(1, 300) title!: string;
-  @ApiPropertyOptional({ maxLength: 10000 }) @IsOptional() @IsString() @MaxLength(10_000) description?: string;
-  @ApiProperty({ type: [String] }) @IsArray() @ArrayMaxSize(200) @IsString({ each: true }) @MaxLength(500, { each: true })
+  @ApiPropertyOptional({ maxLength: 10000 })
+  @IsOptional()
+  @IsString()
+  @MaxLength(10_000)
+  description?: string;
+  @ApiProperty({ type: [String] })
+  @IsArray()
+  @ArrayMaxSize(200)
+  @IsString({ each: true })
+  @MaxLength(500, { each: true })
   ingredients!: string[];
-  @ApiProperty({ type: [String] }) @IsArray() @ArrayMaxSize(200) @IsString({ each: true }) @MaxLength(5000, { each: true })
+  @ApiProperty({ type: [String] })
+  @IsArray()
+  @ArrayMaxSize(200)
+  @IsString({ each: true })
+  @MaxLength(5000, { each: true })
   steps!: string[];
   @ApiProperty({ maxLength: 60 }) @IsString() @Length(1, 60) cuisine!: string;
-  @ApiPropertyOptional({ type: [String] }) @IsOptional() @IsArray() @ArrayMaxSize(50) @IsString({ each: true }) @Length(1, 60, { each: true })
+  @ApiPropertyOptional({ type: [String] })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(50)
+  @IsString({ each: true })
+  @Length(1, 60, { each: true })
   tags?: string[];
-  @ApiPropertyOptional({ type: [String] }) @IsOptional() @IsArray() @ArrayMaxSize(20) @IsString({ each: true }) @Length(1, 60, { each: true })
+  @ApiPropertyOptional({ type: [String] })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(20)
+  @IsString({ each: true })
+  @Length(1, 60, { each: true })
   dietary?: string[];
-  @ApiProperty({ minimum: 0, maximum: 100000 }) @IsInt() @Min(0) @Max(100_000) totalMinutes!: number;
+  @ApiProperty({ minimum: 0, maximum: 100000 })
+  @IsInt()
+  @Min(0)
+  @Max(100_000)
+  totalMinutes!: number;
   @ApiPropertyOptional({ format: 'uuid' }) @IsOptional() @IsUUID() authorId?: string;
-  @ApiPropertyOptional({ type: [Number], minItems: EMBEDDING_DIMENSIONS, maxItems: EMBEDDING_DIMENSIONS })
+  @ApiPropertyOptional({
+    type: [Number],
+    minItems: EMBEDDING_DIMENSIONS,
+    maxItems: EMBEDDING_DIMENSIONS,
+  })
   @IsOptional()
   @IsEmbedding()
   embedding?: number[];
@@ -68,9 +97,24 @@ export class ListRecipesQueryDto {
   @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 60) tag?: string;
   @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 60) dietary?: string;
   @ApiPropertyOptional({ format: 'uuid' }) @IsOptional() @IsUUID() authorId?: string;
-  @ApiPropertyOptional() @IsOptional() @Type(() => Number) @IsInt() @Min(0) maxTotalMinutes?: number;
-  @ApiPropertyOptional({ default: 20, maximum: 100 }) @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(100) limit?: number;
-  @ApiPropertyOptional({ description: 'Opaque cursor from nextCursor' }) @IsOptional() @IsString() @MaxLength(200) cursor?: string;
+  @ApiPropertyOptional()
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  maxTotalMinutes?: number;
+  @ApiPropertyOptional({ default: 20, maximum: 100 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  limit?: number;
+  @ApiPropertyOptional({ description: 'Opaque cursor from nextCursor' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(200)
+  cursor?: string;
 }
 
 export class RecipeResponseDto {
@@ -99,4 +143,3 @@ export class BatchUpsertResponseDto {
   @ApiProperty() count!: number;
   @ApiProperty({ type: [String] }) ids!: string[];
 }
-

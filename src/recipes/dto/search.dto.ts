@@ -19,10 +19,18 @@ import { IsEmbedding } from './embedding.validator.js';
 export class SearchFiltersDto {
   @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 60) cuisine?: string;
   @ApiPropertyOptional({ type: [String], description: 'all must match' })
-  @IsOptional() @IsArray() @ArrayMaxSize(20) @IsString({ each: true }) @Length(1, 60, { each: true })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(20)
+  @IsString({ each: true })
+  @Length(1, 60, { each: true })
   tags?: string[];
   @ApiPropertyOptional({ type: [String], description: 'all must match' })
-  @IsOptional() @IsArray() @ArrayMaxSize(20) @IsString({ each: true }) @Length(1, 60, { each: true })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(20)
+  @IsString({ each: true })
+  @Length(1, 60, { each: true })
   dietary?: string[];
   @ApiPropertyOptional() @IsOptional() @IsInt() @Min(0) maxTotalMinutes?: number;
   @ApiPropertyOptional({ format: 'uuid' }) @IsOptional() @IsUUID() authorId?: string;
@@ -30,17 +38,27 @@ export class SearchFiltersDto {
 
 /** Exactly one of embedding, recipeId, text (checked in the service, naming the fields). */
 export class SearchRecipesDto {
-  @ApiPropertyOptional({ type: [Number], minItems: EMBEDDING_DIMENSIONS, maxItems: EMBEDDING_DIMENSIONS })
+  @ApiPropertyOptional({
+    type: [Number],
+    minItems: EMBEDDING_DIMENSIONS,
+    maxItems: EMBEDDING_DIMENSIONS,
+  })
   @IsOptional()
   @IsEmbedding()
   embedding?: number[];
 
-  @ApiPropertyOptional({ format: 'uuid', description: 'more-like-this: the recipe itself is excluded' })
+  @ApiPropertyOptional({
+    format: 'uuid',
+    description: 'more-like-this: the recipe itself is excluded',
+  })
   @IsOptional()
   @IsUUID()
   recipeId?: string;
 
-  @ApiPropertyOptional({ maxLength: 8000, description: 'needs an embedding provider (EMBEDDINGS_PROVIDER)' })
+  @ApiPropertyOptional({
+    maxLength: 8000,
+    description: 'needs an embedding provider (EMBEDDINGS_PROVIDER)',
+  })
   @IsOptional()
   @IsString()
   @Length(1, 8000)
@@ -58,7 +76,12 @@ export class SearchRecipesDto {
   @Min(1)
   limit?: number;
 
-  @ApiPropertyOptional({ default: 0.8, minimum: 0, maximum: 2, description: 'cosine distance cut-off' })
+  @ApiPropertyOptional({
+    default: 0.8,
+    minimum: 0,
+    maximum: 2,
+    description: 'cosine distance cut-off',
+  })
   @IsOptional()
   @IsNumber({ allowNaN: false, allowInfinity: false })
   @Min(0)
@@ -67,8 +90,19 @@ export class SearchRecipesDto {
 }
 
 export class SimilarQueryDto {
-  @ApiPropertyOptional({ default: 20 }) @IsOptional() @Type(() => Number) @IsInt() @Min(1) limit?: number;
-  @ApiPropertyOptional({ default: 0.8 }) @IsOptional() @Type(() => Number) @IsNumber() @Min(0) @Max(2) maxDistance?: number;
+  @ApiPropertyOptional({ default: 20 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  limit?: number;
+  @ApiPropertyOptional({ default: 0.8 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsNumber()
+  @Min(0)
+  @Max(2)
+  maxDistance?: number;
 }
 
 export class SearchHitDto {

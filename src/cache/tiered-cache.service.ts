@@ -1,0 +1,298 @@
+import { CACHE_MANAGER } from '@nestjs/cache-manager';
+import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import type { Cache } from 'cache-manager';
+import type Keyv from 'keyv';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import { CacheMetrics } from './cache.metrics.js';
+import { CACHE_TIERS } from './cache.tiers.js';
+import type { CacheTiers } from './cache.tiers.js';
+import { CacheTier, CacheType, CACHE_TYPES } from './cache.types.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import { RedisService } from './redis.service.js';
+
+const STATS_REFRESH_MS = 15_000;
+
+class TimeoutError extends Error {}
+
+/**
+ * The two-level cache: L1 an in-process LRU bounded in bytes, L2 Redis, both Keyv
+ * stores behind @nestjs/cache-manager. Reads go L1 → L2 (→ loader); a Redis that
+ * fails trips a circuit breaker, and the service then runs on L1 and PostgreSQL
+ * alone until a trial call succeeds. Keys: `dbu:v<CACHE_KEY_VERSION>:<type>:<id>`,
+ * so a schema change (new version) never reads old shapes.
+ */
+@Injectable()
+export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger(TieredCacheService.name);
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+  readonly circuit: CircuitBreaker;
+  private timer?: NodeJS.Timeout;
+  private policyChecked = false;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(CACHE_TIERS) private readonly tiers: CacheTiers,
+    @Inject(CACHE_MANAGER) private readonly cacheManager: Cache,
+    private readonly redis: RedisService,
+    private readonly metrics: CacheMetrics,
+  ) {
+    this.circuit = new CircuitBreaker(
+      config.cache.circuit.failureThreshold,
+      config.cache.circuit.openMs,
+      Date.now,
+      (state) => {
+        this.metrics.l2CircuitOpen.set(state === 'open' ? 1 : 0);
+        this.logger.warn({ state }, 'redis circuit breaker changed state');
+      },
+    );
+  }
+
+  onModuleInit(): void {
+    this.redis.client.on('ready', () => void this.checkRedisPolicy());
+    this.timer = setInterval(() => void this.refreshStats(), STATS_REFRESH_MS);
+    this.timer.unref();
+  }
+
+  onModuleDestroy(): void {
+    if (this.timer) {
+      clearInterval(this.timer);
+    }
+  }
+
+  get enabled(): boolean {
+    return this.config.cache.enabled;
+  }
+
+  /**
+   * `dbu:<database>:v<CACHE_KEY_VERSION>:` — the database keeps deployments (and test
+   * databases) that share one Redis apart; the version keeps old shapes unread.
+   */
+  get namespace(): string {
+    return `dbu:${this.config.database.name}:v${this.config.cache.keyVersion}:`;
+  }
+
+  key(type: CacheType, id: string): string {
+    return `${this.namespace}${type}:${id}`;
+  }
+
+  private prefix(type: CacheType): string {
+    return `${this.namespace}${type}:`;
+  }
+
+  ttlMs(type: CacheType): number {
+    return this.config.cache.types[type].ttlSeconds * 1000;
+  }
+
+  /** L1, then L2 (which refills L1). Undefined on a miss in both. */
+  async get<T>(type: CacheType, id: string): Promise<T | undefined> {
+    if (!this.config.cache.enabled) {
+      return undefined;
+    }
+    const key = this.key(type, id);
+    const l1 = await this.timed(CacheTier.L1, 'get', () => this.tiers.l1.get<T>(key));
+    if (l1 !== undefined) {
+      this.metrics.hits.inc({ tier: CacheTier.L1, type });
+      return l1;
+    }
+    this.metrics.misses.inc({ tier: CacheTier.L1, type });
+    const l2 = await this.l2<T | undefined>('get', (kv) => kv.get<T>(key));
+    if (l2 === undefined || l2 === null) {
+      this.metrics.misses.inc({ tier: CacheTier.L2, type });
+      return undefined;
+    }
+    this.metrics.hits.inc({ tier: CacheTier.L2, type });
+    await this.tiers.l1.set(key, l2, this.ttlMs(type));
+    return l2;
+  }
+
+  /** Both tiers, with the type's TTL. */
+  async set<T>(type: CacheType, id: string, value: T): Promise<void> {
+    if (!this.config.cache.enabled) {
+      return;
+    }
+    const key = this.key(type, id);
+    const ttl = this.ttlMs(type);
+    await this.timed(CacheTier.L1, 'set', () => this.tiers.l1.set(key, value, ttl));
+    await this.l2('set', (kv) => kv.set(key, value, ttl));
+    this.metrics.l1Bytes.set(this.tiers.l1Store.bytes);
+  }
+
+  /** Drops entries from both tiers of this instance's view (L1) and Redis (L2). */
+  async delete(type: CacheType, ids: string[]): Promise<void> {
+    if (!this.config.cache.enabled || ids.length === 0) {
+      return;
+    }
+    const keys = ids.map((id) => this.key(type, id));
+    if (this.circuit.allow()) {
+      try {
+        // cache-manager deletes from every store (L1 and L2) in one call.
+        await this.withTimeout(this.cacheManager.mdel(keys));
+        this.circuit.success();
+        return;
+      } catch (err) {
+        this.circuit.failure();
+        this.logger.warn(
+          { type, error: (err as Error).message },
+          'L2 delete failed; dropping L1 only',
+        );
+      }
+    }
+    await this.tiers.l1.deleteMany(keys);
+  }
+
+  /** L1 only: what another instance's invalidation message asks of us. */
+  dropLocal(type: CacheType, ids?: string[]): number {
+    const store = this.tiers.l1Store;
+    if (ids) {
+      let n = 0;
+      for (const id of ids) {
+        n += store.delete(this.key(type, id)) ? 1 : 0;
+      }
+      return n;
+    }
+    const prefix = this.prefix(type);
+    let n = 0;
+    for (const key of store.keys()) {
+      if (key.startsWith(prefix) && store.delete(key)) {
+        n += 1;
+      }
+    }
+    return n;
+  }
+
+  /** Every L1 entry of every type (after a lost invalidation subscription). */
+  dropAllLocal(): number {
+    return CACHE_TYPES.reduce((sum, type) => sum + this.dropLocal(type), 0);
+  }
+
+  /** Every entry of a type, in L1 and in Redis (SCAN + UNLINK, never KEYS). */
+  async deleteType(type: CacheType): Promise<number> {
+    let removed = this.dropLocal(type);
+    if (this.redis.isReady && this.circuit.allow()) {
+      try {
+        for await (const batch of this.redis.client.scanIterator({
+          MATCH: `${this.prefix(type)}*`,
+          COUNT: 500,
+        })) {
+          const keys = batch;
+          if (keys.length > 0) {
+            removed += await this.redis.client.unlink(keys);
+          }
+        }
+        this.circuit.success();
+      } catch (err) {
+        this.circuit.failure();
+        this.logger.warn({ type, error: (err as Error).message }, 'L2 type flush failed');
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * Cache-aside read with stampede protection: concurrent misses of one key in
+   * this instance share one loader call. `undefined`/`null` results are not cached.
+   */
+  async getOrLoad<T>(type: CacheType, id: string, loader: () => Promise<T>): Promise<T> {
+    const cached = await this.get<T>(type, id);
+    if (cached !== undefined) {
+      return cached;
+    }
+    const key = this.key(type, id);
+    const pending = this.inFlight.get(key) as Promise<T> | undefined;
+    if (pending) {
+      return pending;
+    }
+    const load = (async () => {
+      try {
+        const value = await loader();
+        if (value !== undefined && value !== null) {
+          await this.set(type, id, value);
+        }
+        return value;
+      } finally {
+        this.inFlight.delete(key);
+      }
+    })();
+    this.inFlight.set(key, load);
+    return load;
+  }
+
+  /** Runs an L2 operation unless the circuit is open; failures and timeouts feed the breaker. */
+  private async l2<T>(op: string, fn: (kv: Keyv) => Promise<T>): Promise<T | undefined> {
+    if (!this.redis.isReady || !this.circuit.allow()) {
+      return undefined;
+    }
+    try {
+      const result = await this.timed(CacheTier.L2, op, () => this.withTimeout(fn(this.tiers.l2)));
+      this.circuit.success();
+      return result;
+    } catch (err) {
+      this.circuit.failure();
+      this.logger.debug({ op, error: (err as Error).message }, 'L2 operation failed');
+      return undefined;
+    }
+  }
+
+  private withTimeout<T>(promise: Promise<T>): Promise<T> {
+    const ms = this.config.cache.redisOpTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      promise,
+      new Promise<T>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new TimeoutError(`redis did not answer within ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  private async timed<T>(tier: CacheTier, op: string, fn: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      return await fn();
+    } finally {
+      this.metrics.opDuration.observe({ tier, op }, (performance.now() - started) / 1000);
+    }
+  }
+
+  /** The spec's Redis runs allkeys-lru; a cache on noeviction would fail writes when full. */
+  private async checkRedisPolicy(): Promise<void> {
+    if (this.policyChecked) {
+      return;
+    }
+    try {
+      const info = await this.redis.client.info('memory');
+      const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1];
+      this.policyChecked = true;
+      if (policy !== 'allkeys-lru') {
+        this.logger.warn(
+          { policy },
+          'redis maxmemory-policy is not allkeys-lru (spec): cache writes may fail when Redis is full',
+        );
+      }
+    } catch (err) {
+      this.logger.warn(
+        { error: (err as Error).message },
+        'could not read the redis maxmemory-policy',
+      );
+    }
+  }
+
+  private async refreshStats(): Promise<void> {
+    this.metrics.l1Bytes.set(this.tiers.l1Store.bytes);
+    if (!this.redis.isReady) {
+      return;
+    }
+    try {
+      const info = await this.withTimeout(this.redis.client.info('stats'));
+      const evicted = /evicted_keys:(\d+)/.exec(info)?.[1];
+      if (evicted !== undefined) {
+        this.metrics.l2EvictedKeys.set(Number(evicted));
+      }
+    } catch (err) {
+      this.logger.debug({ error: (err as Error).message }, 'redis INFO stats failed');
+    }
+  }
+}

@@ -1,0 +1,144 @@
+import { Injectable } from '@nestjs/common';
+import { CacheService } from '../cache/cache.service.js';
+import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
+import { ReadRouterService } from '../database/read-router.service.js';
+import type {
+  CreateUserDto,
+  ProfileResponseDto,
+  PutProfileDto,
+  PutTasteProfileDto,
+  TasteProfileResponseDto,
+  UserResponseDto,
+} from './dto/user.dto.js';
+import { ProfileRow, TasteProfileRow, UsersRepository } from './users.repository.js';
+
+const UNIQUE_VIOLATION = '23505';
+const MAX_PROFILE_BYTES = 16 * 1024;
+
+/**
+ * Users and profiles. Profiles and taste profiles are write-through cached
+ * (spec: user_profiles 1 h, taste_profiles 4 h, event-driven invalidation).
+ */
+@Injectable()
+export class UsersService {
+  constructor(
+    private readonly users: UsersRepository,
+    private readonly router: ReadRouterService,
+    private readonly cache: CacheService,
+  ) {}
+
+  async create(dto: CreateUserDto): Promise<UserResponseDto> {
+    try {
+      const row = await this.router.write((m) => this.users.create(m, dto.email, dto.displayName));
+      return {
+        id: row.id,
+        email: row.email,
+        displayName: row.displayName,
+        createdAt: new Date(row.createdAt).toISOString(),
+      };
+    } catch (err) {
+      if ((err as { code?: string }).code === UNIQUE_VIOLATION) {
+        throw new DomainError(ErrorCode.Conflict, 'a user with this email already exists');
+      }
+      throw err;
+    }
+  }
+
+  async get(id: string): Promise<UserResponseDto> {
+    const row = await this.users.getById(id);
+    if (!row) {
+      throw new NotFoundError('user', id);
+    }
+    return {
+      id: row.id,
+      email: row.email,
+      displayName: row.displayName,
+      createdAt: new Date(row.createdAt).toISOString(),
+    };
+  }
+
+  async getProfile(userId: string): Promise<ProfileResponseDto> {
+    const load = async (): Promise<ProfileResponseDto | null> => {
+      const row = await this.users.getProfile(userId);
+      return row ? profileDto(row) : null;
+    };
+    const found = await this.cache.read('user_profiles', userId, load);
+    if (found) {
+      return found;
+    }
+    await this.get(userId); // 404 for an unknown user
+    return { userId, data: {}, version: 0, updatedAt: new Date(0).toISOString() };
+  }
+
+  async putProfile(userId: string, dto: PutProfileDto): Promise<ProfileResponseDto> {
+    if (Buffer.byteLength(JSON.stringify(dto.data)) > MAX_PROFILE_BYTES) {
+      throw new DomainError(
+        ErrorCode.Invalid,
+        `data must be at most ${MAX_PROFILE_BYTES} bytes of JSON`,
+      );
+    }
+    const row = await this.router.write(async (m) => {
+      if (!(await this.users.exists(m, userId))) {
+        throw new NotFoundError('user', userId);
+      }
+      return this.users.putProfile(m, userId, dto.data);
+    });
+    const result = profileDto(row);
+    await this.cache.afterWrite('user_profiles', userId, result);
+    return result;
+  }
+
+  async getTasteProfile(userId: string): Promise<TasteProfileResponseDto> {
+    const load = async (): Promise<TasteProfileResponseDto | null> => {
+      const row = await this.users.getTasteProfile(userId);
+      return row ? tasteDto(row) : null;
+    };
+    const found = await this.cache.read('taste_profiles', userId, load);
+    if (found) {
+      return found;
+    }
+    await this.get(userId);
+    return {
+      userId,
+      likedCuisines: [],
+      likedIngredients: [],
+      dislikes: [],
+      hasEmbedding: false,
+      version: 0,
+      updatedAt: new Date(0).toISOString(),
+    };
+  }
+
+  async putTasteProfile(userId: string, dto: PutTasteProfileDto): Promise<TasteProfileResponseDto> {
+    const row = await this.router.write(async (m) => {
+      if (!(await this.users.exists(m, userId))) {
+        throw new NotFoundError('user', userId);
+      }
+      return this.users.putTasteProfile(m, userId, dto);
+    });
+    const result = tasteDto(row);
+    await this.cache.afterWrite('taste_profiles', userId, result);
+    return result;
+  }
+}
+
+function profileDto(row: ProfileRow): ProfileResponseDto {
+  return {
+    userId: row.userId,
+    data: row.data,
+    version: row.version,
+    updatedAt: new Date(row.updatedAt).toISOString(),
+  };
+}
+
+function tasteDto(row: TasteProfileRow): TasteProfileResponseDto {
+  return {
+    userId: row.userId,
+    likedCuisines: row.likedCuisines,
+    likedIngredients: row.likedIngredients,
+    dislikes: row.dislikes,
+    hasEmbedding: row.hasEmbedding,
+    version: row.version,
+    updatedAt: new Date(row.updatedAt).toISOString(),
+  };
+}
