@@ -27,6 +27,8 @@ export function createCacheTiers(
   });
   const l2 = new Keyv({
     store: new KeyvRedis(redis.client, { throwOnConnectError: false, throwOnErrors: true }),
+    // Our keys are fully namespaced already: no "keyv::" prefix in Redis.
+    namespace: '',
     useKeyPrefix: false,
     throwOnErrors: true,
     ttl: config.cache.defaultTtlSeconds * 1000,

@@ -1,0 +1,397 @@
+import type { RedisClientType } from '@keyv/redis';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import request from 'supertest';
+import { TieredCacheService } from '../src/cache/tiered-cache.service.js';
+import { API_KEYS_JSON, bearer, bootApp, KEYS, testConfig } from './support/app.js';
+import {
+  adminQuery,
+  createTestDatabase,
+  dropTestDatabase,
+  StackDb,
+  stackDb,
+} from './support/databases.js';
+import { keysMatching, redisClient } from './support/redis.js';
+import { REPO_ROOT, stack, stackEnv } from './support/stack.js';
+import { axis, recipeBody } from './support/vectors.js';
+
+async function until<T>(
+  probe: () => Promise<T>,
+  accept: (v: T) => boolean,
+  ms = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  let value = await probe();
+  while (!accept(value) && Date.now() < deadline) {
+    await sleep(50);
+    value = await probe();
+  }
+  return value;
+}
+
+describe('two-level cache (real Redis, real PostgreSQL)', () => {
+  let env: Record<string, string>;
+  let db: StackDb;
+  let database: string;
+  let a: NestFastifyApplication;
+  let b: NestFastifyApplication;
+  let redis: RedisClientType;
+  const apps: NestFastifyApplication[] = [];
+  const overrides = {
+    CACHE_WRITE_BEHIND_FLUSH_MS: '200',
+    CACHE_WRITE_BEHIND_CLAIM_IDLE_MS: '1000',
+    CACHE_SEARCH_RESULTS_TTL_S: '1',
+    CACHE_CIRCUIT_OPEN_MS: '500',
+  };
+
+  async function boot(extra: Record<string, string> = {}): Promise<NestFastifyApplication> {
+    const app = await bootApp(testConfig(env, database, { ...overrides, ...extra }));
+    apps.push(app);
+    return app;
+  }
+
+  const ns = (): string => `dbu:${database}:v1:`;
+
+  async function createUser(app: NestFastifyApplication): Promise<string> {
+    const res = await request(app.getHttpServer())
+      .post('/v1/users')
+      .set(bearer(KEYS.all))
+      .send({ email: `u${Date.now()}${Math.random()}@example.com`, displayName: 'Test User' })
+      .expect(201);
+    return (res.body as { id: string }).id;
+  }
+
+  async function createRecipe(app: NestFastifyApplication, title = 'Cached soup'): Promise<string> {
+    const res = await request(app.getHttpServer())
+      .post('/v1/recipes')
+      .set(bearer(KEYS.all))
+      .send(recipeBody({ title, embedding: axis(11) }))
+      .expect(201);
+    return (res.body as { id: string }).id;
+  }
+
+  async function dbTitle(id: string): Promise<string> {
+    const res = await adminQuery(
+      db,
+      db.primaryPort,
+      database,
+      'SELECT title FROM recipes WHERE id = $1',
+      [id],
+    );
+    return (res.rows[0] as { title: string }).title;
+  }
+
+  beforeAll(async () => {
+    env = await stackEnv();
+    db = stackDb(env);
+    database = await createTestDatabase(db, 'cache');
+    redis = await redisClient(env);
+    a = await boot();
+    b = await boot();
+  });
+
+  afterAll(async () => {
+    await stack('start', 'redis');
+    for (const app of apps) {
+      await app.close();
+    }
+    await redis?.close();
+    await dropTestDatabase(db, database);
+  });
+
+  it('write-through: after a profile update both tiers hold the new value', async () => {
+    const user = await createUser(a);
+    await request(a.getHttpServer())
+      .put(`/v1/users/${user}/profile`)
+      .set(bearer(KEYS.all))
+      .send({ data: { theme: 'dark' } })
+      .expect(200);
+    const tiers = a.get(TieredCacheService);
+    const key = tiers.key('user_profiles', user);
+    const l1 = (await (
+      tiers as unknown as { tiers: { l1: { get(k: string): Promise<unknown> } } }
+    ).tiers.l1.get(key)) as {
+      data: unknown;
+    };
+    expect(l1.data).toEqual({ theme: 'dark' });
+    const l2 = await redis.get(key);
+    expect(l2).toContain('"theme":"dark"');
+    const res = await request(b.getHttpServer())
+      .get(`/v1/users/${user}/profile`)
+      .set(bearer(KEYS.all))
+      .expect(200);
+    expect(res.body.data).toEqual({ theme: 'dark' });
+  });
+
+  it('event-driven invalidation: an update on one instance removes the stale L1 entry on the other within 1 s', async () => {
+    const user = await createUser(a);
+    await request(a.getHttpServer())
+      .put(`/v1/users/${user}/taste-profile`)
+      .set(bearer(KEYS.all))
+      .send({ likedCuisines: ['thai'], likedIngredients: [], dislikes: [] })
+      .expect(200);
+    // B reads it into its own L1.
+    const first = await request(b.getHttpServer())
+      .get(`/v1/users/${user}/taste-profile`)
+      .set(bearer(KEYS.all))
+      .expect(200);
+    expect(first.body.likedCuisines).toEqual(['thai']);
+    const bTiers = b.get(TieredCacheService);
+    const key = bTiers.key('taste_profiles', user);
+    const l1Of = (app: NestFastifyApplication): { has(k: string): boolean } =>
+      (
+        app.get(TieredCacheService) as unknown as {
+          tiers: { l1Store: { has(k: string): boolean } };
+        }
+      ).tiers.l1Store;
+    expect(l1Of(b).has(key)).toBe(true);
+
+    const started = Date.now();
+    await request(a.getHttpServer())
+      .put(`/v1/users/${user}/taste-profile`)
+      .set(bearer(KEYS.all))
+      .send({ likedCuisines: ['greek'], likedIngredients: [], dislikes: [] })
+      .expect(200);
+    await until(
+      async () => l1Of(b).has(key),
+      (has) => !has,
+      1_000,
+    );
+    expect(l1Of(b).has(key)).toBe(false);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    const after = await request(b.getHttpServer())
+      .get(`/v1/users/${user}/taste-profile`)
+      .set(bearer(KEYS.all))
+      .expect(200);
+    expect(after.body.likedCuisines).toEqual(['greek']);
+  });
+
+  it('cache-aside: a search result is cached under the hash of the query and expires after its TTL', async () => {
+    await createRecipe(a, 'Search me');
+    const before = await keysMatching(redis, `${ns()}search_results:*`);
+    await request(a.getHttpServer())
+      .post('/v1/recipes/search')
+      .set(bearer(KEYS.all))
+      .send({ embedding: axis(11), filters: { cuisine: 'italian' }, maxDistance: 2 })
+      .expect(200);
+    const during = await keysMatching(redis, `${ns()}search_results:*`);
+    expect(during.length).toBe(before.length + 1);
+    await sleep(1_500);
+    const after = await keysMatching(redis, `${ns()}search_results:*`);
+    expect(after.length).toBe(before.length);
+  });
+
+  it('write-behind: the update returns at once, is read back, and reaches PostgreSQL within the flush interval', async () => {
+    const id = await createRecipe(a);
+    const patched = await request(a.getHttpServer())
+      .patch(`/v1/recipes/${id}`)
+      .set(bearer(KEYS.all))
+      .set('if-match', '"1"')
+      .send({ title: 'Queued title' })
+      .expect(200);
+    expect(patched.body).toMatchObject({ title: 'Queued title', version: 2 });
+    // Read-your-writes on the other instance, before or after the flush.
+    const read = await request(b.getHttpServer())
+      .get(`/v1/recipes/${id}`)
+      .set(bearer(KEYS.all))
+      .expect(200);
+    expect(read.body).toMatchObject({ title: 'Queued title', version: 2 });
+    expect(
+      await until(
+        () => dbTitle(id),
+        (t) => t === 'Queued title',
+        2_000,
+      ),
+    ).toBe('Queued title');
+    const version = await adminQuery(
+      db,
+      db.primaryPort,
+      database,
+      'SELECT version FROM recipes WHERE id = $1',
+      [id],
+    );
+    expect(version.rows[0]).toEqual({ version: 2 });
+    // A stale If-Match against the queued version is refused.
+    await request(b.getHttpServer())
+      .patch(`/v1/recipes/${id}`)
+      .set(bearer(KEYS.all))
+      .set('if-match', '"1"')
+      .send({ title: 'Lost' })
+      .expect(412);
+  });
+
+  it('write-behind: a change queued by an instance killed before its flush is persisted by another', async () => {
+    const id = await createRecipe(a, 'Before crash');
+    const port = 38124;
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [join(REPO_ROOT, 'dist', 'src', 'main.js')],
+      {
+        env: {
+          ...process.env,
+          ...env,
+          NODE_ENV: 'test',
+          DB_NAME: database,
+          PORT: String(port),
+          HOST: '127.0.0.1',
+          API_KEYS: API_KEYS_JSON,
+          JOBS_ENABLED: 'false',
+          LOG_LEVEL: 'warn',
+          // Never flushes on its own within this test.
+          CACHE_WRITE_BEHIND_FLUSH_MS: '600000',
+        },
+        stdio: 'ignore',
+      },
+    );
+    try {
+      await until(
+        () =>
+          fetch(`http://127.0.0.1:${port}/health/live`).then(
+            (r) => r.ok,
+            () => false,
+          ),
+        (ok) => ok,
+        60_000,
+      );
+      const res = await fetch(`http://127.0.0.1:${port}/v1/recipes/${id}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${KEYS.all}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ title: 'Survives the crash' }),
+      });
+      expect(res.status).toBe(200);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    expect(await dbTitle(id)).toBe('Before crash');
+    // A or B claims the dead consumer's entry after CACHE_WRITE_BEHIND_CLAIM_IDLE_MS.
+    expect(
+      await until(
+        () => dbTitle(id),
+        (t) => t === 'Survives the crash',
+        10_000,
+      ),
+    ).toBe('Survives the crash');
+  });
+
+  it('100 concurrent misses of one key run the loader once', async () => {
+    const tiers = a.get(TieredCacheService);
+    let calls = 0;
+    const id = `stampede-${Date.now()}`;
+    const loader = async (): Promise<{ n: number }> => {
+      calls += 1;
+      await sleep(50);
+      return { n: 42 };
+    };
+    const results = await Promise.all(
+      Array.from({ length: 100 }, () =>
+        tiers.getOrLoad('search_results', id, loader),
+      ),
+    );
+    expect(calls).toBe(1);
+    expect(results.every((r) => r.n === 42)).toBe(true);
+  });
+
+  it('manual invalidation (ops:admin) removes entries by key and by type, on every instance', async () => {
+    const id = await createRecipe(a, 'Invalidate me');
+    await request(b.getHttpServer()).get(`/v1/recipes/${id}`).set(bearer(KEYS.all)).expect(200);
+    const key = a.get(TieredCacheService).key('recipes', id);
+    expect(await redis.exists(key)).toBe(1);
+    await request(a.getHttpServer())
+      .post('/v1/ops/cache/invalidate')
+      .set(bearer(KEYS.opsRead))
+      .send({ type: 'recipes', keys: [id] })
+      .expect(403);
+    await request(a.getHttpServer())
+      .post('/v1/ops/cache/invalidate')
+      .set(bearer(KEYS.all))
+      .send({ type: 'recipes', keys: [id] })
+      .expect(200);
+    expect(await redis.exists(key)).toBe(0);
+    const bL1 = (
+      b.get(TieredCacheService) as unknown as { tiers: { l1Store: { has(k: string): boolean } } }
+    ).tiers.l1Store;
+    expect(
+      await until(
+        async () => bL1.has(key),
+        (has) => !has,
+        1_000,
+      ),
+    ).toBe(false);
+
+    await request(a.getHttpServer())
+      .post('/v1/recipes/search')
+      .set(bearer(KEYS.all))
+      .send({ embedding: axis(12), maxDistance: 2 })
+      .expect(200);
+    const all = await request(a.getHttpServer())
+      .post('/v1/ops/cache/invalidate')
+      .set(bearer(KEYS.all))
+      .send({ type: 'search_results' })
+      .expect(200);
+    expect(all.body.removed).toBeGreaterThanOrEqual(1);
+    expect(await keysMatching(redis, `${ns()}search_results:*`)).toEqual([]);
+    await request(a.getHttpServer())
+      .post('/v1/ops/cache/invalidate')
+      .set(bearer(KEYS.all))
+      .send({ type: 'nonsense' })
+      .expect(400);
+  });
+
+  it('keeps serving reads and writes while Redis is down, reports it, and resumes caching when it is back', async () => {
+    const user = await createUser(a);
+    const id = await createRecipe(a, 'Outage soup');
+    await stack('stop', 'redis');
+    try {
+      await request(a.getHttpServer())
+        .put(`/v1/users/${user}/profile`)
+        .set(bearer(KEYS.all))
+        .send({ data: { during: 'outage' } })
+        .expect(200);
+      const profile = await request(a.getHttpServer())
+        .get(`/v1/users/${user}/profile`)
+        .set(bearer(KEYS.all))
+        .expect(200);
+      expect(profile.body.data).toEqual({ during: 'outage' });
+      // Write-behind falls back to write-through: nothing is lost, the row is updated at once.
+      await request(a.getHttpServer())
+        .patch(`/v1/recipes/${id}`)
+        .set(bearer(KEYS.all))
+        .send({ title: 'Written through' })
+        .expect(200);
+      expect(await dbTitle(id)).toBe('Written through');
+      await request(a.getHttpServer()).get(`/v1/recipes/${id}`).set(bearer(KEYS.all)).expect(200);
+      await request(a.getHttpServer())
+        .post('/v1/recipes/search')
+        .set(bearer(KEYS.all))
+        .send({ embedding: axis(11), maxDistance: 2 })
+        .expect(200);
+      const ready = await request(a.getHttpServer()).get('/health/ready').expect(200);
+      expect(ready.body.details.redis.status).toBe('degraded');
+    } finally {
+      await stack('start', 'redis');
+    }
+    await until(
+      async () =>
+        (await request(a.getHttpServer()).get('/health/ready')).body.details?.redis?.status,
+      (s) => s === 'up',
+      15_000,
+    );
+    // Caching resumes without a restart (the breaker's trial call closes it).
+    await sleep(600);
+    const again = await until(
+      async () => {
+        await request(a.getHttpServer())
+          .put(`/v1/users/${user}/profile`)
+          .set(bearer(KEYS.all))
+          .send({ data: { after: 'outage' } })
+          .expect(200);
+        return redis.exists(a.get(TieredCacheService).key('user_profiles', user));
+      },
+      (n) => n === 1,
+      10_000,
+    );
+    expect(again).toBe(1);
+  });
+});
