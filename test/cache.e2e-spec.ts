@@ -110,12 +110,8 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       .expect(200);
     const tiers = a.get(TieredCacheService);
     const key = tiers.key('user_profiles', user);
-    const l1 = (await (
-      tiers as unknown as { tiers: { l1: { get(k: string): Promise<unknown> } } }
-    ).tiers.l1.get(key)) as {
-      data: unknown;
-    };
-    expect(l1.data).toEqual({ theme: 'dark' });
+    const l1 = await tiers.peekLocal<{ data: unknown }>('user_profiles', user);
+    expect(l1?.data).toEqual({ theme: 'dark' });
     const l2 = await redis.get(key);
     expect(l2).toContain('"theme":"dark"');
     const res = await request(b.getHttpServer())
@@ -139,14 +135,8 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       .expect(200);
     expect(first.body.likedCuisines).toEqual(['thai']);
     const bTiers = b.get(TieredCacheService);
-    const key = bTiers.key('taste_profiles', user);
-    const l1Of = (app: NestFastifyApplication): { has(k: string): boolean } =>
-      (
-        app.get(TieredCacheService) as unknown as {
-          tiers: { l1Store: { has(k: string): boolean } };
-        }
-      ).tiers.l1Store;
-    expect(l1Of(b).has(key)).toBe(true);
+    const inL1OfB = (): boolean => bTiers.hasLocal('taste_profiles', user);
+    expect(inL1OfB()).toBe(true);
 
     const started = Date.now();
     await request(a.getHttpServer())
@@ -155,11 +145,11 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       .send({ likedCuisines: ['greek'], likedIngredients: [], dislikes: [] })
       .expect(200);
     await until(
-      async () => l1Of(b).has(key),
+      async () => inL1OfB(),
       (has) => !has,
       1_000,
     );
-    expect(l1Of(b).has(key)).toBe(false);
+    expect(inL1OfB()).toBe(false);
     expect(Date.now() - started).toBeLessThan(1_000);
     const after = await request(b.getHttpServer())
       .get(`/v1/users/${user}/taste-profile`)
@@ -285,9 +275,7 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       return { n: 42 };
     };
     const results = await Promise.all(
-      Array.from({ length: 100 }, () =>
-        tiers.getOrLoad('search_results', id, loader),
-      ),
+      Array.from({ length: 100 }, () => tiers.getOrLoad('search_results', id, loader)),
     );
     expect(calls).toBe(1);
     expect(results.every((r) => r.n === 42)).toBe(true);
@@ -309,12 +297,10 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       .send({ type: 'recipes', keys: [id] })
       .expect(200);
     expect(await redis.exists(key)).toBe(0);
-    const bL1 = (
-      b.get(TieredCacheService) as unknown as { tiers: { l1Store: { has(k: string): boolean } } }
-    ).tiers.l1Store;
+    const bTiers = b.get(TieredCacheService);
     expect(
       await until(
-        async () => bL1.has(key),
+        async () => bTiers.hasLocal('recipes', id),
         (has) => !has,
         1_000,
       ),

@@ -141,6 +141,16 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     await this.tiers.l1.deleteMany(keys);
   }
 
+  /** Whether this instance's L1 holds the entry (diagnostics). */
+  hasLocal(type: CacheType, id: string): boolean {
+    return this.tiers.l1Store.has(this.key(type, id));
+  }
+
+  /** This instance's L1 copy, without touching L2 or metrics (diagnostics). */
+  peekLocal<T>(type: CacheType, id: string): Promise<T | undefined> {
+    return this.tiers.l1.get<T>(this.key(type, id));
+  }
+
   /** L1 only: what another instance's invalidation message asks of us. */
   dropLocal(type: CacheType, ids?: string[]): number {
     const store = this.tiers.l1Store;
