@@ -254,8 +254,8 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
     } finally {
       child.kill('SIGKILL');
     }
-    expect(await dbTitle(id)).toBe('Before crash');
-    // A or B claims the dead consumer's entry after CACHE_WRITE_BEHIND_CLAIM_IDLE_MS.
+    // The killed instance never flushed: its queued change is in the stream, and
+    // another instance's flusher persists it.
     expect(
       await until(
         () => dbTitle(id),
@@ -263,6 +263,45 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
         10_000,
       ),
     ).toBe('Survives the crash');
+  });
+
+  it('write-behind: changes a dead consumer read but never acknowledged are claimed (XAUTOCLAIM) and persisted', async () => {
+    const id = await createRecipe(a, 'Unclaimed');
+    const stream = `${ns()}wb:recipes`;
+    const change = {
+      ...recipeBody({
+        title: 'Claimed from a dead consumer',
+        authorId: null,
+        description: 'Quick and simple',
+      }),
+      updatedAt: new Date().toISOString(),
+    };
+    delete (change as Record<string, unknown>).embedding;
+    // Queue the change and deliver it to a consumer that then "dies", atomically so that
+    // no live flusher reads it first.
+    const replies = await redis
+      .multi()
+      .xAdd(stream, '*', {
+        id,
+        version: '2',
+        change: JSON.stringify(change),
+        queuedAt: String(Date.now()),
+      })
+      .xReadGroup('flushers', 'dead-instance', { key: stream, id: '>' }, { COUNT: 1 })
+      .exec();
+    expect(JSON.stringify(replies[1])).toContain(id);
+    const pending = await redis.xPending(stream, 'flushers');
+    expect(pending.pending).toBeGreaterThanOrEqual(1);
+    // Live instances claim it once it has been idle CACHE_WRITE_BEHIND_CLAIM_IDLE_MS (1 s here).
+    expect(
+      await until(
+        () => dbTitle(id),
+        (t) => t === 'Claimed from a dead consumer',
+        10_000,
+      ),
+    ).toBe('Claimed from a dead consumer');
+    const left = await redis.xPending(stream, 'flushers');
+    expect(left.consumers?.find((c) => c.name === 'dead-instance')).toBeUndefined();
   });
 
   it('100 concurrent misses of one key run the loader once', async () => {
