@@ -1,0 +1,132 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { randomUUID } from 'node:crypto';
+import request from 'supertest';
+import { bearer, bootApp, KEYS, testConfig } from './support/app.js';
+import { createTestDatabase, dropTestDatabase, StackDb, stackDb } from './support/databases.js';
+import { stackEnv } from './support/stack.js';
+import { axis } from './support/vectors.js';
+
+describe('users, profiles and taste profiles', () => {
+  let app: NestFastifyApplication;
+  let db: StackDb;
+  let database: string;
+
+  beforeAll(async () => {
+    const env = await stackEnv();
+    db = stackDb(env);
+    database = await createTestDatabase(db, 'users');
+    app = await bootApp(testConfig(env, database));
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await dropTestDatabase(db, database);
+  });
+
+  const http = (): ReturnType<NestFastifyApplication['getHttpServer']> => app.getHttpServer();
+
+  it('creates a user, refuses a second one with the same email (any case), and reads it back', async () => {
+    const created = await request(http())
+      .post('/v1/users')
+      .set(bearer(KEYS.all))
+      .send({ email: 'Ada@Example.com', displayName: 'Ada' })
+      .expect(201);
+    const id = (created.body as { id: string }).id;
+    const dup = await request(http())
+      .post('/v1/users')
+      .set(bearer(KEYS.all))
+      .send({ email: 'ada@example.com', displayName: 'Ada again' })
+      .expect(409);
+    expect(dup.body.message).toContain('already exists');
+    expect(JSON.stringify(dup.body)).not.toContain('ada@example.com');
+    const read = await request(http())
+      .get(`/v1/users/${id}`)
+      .set(bearer(KEYS.all))
+      .set('x-consistency', 'strong')
+      .expect(200);
+    expect(read.body).toMatchObject({ id, email: 'Ada@Example.com', displayName: 'Ada' });
+  });
+
+  it('answers 404 for an unknown user, and 400 naming bad fields', async () => {
+    await request(http()).get(`/v1/users/${randomUUID()}`).set(bearer(KEYS.all)).expect(404);
+    await request(http())
+      .get(`/v1/users/${randomUUID()}/profile`)
+      .set(bearer(KEYS.all))
+      .expect(404);
+    await request(http())
+      .put(`/v1/users/${randomUUID()}/profile`)
+      .set(bearer(KEYS.all))
+      .send({ data: { a: 1 } })
+      .expect(404);
+    const bad = await request(http())
+      .post('/v1/users')
+      .set(bearer(KEYS.all))
+      .send({ email: 'nope', displayName: '' })
+      .expect(400);
+    expect(bad.body.message.join('\n')).toMatch(/email[\s\S]*displayName|displayName[\s\S]*email/);
+  });
+
+  it('stores and versions the profile and the taste profile', async () => {
+    const created = await request(http())
+      .post('/v1/users')
+      .set(bearer(KEYS.all))
+      .send({ email: `p${Date.now()}@example.com`, displayName: 'P' })
+      .expect(201);
+    const id = (created.body as { id: string }).id;
+    const empty = await request(http())
+      .get(`/v1/users/${id}/profile`)
+      .set(bearer(KEYS.all))
+      .expect(200);
+    expect(empty.body).toMatchObject({ data: {}, version: 0 });
+
+    await request(http())
+      .put(`/v1/users/${id}/profile`)
+      .set(bearer(KEYS.all))
+      .send({ data: { units: 'metric' } })
+      .expect(200);
+    const v2 = await request(http())
+      .put(`/v1/users/${id}/profile`)
+      .set(bearer(KEYS.all))
+      .send({ data: { units: 'imperial' } })
+      .expect(200);
+    expect(v2.body).toMatchObject({ data: { units: 'imperial' }, version: 2 });
+
+    const taste = await request(http())
+      .put(`/v1/users/${id}/taste-profile`)
+      .set(bearer(KEYS.all))
+      .send({
+        likedCuisines: ['thai'],
+        likedIngredients: ['basil'],
+        dislikes: ['cilantro'],
+        embedding: axis(2),
+      })
+      .expect(200);
+    expect(taste.body).toMatchObject({ likedCuisines: ['thai'], hasEmbedding: true, version: 1 });
+    const read = await request(http())
+      .get(`/v1/users/${id}/taste-profile`)
+      .set(bearer(KEYS.all))
+      .expect(200);
+    expect(read.body).toMatchObject({ dislikes: ['cilantro'] });
+
+    const tooBig = await request(http())
+      .put(`/v1/users/${id}/profile`)
+      .set(bearer(KEYS.all))
+      .send({ data: { blob: 'x'.repeat(20_000) } })
+      .expect(400);
+    expect(tooBig.body.message).toContain('16384 bytes');
+    await request(http())
+      .put(`/v1/users/${id}/taste-profile`)
+      .set(bearer(KEYS.all))
+      .send({ likedCuisines: 'thai', likedIngredients: [], dislikes: [], embedding: [1] })
+      .expect(400);
+  });
+
+  it('needs users:read / users:write', async () => {
+    await request(http())
+      .post('/v1/users')
+      .set(bearer(KEYS.opsRead))
+      .send({ email: 'a@b.co', displayName: 'x' })
+      .expect(403);
+    await request(http()).get(`/v1/users/${randomUUID()}`).set(bearer(KEYS.opsRead)).expect(403);
+  });
+});
