@@ -166,7 +166,12 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       .set(bearer(KEYS.all))
       .send({ embedding: axis(11), filters: { cuisine: 'italian' }, maxDistance: 2 })
       .expect(200);
-    const during = await keysMatching(redis, `${ns()}search_results:*`);
+    // The L2 fill happens just after the response.
+    const during = await until(
+      () => keysMatching(redis, `${ns()}search_results:*`),
+      (keys) => keys.length > before.length,
+      2_000,
+    );
     expect(during.length).toBe(before.length + 1);
     await sleep(1_500);
     const after = await keysMatching(redis, `${ns()}search_results:*`);
@@ -324,7 +329,13 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
     const id = await createRecipe(a, 'Invalidate me');
     await request(b.getHttpServer()).get(`/v1/recipes/${id}`).set(bearer(KEYS.all)).expect(200);
     const key = a.get(TieredCacheService).key('recipes', id);
-    expect(await redis.exists(key)).toBe(1);
+    expect(
+      await until(
+        () => redis.exists(key),
+        (n) => n === 1,
+        2_000,
+      ),
+    ).toBe(1);
     await request(a.getHttpServer())
       .post('/v1/ops/cache/invalidate')
       .set(bearer(KEYS.opsRead))

@@ -26,6 +26,7 @@ class TimeoutError extends Error {}
 export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(TieredCacheService.name);
   private readonly inFlight = new Map<string, Promise<unknown>>();
+  private readonly pendingFills = new Set<Promise<void>>();
   readonly circuit: CircuitBreaker;
   private timer?: NodeJS.Timeout;
   private policyChecked = false;
@@ -54,10 +55,11 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     this.timer.unref();
   }
 
-  onModuleDestroy(): void {
+  async onModuleDestroy(): Promise<void> {
     if (this.timer) {
       clearInterval(this.timer);
     }
+    await Promise.allSettled([...this.pendingFills]);
   }
 
   get enabled(): boolean {
@@ -116,6 +118,25 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     await this.timed(CacheTier.L1, 'set', () => this.tiers.l1.set(key, value, ttl));
     await this.l2('set', (kv) => kv.set(key, value, ttl));
     this.metrics.l1Bytes.set(this.tiers.l1Store.bytes);
+  }
+
+  /**
+   * A cache fill after a miss: L1 now, L2 after the response (one Redis round trip
+   * less on the request path). Tracked, so shutdown waits for it.
+   */
+  private async fill<T>(type: CacheType, id: string, value: T): Promise<void> {
+    if (!this.config.cache.enabled) {
+      return;
+    }
+    const key = this.key(type, id);
+    const ttl = this.ttlMs(type);
+    await this.tiers.l1.set(key, value, ttl);
+    const write = this.l2('set', (kv) => kv.set(key, value, ttl)).then(
+      () => undefined,
+      (err: Error) => this.logger.debug({ error: err.message }, 'L2 fill failed'),
+    );
+    const tracked = write.finally(() => this.pendingFills.delete(tracked));
+    this.pendingFills.add(tracked);
   }
 
   /** Drops entries from both tiers of this instance's view (L1) and Redis (L2). */
@@ -217,7 +238,7 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
       try {
         const value = await loader();
         if (value !== undefined && value !== null) {
-          await this.set(type, id, value);
+          await this.fill(type, id, value);
         }
         return value;
       } finally {

@@ -441,7 +441,12 @@ export class RecipesRepository {
     return this.router.readTransaction(async (m) => {
       const params: unknown[] = [pgvector.toSql(q.embedding)];
       const where = whereClause(q.filters, params, q.excludeId);
-      await setLocal(m, { statement_timeout: timeoutMs, enable_indexscan: 'off' });
+      // One core: the check runs beside live traffic.
+      await setLocal(m, {
+        statement_timeout: timeoutMs,
+        enable_indexscan: 'off',
+        max_parallel_workers_per_gather: 0,
+      });
       params.push(q.limit);
       const rows: Array<{ id: string; distance: number }> = await m.query(
         `SELECT id::text AS id, embedding <=> $1::vector AS distance FROM recipes WHERE ${where}

@@ -164,10 +164,15 @@ export class SearchService implements OnApplicationShutdown {
     }
   }
 
-  /** A sampled fraction of searches is re-run exactly, after the response, to measure recall. */
+  /**
+   * A sampled fraction of searches is re-run exactly, after the response, to measure
+   * recall. An exact search reads every matching row, so at most one runs at a time
+   * per instance (single-worker) and samples that arrive meanwhile are skipped: the
+   * measurement must not become the load.
+   */
   private maybeCheckRecall(query: VectorQuery, result: SearchResult): void {
     const rate = this.config.vector.recallSampleRate;
-    if (rate <= 0 || Math.random() >= rate) {
+    if (rate <= 0 || this.pendingChecks.size > 0 || Math.random() >= rate) {
       return;
     }
     const check = new Promise<void>((resolve) => setImmediate(resolve))
