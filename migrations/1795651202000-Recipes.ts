@@ -24,7 +24,9 @@ export class Recipes1795651202000 implements MigrationInterface {
       )`);
     await q.query(`CREATE INDEX recipes_cuisine_idx ON recipes (cuisine)`);
     await q.query(`CREATE INDEX recipes_total_minutes_idx ON recipes (total_minutes)`);
-    await q.query(`CREATE INDEX recipes_author_idx ON recipes (author_id) WHERE author_id IS NOT NULL`);
+    await q.query(
+      `CREATE INDEX recipes_author_idx ON recipes (author_id) WHERE author_id IS NOT NULL`,
+    );
     await q.query(`CREATE INDEX recipes_tags_gin_idx ON recipes USING gin (tags)`);
     await q.query(`CREATE INDEX recipes_dietary_gin_idx ON recipes USING gin (dietary)`);
     await q.query(`CREATE INDEX recipes_created_idx ON recipes (created_at DESC, id DESC)`);

@@ -19,7 +19,10 @@ export class RecipesHnswIndex1795651203000 implements MigrationInterface {
     const version = rows[0]?.extversion ?? '0';
     const workers = parallelWorkersFor(version, 4);
     if (workers === 0) {
-      logger.warn({ pgvector: version }, 'pgvector < 0.8.2: building the HNSW index without parallel workers');
+      logger.warn(
+        { pgvector: version },
+        'pgvector < 0.8.2: building the HNSW index without parallel workers',
+      );
     }
     await q.query(`SET LOCAL maintenance_work_mem = '256MB'`);
     await q.query(`SET LOCAL max_parallel_maintenance_workers = ${workers}`);

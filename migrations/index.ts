@@ -3,6 +3,7 @@ import { OpsTables1795651201000 } from './1795651201000-OpsTables.js';
 import { Recipes1795651202000 } from './1795651202000-Recipes.js';
 import { RecipesHnswIndex1795651203000 } from './1795651203000-RecipesHnswIndex.js';
 import { Users1795651204000 } from './1795651204000-Users.js';
+import { AuditLog1795651205000 } from './1795651205000-AuditLog.js';
 
 /** Every migration, in order. Listed (not globbed) so bundlers and Jest's ESM loader see them. */
 export const MIGRATIONS = [
@@ -11,4 +12,5 @@ export const MIGRATIONS = [
   Recipes1795651202000,
   RecipesHnswIndex1795651203000,
   Users1795651204000,
+  AuditLog1795651205000,
 ];

@@ -1,5 +1,6 @@
 import { DynamicModule, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
+import { AuditModule } from './audit/audit.module.js';
 import { CacheInfraModule } from './cache/cache.module.js';
 import { LifecycleService } from './common/lifecycle.service.js';
 import { RequestContextMiddleware } from './common/request-context.middleware.js';
@@ -27,6 +28,7 @@ export class AppModule implements NestModule {
         SecurityModule,
         DatabaseModule,
         CacheInfraModule,
+        AuditModule,
         HealthModule,
         OpsModule,
         RecipesModule,

@@ -54,6 +54,7 @@ export interface AppConfig {
   vector: VectorConfig;
   embeddings: EmbeddingsConfig;
   cache: CacheConfig;
+  audit: { retentionYears: number; maintenanceCron: string };
 }
 
 export type CacheType = 'user_profiles' | 'recipes' | 'search_results' | 'taste_profiles';
@@ -207,6 +208,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       recallSampleRate: vars.VECTOR_RECALL_SAMPLE_RATE,
       maintenanceWorkMem: vars.VECTOR_MAINTENANCE_WORK_MEM,
       parallelWorkers: vars.VECTOR_PARALLEL_WORKERS,
+    },
+    audit: {
+      retentionYears: vars.AUDIT_RETENTION_YEARS,
+      maintenanceCron: vars.AUDIT_MAINTENANCE_CRON,
     },
     cache: {
       enabled: vars.CACHE_ENABLED,

@@ -397,6 +397,17 @@ export class EnvironmentVariables {
   @Max(600_000)
   CACHE_CIRCUIT_OPEN_MS = 5_000;
 
+  // --- audit log (spec: audit_storage) -------------------------------------------------
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  AUDIT_RETENTION_YEARS = 7;
+
+  @IsString()
+  @MinLength(9)
+  AUDIT_MAINTENANCE_CRON = '0 15 3 * * *';
+
   // --- jobs -------------------------------------------------------------------------
   @Transform(toBool)
   @IsBoolean()

@@ -9,4 +9,5 @@ export enum AdvisoryLock {
   Migrations = 1,
   JobHeartbeat = 100,
   VectorIndexRebuild = 200,
+  JobAuditMaintenance = 300,
 }

@@ -1,8 +1,6 @@
 import { Module } from '@nestjs/common';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
-import { DATA_CHANGE_SINK } from '../common/data-change.js';
-import { LoggingDataChangeSink } from '../common/logging-data-change.sink.js';
 import { EMBEDDING_PROVIDER, EmbeddingProvider } from './embedding/embedding-provider.js';
 import { OpenAiEmbeddingProvider } from './embedding/openai-embedding.provider.js';
 import { RecipesController } from './recipes.controller.js';
@@ -23,7 +21,6 @@ import { VectorOpsController } from './vector-ops.controller.js';
     SearchService,
     SearchMetrics,
     VectorIndexService,
-    { provide: DATA_CHANGE_SINK, useClass: LoggingDataChangeSink },
     {
       provide: EMBEDDING_PROVIDER,
       inject: [APP_CONFIG],

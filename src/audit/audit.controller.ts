@@ -1,0 +1,36 @@
+import { Controller, Get, Query } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { RequireScopes } from '../security/auth.decorators.js';
+import { AuditRepository, AuditRow } from './audit.repository.js';
+import { AuditService, VerifyReport } from './audit.service.js';
+import { AuditQueryDto } from './dto/audit.dto.js';
+
+@ApiTags('audit')
+@Controller({ path: 'audit-logs', version: '1' })
+export class AuditController {
+  constructor(
+    private readonly audit: AuditService,
+    private readonly logs: AuditRepository,
+  ) {}
+
+  @Get()
+  @RequireScopes('audit:read')
+  @ApiOperation({
+    summary: 'Audit entries in chain order; filters subjectId, actor, eventType, from, to',
+  })
+  async list(@Query() q: AuditQueryDto): Promise<{ items: AuditRow[]; nextCursor: string | null }> {
+    const limit = q.limit ?? 100;
+    const items = await this.logs.find({ ...q, afterSeq: q.cursor, limit });
+    return {
+      items,
+      nextCursor: items.length === limit ? String(items[items.length - 1].seq) : null,
+    };
+  }
+
+  @Get('verify')
+  @RequireScopes('audit:read')
+  @ApiOperation({ summary: 'Walk the hash chain; report the first broken link' })
+  verify(): Promise<VerifyReport> {
+    return this.audit.verify();
+  }
+}
