@@ -234,7 +234,7 @@ export class EnvironmentVariables {
   @IsInt()
   @Min(1)
   @Max(20)
-  VECTOR_EF_SEARCH_PER_RESULT = 2;
+  VECTOR_EF_SEARCH_PER_RESULT = 4;
 
   @Transform(toNumber)
   @IsNumber()
