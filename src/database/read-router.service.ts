@@ -144,8 +144,11 @@ export class ReadRouterService implements OnModuleInit {
    * settings (e.g. hnsw.ef_search, statement_timeout) stay inside it — safe through
    * PgBouncer transaction pooling.
    */
-  async readTransaction<T>(fn: (manager: EntityManager) => Promise<T>): Promise<T> {
-    const runner = this.dataSource.createQueryRunner('slave');
+  async readTransaction<T>(
+    fn: (manager: EntityManager) => Promise<T>,
+    opts: { onWriter?: boolean } = {},
+  ): Promise<T> {
+    const runner = this.dataSource.createQueryRunner(opts.onWriter ? 'master' : 'slave');
     try {
       await runner.query('BEGIN READ ONLY');
       const result = await fn(runner.manager);

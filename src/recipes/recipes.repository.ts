@@ -436,25 +436,32 @@ export class RecipesRepository {
     });
   }
 
-  /** Exact nearest neighbours (no ANN index): the ground truth for recall sampling. */
+  /**
+   * Exact nearest neighbours (no ANN index): the ground truth for recall sampling. It
+   * reads every matching vector, so it runs on the writer: on a replica it would push
+   * the HNSW index out of the buffers that serve the searches.
+   */
   exactIds(q: VectorQuery, timeoutMs: number): Promise<string[]> {
-    return this.router.readTransaction(async (m) => {
-      const params: unknown[] = [pgvector.toSql(q.embedding)];
-      const where = whereClause(q.filters, params, q.excludeId);
-      // One core: the check runs beside live traffic.
-      await setLocal(m, {
-        statement_timeout: timeoutMs,
-        enable_indexscan: 'off',
-        max_parallel_workers_per_gather: 0,
-      });
-      params.push(q.limit);
-      const rows: Array<{ id: string; distance: number }> = await m.query(
-        `SELECT id::text AS id, embedding <=> $1::vector AS distance FROM recipes WHERE ${where}
+    return this.router.readTransaction(
+      async (m) => {
+        const params: unknown[] = [pgvector.toSql(q.embedding)];
+        const where = whereClause(q.filters, params, q.excludeId);
+        // One core: the check runs beside live traffic.
+        await setLocal(m, {
+          statement_timeout: timeoutMs,
+          enable_indexscan: 'off',
+          max_parallel_workers_per_gather: 0,
+        });
+        params.push(q.limit);
+        const rows: Array<{ id: string; distance: number }> = await m.query(
+          `SELECT id::text AS id, embedding <=> $1::vector AS distance FROM recipes WHERE ${where}
           ORDER BY distance LIMIT $${params.length}`,
-        params,
-      );
-      return rows.filter((r) => r.distance <= q.maxDistance).map((r) => r.id);
-    });
+          params,
+        );
+        return rows.filter((r) => r.distance <= q.maxDistance).map((r) => r.id);
+      },
+      { onWriter: true },
+    );
   }
 
   /** EXPLAIN (ANALYZE, BUFFERS) of the search `search()` would run, with the same settings. */
