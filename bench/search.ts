@@ -36,17 +36,18 @@ import { log, Progress, timed } from './lib/progress.js';
 import { Rng } from './lib/rng.js';
 import { HttpClient, ServiceProcess, freePort } from './lib/service.js';
 import {
-  approxSearch,
   buildWhere,
   exactSearch,
   explain,
   isFiltered,
+  search as sqlSearch,
   type Hit,
   type SqlSearchOptions,
 } from './lib/sql-search.js';
 import {
   BENCH_DB,
   clientConfig,
+  connect,
   loadStackEnv,
   superuserConfig,
   withClient,
@@ -76,8 +77,13 @@ interface Options {
   efSweep: number[];
   limit: number;
   maxScanTuples: number;
+  exactMaxRows: number;
+  timeoutMs: number;
   warmupQueries: number;
   concurrency: number[];
+  tag: string;
+  /** extra VAR=value settings for the service under test, e.g. VECTOR_RECALL_SAMPLE_RATE=0 */
+  serviceEnv: Record<string, string>;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -95,8 +101,12 @@ function parseOptions(argv: string[]): Options {
       'ef-sweep': { type: 'string', default: '64,100,200' },
       limit: { type: 'string', default: '20' },
       'max-scan-tuples': { type: 'string', default: '20000' },
+      'exact-max-rows': { type: 'string', default: '2000' },
+      'timeout-ms': { type: 'string', default: '3000' },
       'warmup-queries': { type: 'string', default: '100' },
       concurrency: { type: 'string', default: '1,8' },
+      tag: { type: 'string', default: '' },
+      'service-env': { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -105,7 +115,9 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(
       'npm run bench:search -- [--rows N] [--queries Q] [--duration-s S] [--skip-load] [--skip-http]\n' +
         '  [--seed N] [--build-mem 256MB] [--ef-search 40] [--ef-sweep 64,100,200] [--limit 20]\n' +
-        '  [--max-scan-tuples 20000] [--warmup-queries 100] [--concurrency 1,8]\n',
+        '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
+        '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
+        '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n',
     );
     process.exit(0);
   }
@@ -118,6 +130,9 @@ function parseOptions(argv: string[]): Options {
   };
   const list = (name: string, v: string, min: number, max: number): number[] =>
     v.trim() === '' ? [] : v.split(',').map((x) => int(name, x.trim(), min, max));
+  if (!/^[a-z0-9-]{0,40}$/.test(values.tag)) {
+    throw new Error(`--tag must be lowercase letters, digits and dashes, got '${values.tag}'`);
+  }
   if (!/^\d+(kB|MB|GB)$/.test(values['build-mem'])) {
     throw new Error(`--build-mem must look like 256MB or 2GB, got '${values['build-mem']}'`);
   }
@@ -133,8 +148,20 @@ function parseOptions(argv: string[]): Options {
     efSweep: list('ef-sweep', values['ef-sweep'], 1, 1000),
     limit: int('limit', values.limit, 1, 50),
     maxScanTuples: int('max-scan-tuples', values['max-scan-tuples'], 1, 10_000_000),
+    exactMaxRows: int('exact-max-rows', values['exact-max-rows'], 0, 10_000_000),
+    timeoutMs: int('timeout-ms', values['timeout-ms'], 10, 600_000),
     warmupQueries: int('warmup-queries', values['warmup-queries'], 0, 100_000),
     concurrency: list('concurrency', values.concurrency, 1, 256),
+    tag: values.tag,
+    serviceEnv: Object.fromEntries(
+      values['service-env'].map((kv) => {
+        const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(kv);
+        if (!m) {
+          throw new Error(`--service-env must look like VAR=value, got '${kv}'`);
+        }
+        return [m[1], m[2]];
+      }),
+    ),
   };
 }
 
@@ -142,8 +169,8 @@ function parseOptions(argv: string[]): Options {
 // Queries: drawn from the data's distribution, never copies of rows
 
 interface Query {
+  /** `[x1,...,x1536]`: a pgvector literal and a JSON array at once */
   literal: string;
-  values: number[];
 }
 
 function makeQueries(model: EmbeddingModel, seed: number, count: number): Query[] {
@@ -152,8 +179,7 @@ function makeQueries(model: EmbeddingModel, seed: number, count: number): Query[
   return Array.from({ length: count }, () => {
     model.sample(rng, v);
     // 8 significant digits: what an embedding client sends; SQL and HTTP get the same numbers
-    const values = Array.from(v, (x) => Number(x.toPrecision(8)));
-    return { values, literal: `[${values.join(',')}]` };
+    return { literal: `[${Array.from(v, (x) => Number(x.toPrecision(8))).join(',')}]` };
   });
 }
 
@@ -287,10 +313,8 @@ async function loadDataset(
 
 async function buildIndex(env: StackEnv, opts: Options, definition: string): Promise<IndexBuild> {
   const cfg = clientConfig(env, env.primary);
-  const builder = new pg.Client(cfg);
-  const monitor = new pg.Client(cfg);
-  await builder.connect();
-  await monitor.connect();
+  const builder = await connect(cfg);
+  const monitor = await connect(cfg);
   const notices: string[] = [];
   builder.on('notice', (n) => {
     notices.push(n.message ?? '(notice without message)');
@@ -497,7 +521,16 @@ interface IoSnapshot {
   heapRead: number;
 }
 
-async function ioSnapshot(c: pg.ClientBase): Promise<IoSnapshot> {
+/**
+ * Buffer counters of the replica. Backends flush their statistics at most once a
+ * second when idle: wait, then read them from a fresh connection.
+ */
+async function ioSnapshot(env: StackEnv): Promise<IoSnapshot> {
+  await sleep(1_500);
+  return withClient(clientConfig(env, env.replica), (c) => readIo(c));
+}
+
+async function readIo(c: pg.ClientBase): Promise<IoSnapshot> {
   const { rows } = await c.query<Record<keyof IoSnapshot, string>>(
     `SELECT i.idx_blks_hit AS "indexHit", i.idx_blks_read AS "indexRead",
             coalesce(t.toast_blks_hit, 0) AS "toastHit", coalesce(t.toast_blks_read, 0) AS "toastRead",
@@ -581,6 +614,8 @@ interface CaseResult {
   recallMin: number;
   /** queries with all `limit` exact neighbours found */
   perfect: number;
+  /** queries that found fewer than half of their exact neighbours */
+  missed: number;
   short: number;
   plans?: Record<string, number>;
   serverTookMs?: LatencySummary;
@@ -627,6 +662,7 @@ async function measureCase(
     recall: round(mean(recalls), 4),
     recallMin: round(Math.min(...recalls), 4),
     perfect: recalls.filter((r) => r === 1).length,
+    missed: recalls.filter((r) => r < 0.5).length,
     short,
     ...(Object.keys(plans).length ? { plans } : {}),
     ...(took.length ? { serverTookMs: summarize(took) } : {}),
@@ -640,7 +676,8 @@ interface ThroughputResult {
   completed: number;
   qps: number;
   latencyMs: LatencySummary;
-  distinctQueries: number;
+  /** searches that re-used a query already sent in this phase (pool exhausted) */
+  repeats: number;
 }
 
 /** `concurrency` closed-loop workers for `durationS`, each waiting for its answer. */
@@ -666,7 +703,7 @@ async function throughput(
       }
     }),
   );
-  const seconds = (performance.now() - t0) / 1000;
+  const seconds = progress.done(durationS);
   return {
     concurrency: workers.length,
     workload: 'unfiltered',
@@ -674,7 +711,7 @@ async function throughput(
     completed: latencies.length,
     qps: round(latencies.length / seconds, 1),
     latencyMs: summarize(latencies),
-    distinctQueries: Math.min(pool.length, latencies.length),
+    repeats: Math.max(0, latencies.length - pool.length),
   };
 }
 
@@ -693,36 +730,38 @@ async function measureRawSql(
   sel: Record<string, Selectivity>,
 ): Promise<{
   side: SideResult;
-  plans: Record<string, { approx: string; exact: string }>;
+  plans: Record<string, { search: string; exact: string }>;
   sweep: SweepRow[];
 }> {
   const sqlOpts: SqlSearchOptions = {
     limit: opts.limit,
     efSearch: opts.efSearch,
     maxScanTuples: opts.maxScanTuples,
+    exactMaxRows: opts.exactMaxRows,
+    timeoutMs: opts.timeoutMs,
   };
   const maxC = Math.max(1, ...opts.concurrency);
   const clients: pg.Client[] = [];
   for (let i = 0; i < maxC; i++) {
-    const c = new pg.Client(clientConfig(env, env.replica));
-    await c.connect();
+    const c = await connect(clientConfig(env, env.replica));
     clients.push(c);
   }
   try {
     const c = clients[0];
-    const plans: Record<string, { approx: string; exact: string }> = {};
+    const plans: Record<string, { search: string; exact: string }> = {};
     for (const fc of FILTER_CASES) {
       plans[fc.name] = {
-        approx: await explain(c, sets.measured[0].literal, fc.filters, 'approx', sqlOpts),
+        search: await explain(c, sets.measured[0].literal, fc.filters, 'search', sqlOpts),
         exact: await explain(c, sets.measured[0].literal, fc.filters, 'exact', sqlOpts),
       };
-      log(`plan ${fc.name}: ${plans[fc.name].approx}  |  exact: ${plans[fc.name].exact}`);
+      log(`plan ${fc.name}: ${plans[fc.name].search}  |  ground truth: ${plans[fc.name].exact}`);
     }
     const search =
       (o: SqlSearchOptions, client = c): Searcher =>
-      async (q, fc) => ({
-        ids: (await approxSearch(client, q.literal, fc.filters, o)).map((h) => h.id),
-      });
+      async (q, fc) => {
+        const r = await sqlSearch(client, q.literal, fc.filters, o);
+        return { ids: r.hits.map((h) => h.id), plan: r.plan };
+      };
     const warm = new Progress(
       'raw SQL warm-up',
       sets.warmup.length * FILTER_CASES.length,
@@ -736,7 +775,7 @@ async function measureRawSql(
         warm.update(++n);
       }
     }
-    const before = await ioSnapshot(c);
+    const before = await ioSnapshot(env);
     const cases: Record<string, CaseResult> = {};
     for (const fc of FILTER_CASES) {
       cases[fc.name] = await measureCase(
@@ -749,16 +788,16 @@ async function measureRawSql(
         `raw SQL ${fc.name}`,
       );
     }
-    const after = await ioSnapshot(c);
+    const after = await ioSnapshot(env);
     const runs: ThroughputResult[] = [];
-    for (const conc of opts.concurrency) {
+    for (const [i, conc] of opts.concurrency.entries()) {
       const unfiltered = FILTER_CASES[0];
       runs.push(
         await throughput(
           clients
             .slice(0, conc)
             .map((client) => async (q: Query) => search(sqlOpts, client)(q, unfiltered)),
-          sets.throughput,
+          sets.throughput[i],
           opts.durationS,
           `raw SQL throughput c=${conc}`,
         ),
@@ -768,7 +807,7 @@ async function measureRawSql(
     for (const ef of opts.efSweep) {
       for (const fc of FILTER_CASES) {
         const r = await measureCase(
-          search({ ...sqlOpts, efSearch: ef }),
+          search({ ...sqlOpts, efSearch: ef, exactMaxRows: 0 }),
           fc,
           sets.measured,
           truth[fc.name],
@@ -780,6 +819,7 @@ async function measureRawSql(
           efSearch: ef,
           case: fc.name,
           recall: r.recall,
+          missed: r.missed,
           short: r.short,
           p50: r.latencyMs.p50,
           p95: r.latencyMs.p95,
@@ -802,6 +842,7 @@ interface SweepRow {
   efSearch: number;
   case: string;
   recall: number;
+  missed: number;
   short: number;
   p50: number;
   p95: number;
@@ -814,14 +855,12 @@ interface ApiAnswer {
 }
 
 function searchBody(q: Query, filters: SearchFilters, limit: number): Buffer {
-  return Buffer.from(
-    JSON.stringify({
-      embedding: q.values,
-      ...(isFiltered(filters) ? { filters } : {}),
-      limit,
-      maxDistance: MAX_DISTANCE,
-    }),
-  );
+  const rest = JSON.stringify({
+    ...(isFiltered(filters) ? { filters } : {}),
+    limit,
+    maxDistance: MAX_DISTANCE,
+  });
+  return Buffer.from(`{"embedding":${q.literal},${rest.slice(1)}`);
 }
 
 async function measureHttp(
@@ -830,7 +869,20 @@ async function measureHttp(
   sets: QuerySets,
   truth: Record<string, Hit[][]>,
   sel: Record<string, Selectivity>,
-): Promise<{ side: SideResult; bootS: number; port: number }> {
+): Promise<{ side: SideResult; bootS: number; port: number; healthLiveMs: LatencySummary }> {
+  // NOTE: a concurrent `nest build` empties dist/ for a few seconds; wait it out
+  const main = path.join(REPO_DIR, 'dist/src/main.js');
+  let waited = 0;
+  while (!existsSync(main)) {
+    if (++waited > 120) {
+      throw new Error(`${main} is missing (build the service first)`);
+    }
+    await sleep(1_000);
+  }
+  if (waited > 0) {
+    log(`waited ${waited}s for dist/src/main.js (a build was running); letting it finish`);
+    await sleep(10_000);
+  }
   const secret = randomBytes(24).toString('hex');
   const port = await freePort();
   const service = ServiceProcess.start(
@@ -851,6 +903,10 @@ async function measureHttp(
       JOBS_ENABLED: 'false',
       DB_MIGRATIONS_RUN: 'false',
       SHUTDOWN_DRAIN_MS: '0',
+      // a fresh cache namespace per run: results cached by an earlier run (same seeded
+      // queries) must not be served from Redis
+      CACHE_KEY_VERSION: `b${Date.now().toString(36)}`,
+      ...opts.serviceEnv,
     },
     port,
   );
@@ -871,6 +927,15 @@ async function measureHttp(
       const answer = JSON.parse(res.body) as ApiAnswer;
       return { ids: answer.items.map((i) => i.id), plan: answer.plan, tookMs: answer.tookMs };
     };
+    // the HTTP floor: a route with no database work, same client and connection
+    const floor: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      const t0 = performance.now();
+      await one.request('GET', '/health/live');
+      floor.push(performance.now() - t0);
+    }
+    const healthLiveMs = summarize(floor.slice(50));
+    log(`GET /health/live: p50 ${healthLiveMs.p50} ms, p95 ${healthLiveMs.p95} ms`);
     const bodies = new Map<FilterCase, Buffer[]>(
       FILTER_CASES.map((fc) => [
         fc,
@@ -890,6 +955,7 @@ async function measureHttp(
         warm.update(++n);
       }
     }
+    const before = await ioSnapshot(env);
     const cases: Record<string, CaseResult> = {};
     for (const fc of FILTER_CASES) {
       const caseBodies = bodies.get(fc) ?? [];
@@ -904,18 +970,18 @@ async function measureHttp(
         `HTTP ${fc.name}`,
       );
     }
-    const pool = sets.throughput.map((q) => ({ q, body: searchBody(q, {}, opts.limit) }));
-    const bodyOf = new Map(pool.map((p) => [p.q, p.body]));
+    const after = await ioSnapshot(env);
     const runs: ThroughputResult[] = [];
-    for (const conc of opts.concurrency) {
+    // each phase has its own queries: a result cache in the service sees no repeats
+    for (const [i, conc] of opts.concurrency.entries()) {
       const client = conc === 1 ? one : many;
       runs.push(
         await throughput(
           Array.from(
             { length: conc },
-            () => async (q: Query) => call(client, bodyOf.get(q) ?? Buffer.alloc(0)),
+            () => async (q: Query) => call(client, searchBody(q, {}, opts.limit)),
           ),
-          sets.throughput,
+          sets.throughput[i],
           opts.durationS,
           `HTTP throughput c=${conc}`,
         ),
@@ -925,11 +991,13 @@ async function measureHttp(
       side: {
         cases,
         throughput: runs,
+        bufferHitRatio: hitRatios(before, after),
         notes: [
           'keep-alive node:http client in the same process as the raw SQL client, on the same CPUs',
         ],
       },
       bootS: round(bootS, 1),
+      healthLiveMs,
       port,
     };
   } finally {
@@ -943,13 +1011,37 @@ async function measureHttp(
 // ---------------------------------------------------------------------------
 // Ground truth
 
+/** JSON with object keys sorted: jsonb does not keep key order. */
+function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+}
+
 async function groundTruth(
   env: StackEnv,
   opts: Options,
+  load: LoadReport,
   queries: Query[],
 ): Promise<Record<string, Hit[][]>> {
   // on the primary, so the exact scans do not evict the replica's warmed index
   return withClient(clientConfig(env, env.primary), async (c) => {
+    // cached per query set for --skip-load re-runs; a load deletes every cache entry
+    // the data is a function of (rows, dataset params): a reload of the same data keeps it valid
+    const key = `truth:${createHash('sha256')
+      .update(stableJson([load.rows, load.dataset, queries.length, opts.limit, FILTER_CASES]))
+      .digest('hex')
+      .slice(0, 16)}`;
+    const cached = await c.query<{ value: Record<string, Hit[][]> }>(
+      `SELECT value FROM bench_meta WHERE key = $1`,
+      [key],
+    );
+    if (cached.rows[0]) {
+      log(`ground truth reused from bench_meta (${key})`);
+      return cached.rows[0].value;
+    }
     const truth: Record<string, Hit[][]> = {};
     for (const fc of FILTER_CASES) {
       const progress = new Progress(`exact ${fc.name}`, queries.length, 'queries', 10_000);
@@ -960,6 +1052,10 @@ async function groundTruth(
       }
       progress.done(queries.length);
     }
+    await c.query(`INSERT INTO bench_meta (key, value) VALUES ($1, $2)`, [
+      key,
+      JSON.stringify(truth),
+    ]);
     return truth;
   });
 }
@@ -1002,7 +1098,8 @@ async function difficulty(env: StackEnv, queries: Query[], truth: Hit[][]): Prom
 interface QuerySets {
   measured: Query[];
   warmup: Query[];
-  throughput: Query[];
+  /** one set per throughput phase (same index as opts.concurrency) */
+  throughput: Query[][];
 }
 
 interface Target {
@@ -1098,13 +1195,9 @@ function render(report: Report): string {
     }
     for (const fc of FILTER_CASES) {
       const r = side.cases[fc.name];
-      const plans = r.plans
-        ? Object.entries(r.plans)
-            .map(([k, v]) => `${k}:${v}`)
-            .join(' ')
-        : report.sqlPlans[fc.name]?.approx.includes(HNSW_INDEX)
-          ? 'hnsw'
-          : 'no hnsw';
+      const plans = Object.entries(r.plans ?? {})
+        .map(([k, v]) => `${k}:${v}`)
+        .join(' ');
       rows.push([
         name,
         fc.name,
@@ -1114,6 +1207,7 @@ function render(report: Report): string {
         r.latencyMs.p99.toFixed(2),
         r.recall.toFixed(4),
         r.recallMin.toFixed(2),
+        String(r.missed),
         String(r.short),
         plans,
       ]);
@@ -1134,6 +1228,7 @@ function render(report: Report): string {
         'p99 ms',
         `recall@${report.parameters.limit}`,
         'min',
+        'missed',
         'short',
         'plan',
       ],
@@ -1152,23 +1247,35 @@ function render(report: Report): string {
         t.latencyMs.p95.toFixed(2),
         t.latencyMs.p99.toFixed(2),
         String(t.completed),
+        String(t.repeats),
       ]);
     }
   }
   out.push(
     `Throughput, unfiltered, ${report.parameters.durationS}s closed loop per row (client shares the ${os.cpus().length} CPUs)`,
   );
-  out.push(table(['side', 'c', 'searches/s', 'p50 ms', 'p95 ms', 'p99 ms', 'done'], tput));
+  out.push(
+    table(['side', 'c', 'searches/s', 'p50 ms', 'p95 ms', 'p99 ms', 'done', 'repeats'], tput),
+  );
   out.push('');
   if (report.efSweep.length) {
-    out.push('raw SQL recall by ef_search (c=1)');
+    out.push('raw SQL recall by ef_search (c=1, HNSW forced: no exact plan)');
     out.push(
       table(
-        ['ef_search', 'case', `recall@${report.parameters.limit}`, 'short', 'p50 ms', 'p95 ms'],
+        [
+          'ef_search',
+          'case',
+          `recall@${report.parameters.limit}`,
+          'missed',
+          'short',
+          'p50 ms',
+          'p95 ms',
+        ],
         report.efSweep.map((s) => [
           String(s.efSearch),
           s.case,
           s.recall.toFixed(4),
+          String(s.missed),
           String(s.short),
           s.p50.toFixed(2),
           s.p95.toFixed(2),
@@ -1184,6 +1291,25 @@ function render(report: Report): string {
       `${mib(report.sizes.indexBytes)}; heap ${mib(report.sizes.tableBytes)}, toast ${mib(report.sizes.toastBytes)}, ` +
       `database ${mib(report.sizes.databaseBytes)}; shared_buffers ${String(report.machine.replica && (report.machine.replica as Record<string, string>).sharedBuffers)}`,
   );
+  const http = report.results.http;
+  if (http) {
+    const took = FILTER_CASES.map(
+      (fc) => `${fc.name} ${http.cases[fc.name].serverTookMs?.p50.toFixed(2) ?? '?'}`,
+    ).join(', ');
+    out.push(`API tookMs (inside the service, after validation) p50: ${took}`);
+    const floor = report.results.healthLiveMs;
+    if (floor) {
+      out.push(
+        `HTTP floor, GET /health/live at c=1: p50 ${floor.p50.toFixed(2)} ms, p95 ${floor.p95.toFixed(2)} ms`,
+      );
+    }
+    if (http.bufferHitRatio) {
+      const h = http.bufferHitRatio;
+      out.push(
+        `Replica buffer hit ratio during the HTTP latency runs: index ${h.index}, heap ${h.heap}, toast ${h.toast}`,
+      );
+    }
+  }
   if (report.results.rawSql.bufferHitRatio) {
     const h = report.results.rawSql.bufferHitRatio;
     out.push(
@@ -1215,17 +1341,23 @@ interface Report {
   };
   load: LoadReport;
   sizes: Sizes;
-  warmup: { method: string; seconds: number; detail: string };
-  sqlPlans: Record<string, { approx: string; exact: string }>;
+  warmup: {
+    beforeRawSql: { method: string; seconds: number; detail: string };
+    beforeHttp?: { method: string; seconds: number; detail: string };
+  };
+  sqlPlans: Record<string, { search: string; exact: string }>;
   results: {
     rawSql: SideResult;
     http: SideResult | null;
     httpSkipped?: string;
     serviceBootS?: number;
+    /** GET /health/live at concurrency 1: the HTTP stack without any search work */
+    healthLiveMs?: LatencySummary;
   };
   efSweep: SweepRow[];
   targets: Target[];
   phasesS: Record<string, number>;
+  loadAverage1mAfterPhase: Record<string, number>;
 }
 
 // ---------------------------------------------------------------------------
@@ -1234,10 +1366,13 @@ async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const startedAt = new Date().toISOString();
   const phases: Record<string, number> = {};
+  // 1-minute load average at the end of each phase: other work on the machine shows here
+  const loadAverage: Record<string, number> = {};
   const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     log(`--- ${name}`);
     const [result, s] = await timed(fn);
     phases[name] = round(s, 1);
+    loadAverage[name] = round(os.loadavg()[0], 2);
     return result;
   };
 
@@ -1270,7 +1405,13 @@ async function main(): Promise<void> {
   const sets: QuerySets = {
     measured: makeQueries(model, opts.seed + 1, opts.queries),
     warmup: makeQueries(model, opts.seed + 2, opts.warmupQueries),
-    throughput: makeQueries(model, opts.seed + 3, Math.max(opts.queries, 400 * opts.durationS)),
+    throughput: opts.concurrency.map((c, i) =>
+      makeQueries(
+        model,
+        opts.seed + 3 + i,
+        Math.min(30_000, opts.durationS * (c === 1 ? 700 : 1_200)),
+      ),
+    ),
   };
   const sel = await phase('selectivity', () => selectivities(env));
   for (const fc of FILTER_CASES) {
@@ -1282,7 +1423,7 @@ async function main(): Promise<void> {
   const sz = await sizes(env);
   await phase('replica catch-up', () => waitForReplica(env));
   const truth = await phase('ground truth (exact, primary)', () =>
-    groundTruth(env, opts, sets.measured),
+    groundTruth(env, opts, load, sets.measured),
   );
   const diff = await difficulty(env, sets.measured, truth[FILTER_CASES[0].name]);
   log(`difficulty: ${JSON.stringify(diff)}`);
@@ -1291,12 +1432,20 @@ async function main(): Promise<void> {
 
   let http: Awaited<ReturnType<typeof measureHttp>> | null = null;
   let httpSkipped: string | undefined;
+  let warmupHttp: Awaited<ReturnType<typeof prewarm>> | undefined;
   if (opts.skipHttp) {
     httpSkipped = '--skip-http';
   } else if (!existsSync(path.join(REPO_DIR, 'dist/src/recipes/recipes.controller.js'))) {
     httpSkipped = 'dist/src/recipes/recipes.controller.js is missing: the search API is not built';
   } else {
-    http = await phase('HTTP API', () => measureHttp(env, opts, sets, truth, sel.byCase));
+    // the raw SQL phases pushed toast pages through shared_buffers: same start for both sides
+    warmupHttp = await phase('prewarm before HTTP', () => prewarm(env));
+    try {
+      http = await phase('HTTP API', () => measureHttp(env, opts, sets, truth, sel.byCase));
+    } catch (err) {
+      // keep the raw SQL numbers: the report is still written, naming the failure
+      httpSkipped = `failed: ${err instanceof Error ? err.message : String(err)}`;
+    }
   }
   if (httpSkipped) {
     log(`HTTP part skipped: ${httpSkipped}`);
@@ -1311,25 +1460,27 @@ async function main(): Promise<void> {
     dataset: { rows: sel.total, params: load.dataset, selectivity: sel.byCase, difficulty: diff },
     load,
     sizes: sz,
-    warmup,
+    warmup: { beforeRawSql: warmup, ...(warmupHttp ? { beforeHttp: warmupHttp } : {}) },
     sqlPlans: raw.plans,
     results: {
       rawSql: raw.side,
       http: http?.side ?? null,
       ...(httpSkipped ? { httpSkipped } : {}),
-      ...(http ? { serviceBootS: http.bootS } : {}),
+      ...(http ? { serviceBootS: http.bootS, healthLiveMs: http.healthLiveMs } : {}),
     },
     efSweep: raw.sweep,
     targets: evaluateTargets(raw.side, http?.side ?? null, sel.byCase, opts.limit),
     phasesS: phases,
+    loadAverage1mAfterPhase: loadAverage,
   };
   const dir = path.join(REPO_DIR, 'bench/results');
   await mkdir(dir, { recursive: true });
-  const file = path.join(dir, `search-${report.startedAt.slice(0, 10)}.json`);
+  const suffix = opts.tag ? `-${opts.tag}` : '';
+  const file = path.join(dir, `search-${report.startedAt.slice(0, 10)}${suffix}.json`);
   await writeFile(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
   await rename(`${file}.tmp`, file);
   process.stdout.write(
-    `${render(report)}\n\nphases (s): ${JSON.stringify(phases)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
+    `${render(report)}\n\nphases (s): ${JSON.stringify(phases)}\nload average (1 min) after each phase: ${JSON.stringify(loadAverage)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
   );
 }
 

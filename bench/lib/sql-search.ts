@@ -5,16 +5,24 @@ export interface SqlSearchOptions {
   limit: number;
   efSearch: number;
   maxScanTuples: number;
+  /** filtered queries matching at most this many rows are answered exactly (0: never) */
+  exactMaxRows: number;
+  timeoutMs: number;
 }
+
+export type Plan = 'hnsw' | 'exact';
 
 interface BuiltQuery {
   where: string;
   values: unknown[];
 }
 
+/** What the service selects for each hit (src/recipes/recipes.repository.ts). */
+const HIT_COLUMNS = `id::text AS id, title, cuisine, tags, dietary, total_minutes AS "totalMinutes", author_id::text AS "authorId"`;
+
 /** The service's filter semantics: tags/dietary must all match. */
 export function buildWhere(filters: SearchFilters, firstParam: number): BuiltQuery {
-  const clauses: string[] = [];
+  const clauses = ['embedding IS NOT NULL'];
   const values: unknown[] = [];
   const param = (v: unknown): string => {
     values.push(v);
@@ -35,40 +43,54 @@ export function buildWhere(filters: SearchFilters, firstParam: number): BuiltQue
   if (filters.authorId !== undefined) {
     clauses.push(`author_id = ${param(filters.authorId)}::uuid`);
   }
-  return { where: clauses.length ? `WHERE ${clauses.join(' AND ')}` : '', values };
+  return { where: `WHERE ${clauses.join(' AND ')}`, values };
 }
 
 export function isFiltered(filters: SearchFilters): boolean {
   return buildWhere(filters, 1).values.length > 0;
 }
 
+export interface Hit {
+  id: string;
+  distance: number;
+}
+
 interface Statement {
-  setup: string;
+  settings: Record<string, string | number>;
   text: string;
   values: unknown[];
 }
 
 /**
- * HNSW search as the service runs it: ef_search per transaction; filtered queries use
- * pgvector's iterative scan in relaxed order, re-sorted outside a materialized CTE.
+ * The search the service runs: statement timeout and ef_search per transaction;
+ * filtered HNSW queries use pgvector's iterative scan in relaxed order (index forced),
+ * re-sorted outside a materialized CTE; exact plans switch index scans off.
  */
-function approxStatement(vector: string, filters: SearchFilters, o: SqlSearchOptions): Statement {
+function searchStatement(
+  vector: string,
+  filters: SearchFilters,
+  o: SqlSearchOptions,
+  plan: Plan,
+): Statement {
   const { where, values } = buildWhere(filters, 3);
-  if (values.length === 0) {
-    return {
-      setup: `BEGIN; SET LOCAL hnsw.ef_search = ${o.efSearch}`,
-      text: `SELECT id, embedding <=> $1 AS distance FROM recipes ORDER BY distance LIMIT $2`,
-      values: [vector, o.limit],
-    };
+  const settings: Record<string, string | number> = { statement_timeout: o.timeoutMs };
+  if (plan === 'exact') {
+    settings.enable_indexscan = 'off';
+  } else {
+    settings['hnsw.ef_search'] = o.efSearch;
+    if (values.length > 0) {
+      settings['hnsw.iterative_scan'] = 'relaxed_order';
+      settings['hnsw.max_scan_tuples'] = o.maxScanTuples;
+      settings.enable_seqscan = 'off';
+      settings.enable_bitmapscan = 'off';
+    }
   }
   return {
-    setup:
-      `BEGIN; SET LOCAL hnsw.ef_search = ${o.efSearch}; ` +
-      `SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.max_scan_tuples = ${o.maxScanTuples}`,
+    settings,
     text:
-      `WITH candidates AS MATERIALIZED (` +
-      `SELECT id, embedding <=> $1 AS distance FROM recipes ${where} ORDER BY distance LIMIT $2` +
-      `) SELECT id, distance FROM candidates ORDER BY distance`,
+      `WITH nearest AS MATERIALIZED (` +
+      `SELECT ${HIT_COLUMNS}, embedding <=> $1::vector AS distance FROM recipes ${where} ORDER BY distance LIMIT $2` +
+      `) SELECT * FROM nearest ORDER BY distance`,
     values: [vector, o.limit, ...values],
   };
 }
@@ -77,36 +99,65 @@ function approxStatement(vector: string, filters: SearchFilters, o: SqlSearchOpt
 function exactStatement(vector: string, filters: SearchFilters, limit: number): Statement {
   const { where, values } = buildWhere(filters, 3);
   return {
-    setup: 'BEGIN; SET LOCAL enable_indexscan = off',
-    text: `SELECT id, embedding <=> $1 AS distance FROM recipes ${where} ORDER BY distance LIMIT $2`,
+    settings: { enable_indexscan: 'off' },
+    text: `SELECT id::text AS id, embedding <=> $1::vector AS distance FROM recipes ${where} ORDER BY distance LIMIT $2`,
     values: [vector, limit, ...values],
   };
 }
 
-export interface Hit {
-  id: string;
-  distance: number;
+function setLocal(settings: Record<string, string | number>): string {
+  return Object.entries(settings)
+    .map(([k, v]) => `SET LOCAL ${k} = ${typeof v === 'number' ? v : `'${v}'`}`)
+    .join('; ');
 }
 
-async function runInTransaction(client: pg.ClientBase, s: Statement): Promise<Hit[]> {
-  await client.query(s.setup);
+/** The service's bounded count: exact plan when at most exactMaxRows rows match. */
+async function choosePlan(
+  client: pg.ClientBase,
+  filters: SearchFilters,
+  o: SqlSearchOptions,
+): Promise<Plan> {
+  if (!isFiltered(filters) || o.exactMaxRows <= 0) {
+    return 'hnsw';
+  }
+  const { where, values } = buildWhere(filters, 1);
+  const { rows } = await client.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (SELECT 1 FROM recipes ${where} LIMIT $${values.length + 1}) s`,
+    [...values, o.exactMaxRows + 1],
+  );
+  return rows[0].n <= o.exactMaxRows ? 'exact' : 'hnsw';
+}
+
+async function runStatement(client: pg.ClientBase, s: Statement): Promise<Hit[]> {
+  await client.query(setLocal(s.settings));
+  const { rows } = await client.query<Hit>(s.text, s.values);
+  return rows;
+}
+
+async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
   try {
-    const { rows } = await client.query<Hit>(s.text, s.values);
+    const result = await fn();
     await client.query('COMMIT');
-    return rows;
+    return result;
   } catch (err) {
     await client.query('ROLLBACK');
     throw err;
   }
 }
 
-export function approxSearch(
+/** Same round trips as the service: BEGIN, [count], SET LOCAL, SELECT, COMMIT. */
+export function search(
   client: pg.ClientBase,
   vector: string,
   filters: SearchFilters,
   o: SqlSearchOptions,
-): Promise<Hit[]> {
-  return runInTransaction(client, approxStatement(vector, filters, o));
+): Promise<{ hits: Hit[]; plan: Plan }> {
+  return inTransaction(client, async () => {
+    const plan = await choosePlan(client, filters, o);
+    const hits = await runStatement(client, searchStatement(vector, filters, o, plan));
+    return { hits, plan };
+  });
 }
 
 export function exactSearch(
@@ -115,7 +166,7 @@ export function exactSearch(
   filters: SearchFilters,
   limit: number,
 ): Promise<Hit[]> {
-  return runInTransaction(client, exactStatement(vector, filters, limit));
+  return inTransaction(client, () => runStatement(client, exactStatement(vector, filters, limit)));
 }
 
 interface PlanNode {
@@ -137,15 +188,16 @@ export async function explain(
   client: pg.ClientBase,
   vector: string,
   filters: SearchFilters,
-  kind: 'approx' | 'exact',
+  kind: 'search' | 'exact',
   o: SqlSearchOptions,
 ): Promise<string> {
-  const s =
-    kind === 'approx'
-      ? approxStatement(vector, filters, o)
-      : exactStatement(vector, filters, o.limit);
-  await client.query(s.setup);
+  await client.query('BEGIN');
   try {
+    const s =
+      kind === 'search'
+        ? searchStatement(vector, filters, o, await choosePlan(client, filters, o))
+        : exactStatement(vector, filters, o.limit);
+    await client.query(setLocal(s.settings));
     const { rows } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
       `EXPLAIN (FORMAT JSON) ${s.text}`,
       s.values,

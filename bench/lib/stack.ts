@@ -94,12 +94,26 @@ export function superuserConfig(
   };
 }
 
+/**
+ * A connected client whose connection errors (a node restarted under it) fail the
+ * pending query instead of crashing the process as an unhandled 'error' event.
+ */
+export async function connect(config: pg.ClientConfig): Promise<pg.Client> {
+  const c = new pg.Client(config);
+  c.on('error', (err) => {
+    process.stderr.write(
+      `[bench] connection to ${config.host}:${config.port} failed: ${err.message}\n`,
+    );
+  });
+  await c.connect();
+  return c;
+}
+
 export async function withClient<T>(
   config: pg.ClientConfig,
   fn: (c: pg.Client) => Promise<T>,
 ): Promise<T> {
-  const c = new pg.Client(config);
-  await c.connect();
+  const c = await connect(config);
   try {
     return await fn(c);
   } finally {

@@ -1,0 +1,832 @@
+/**
+ * Cache benchmark: a Zipf read workload over GET /v1/recipes/:id with the two-level
+ * cache on and off, the in-process latency of an L1 hit, an L2 hit and a database
+ * read, and what the recipes' write-behind queue loses when Redis is SIGKILLed.
+ * Runs on its own database (`dbu_bench_cache`) of the local stack.
+ *
+ *   npm run bench:cache -- [--recipes 10000] [--warmup-s 15] [--duration-s 15] [--concurrency 8]
+ *
+ * Progress goes to stderr, the result table to stdout, everything to
+ * bench/results/cache-<date>.json. See bench/README.md.
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import {
+  CACHE_BENCH_DB,
+  cacheDbConfig,
+  ensureCacheDatabase,
+  flushBenchKeys,
+  loadRecipes,
+  migrateCacheDatabase,
+  otherBenchmarkRunning,
+  serverVersions,
+  waitForReplica,
+  type Versions,
+} from './lib/cache-data.js';
+import { controlRun, killRun, type DurabilityRun } from './lib/cache-durability.js';
+import { measureInProcess, type InProcessResult } from './lib/cache-inprocess.js';
+import {
+  closedLoop,
+  metricSum,
+  parseMetrics,
+  Zipf,
+  type LoopResult,
+  type Sample,
+} from './lib/cache-workload.js';
+import { log, timed } from './lib/progress.js';
+import { Rng } from './lib/rng.js';
+import { HttpClient, ServiceProcess, freePort } from './lib/service.js';
+import { loadStackEnv, withClient, type StackEnv } from './lib/stack.js';
+import { round } from './lib/stats.js';
+
+const execFileAsync = promisify(execFile);
+const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CACHE_TYPE = 'recipes';
+
+// ---------------------------------------------------------------------------
+// Options
+
+interface Options {
+  recipes: number;
+  skipLoad: boolean;
+  seed: number;
+  zipfS: number;
+  concurrency: number;
+  warmupS: number;
+  durationS: number;
+  inprocIterations: number;
+  inprocIds: number;
+  wbUpdates: number;
+  wbRate: number;
+  wbSettleS: number;
+  wbProbe: number;
+  flushMs: number;
+  skipHttp: boolean;
+  skipInproc: boolean;
+  skipDurability: boolean;
+  noKill: boolean;
+  tag: string;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      recipes: { type: 'string', default: '10000' },
+      'skip-load': { type: 'boolean', default: false },
+      seed: { type: 'string', default: '20261126' },
+      'zipf-s': { type: 'string', default: '1.1' },
+      concurrency: { type: 'string', default: '8' },
+      'warmup-s': { type: 'string', default: '15' },
+      'duration-s': { type: 'string', default: '15' },
+      'inproc-iterations': { type: 'string', default: '20000' },
+      'inproc-ids': { type: 'string', default: '1000' },
+      'wb-updates': { type: 'string', default: '500' },
+      'wb-rate': { type: 'string', default: '100' },
+      'wb-settle-s': { type: 'string', default: '5' },
+      'wb-probe': { type: 'string', default: '20' },
+      'flush-ms': { type: 'string', default: '1000' },
+      'skip-http': { type: 'boolean', default: false },
+      'skip-inproc': { type: 'boolean', default: false },
+      'skip-durability': { type: 'boolean', default: false },
+      'no-kill': { type: 'boolean', default: false },
+      tag: { type: 'string', default: '' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(
+      'npm run bench:cache -- [--recipes 10000] [--skip-load] [--seed N] [--zipf-s 1.1]\n' +
+        '  [--concurrency 8] [--warmup-s 15] [--duration-s 15]\n' +
+        '  [--inproc-iterations 20000] [--inproc-ids 1000]\n' +
+        '  [--wb-updates 500] [--wb-rate 100] [--wb-settle-s 5] [--wb-probe 20] [--flush-ms 1000]\n' +
+        '  [--skip-http] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
+        '  [--tag NAME (results file cache-<date>-NAME.json)]\n',
+    );
+    process.exit(0);
+  }
+  const int = (name: string, v: string, min: number, max: number): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new Error(`--${name} must be an integer in [${min}, ${max}], got '${v}'`);
+    }
+    return n;
+  };
+  const zipfS = Number(values['zipf-s']);
+  if (!Number.isFinite(zipfS) || zipfS <= 0 || zipfS > 5) {
+    throw new Error(`--zipf-s must be a number in (0, 5], got '${values['zipf-s']}'`);
+  }
+  if (!/^[a-z0-9-]{0,40}$/.test(values.tag)) {
+    throw new Error(`--tag must be lowercase letters, digits and dashes, got '${values.tag}'`);
+  }
+  const opts: Options = {
+    recipes: int('recipes', values.recipes, 100, 5_000_000),
+    skipLoad: values['skip-load'],
+    seed: int('seed', values.seed, 0, 2 ** 31),
+    zipfS,
+    concurrency: int('concurrency', values.concurrency, 1, 256),
+    warmupS: int('warmup-s', values['warmup-s'], 0, 3600),
+    durationS: int('duration-s', values['duration-s'], 1, 3600),
+    inprocIterations: int('inproc-iterations', values['inproc-iterations'], 10, 10_000_000),
+    inprocIds: int('inproc-ids', values['inproc-ids'], 1, 100_000),
+    wbUpdates: int('wb-updates', values['wb-updates'], 1, 100_000),
+    wbRate: int('wb-rate', values['wb-rate'], 1, 10_000),
+    wbSettleS: int('wb-settle-s', values['wb-settle-s'], 1, 600),
+    wbProbe: int('wb-probe', values['wb-probe'], 0, 10_000),
+    flushMs: int('flush-ms', values['flush-ms'], 10, 600_000),
+    skipHttp: values['skip-http'],
+    skipInproc: values['skip-inproc'],
+    skipDurability: values['skip-durability'],
+    noKill: values['no-kill'],
+    tag: values.tag,
+  };
+  if (!opts.skipDurability && 2 * opts.wbUpdates + opts.wbProbe > opts.recipes) {
+    throw new Error('--recipes must be at least 2 x --wb-updates + --wb-probe (distinct recipes)');
+  }
+  return opts;
+}
+
+// ---------------------------------------------------------------------------
+// The service under test
+
+interface Running {
+  service: ServiceProcess;
+  http: HttpClient;
+  load: HttpClient;
+  auth: Record<string, string>;
+  bootS: number;
+}
+
+/** What the service gets besides the stack's settings (HTTP runs add an API key). */
+function serviceEnv(env: StackEnv, opts: Options, cacheEnabled: boolean): Record<string, string> {
+  return {
+    ...env.vars,
+    NODE_ENV: 'production',
+    DB_NAME: CACHE_BENCH_DB,
+    // the schema's maximum: the limiter stays in the path but never answers 429
+    RATE_LIMIT_LIMIT: '10000000',
+    LOG_LEVEL: 'warn',
+    JOBS_ENABLED: 'false',
+    DB_MIGRATIONS_RUN: 'false',
+    SHUTDOWN_DRAIN_MS: '0',
+    CACHE_ENABLED: String(cacheEnabled),
+    CACHE_WRITE_BEHIND_FLUSH_MS: String(opts.flushMs),
+  };
+}
+
+async function startService(env: StackEnv, opts: Options, cacheEnabled: boolean): Promise<Running> {
+  const removed = await flushBenchKeys(env.vars.REDIS_URL);
+  log(`redis: unlinked ${removed} keys of ${CACHE_BENCH_DB}`);
+  const secret = randomBytes(24).toString('hex');
+  const hash = createHash('sha256').update(secret, 'utf8').digest('hex');
+  const port = await freePort();
+  const service = ServiceProcess.start(
+    REPO_DIR,
+    {
+      ...serviceEnv(env, opts, cacheEnabled),
+      API_KEYS: JSON.stringify([
+        { id: 'bench-cache', hash, scopes: ['recipes:read', 'recipes:write'] },
+      ]),
+    },
+    port,
+  );
+  const http = new HttpClient('127.0.0.1', port, 32);
+  const load = new HttpClient('127.0.0.1', port, opts.concurrency);
+  try {
+    const bootS = await service.waitReady(http, 120_000);
+    log(
+      `service (cache ${cacheEnabled ? 'on' : 'off'}) ready on :${port} (pid ${service.pid}) after ${bootS.toFixed(1)}s`,
+    );
+    return { service, http, load, auth: { authorization: `Bearer ${secret}` }, bootS };
+  } catch (err) {
+    http.close();
+    load.close();
+    await service.stop();
+    throw err;
+  }
+}
+
+async function stopService(r: Running): Promise<void> {
+  r.http.close();
+  r.load.close();
+  await r.service.stop();
+  log('service stopped');
+}
+
+/** Busy and total jiffies of all CPUs (Linux); null elsewhere. */
+async function machineCpu(): Promise<{ busy: number; total: number } | null> {
+  let stat: string;
+  try {
+    stat = await readFile('/proc/stat', 'utf8');
+  } catch (err) {
+    log(`/proc/stat unreadable: ${err instanceof Error ? err.message : String(err)}`);
+    return null;
+  }
+  const f = (/^cpu\s+(.*)$/m.exec(stat)?.[1] ?? '').split(/\s+/).map(Number);
+  // user nice system idle iowait irq softirq steal
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+async function scrape(client: HttpClient): Promise<Sample[]> {
+  const res = await client.request('GET', '/metrics');
+  if (res.status !== 200) {
+    throw new Error(`GET /metrics answered ${res.status}`);
+  }
+  return parseMetrics(res.body);
+}
+
+// ---------------------------------------------------------------------------
+// HTTP phase
+
+interface TierCounts {
+  l1Hits: number;
+  l1Misses: number;
+  l2Hits: number;
+  l2Misses: number;
+}
+
+interface HitRates {
+  counts: TierCounts;
+  /** share of GETs answered by L1 */
+  l1: number | null;
+  /** share of L1 misses answered by L2 */
+  l2: number | null;
+  /** share of GETs answered by either tier */
+  overall: number | null;
+  /** share of GETs for an id requested before in this run: the best any cache could do */
+  ideal: number;
+}
+
+interface CpuUse {
+  /** CPU cores the service process used on average (process_cpu_seconds_total) */
+  serviceCores: number;
+  /** service CPU time per completed request */
+  serviceUsPerRequest: number;
+  /** CPU cores the load generator (this process) used on average */
+  clientCores: number;
+  /** CPU cores busy on the whole machine (/proc/stat): the rest is PostgreSQL, Redis and anything else */
+  machineCores: number | null;
+}
+
+interface HttpRun {
+  cacheEnabled: boolean;
+  bootS: number;
+  warmup: LoopResult | null;
+  measured: LoopResult;
+  hitRates: HitRates;
+  cpu: CpuUse;
+  responseBytes: number;
+}
+
+function tierCounts(before: Sample[], after: Sample[]): TierCounts {
+  const d = (name: string, tier: string): number =>
+    metricSum(after, name, { tier, type: CACHE_TYPE }) -
+    metricSum(before, name, { tier, type: CACHE_TYPE });
+  return {
+    l1Hits: d('cache_hits_total', 'l1'),
+    l1Misses: d('cache_misses_total', 'l1'),
+    l2Hits: d('cache_hits_total', 'l2'),
+    l2Misses: d('cache_misses_total', 'l2'),
+  };
+}
+
+function hitRates(c: TierCounts, measured: LoopResult): HitRates {
+  const ratio = (a: number, b: number): number | null => (b > 0 ? round(a / b, 4) : null);
+  const lookups = c.l1Hits + c.l1Misses;
+  return {
+    counts: c,
+    l1: ratio(c.l1Hits, lookups),
+    l2: ratio(c.l2Hits, c.l2Hits + c.l2Misses),
+    overall: ratio(c.l1Hits + c.l2Hits, lookups),
+    ideal: round(1 - measured.firstTouches / Math.max(1, measured.completed), 4),
+  };
+}
+
+async function httpRun(
+  env: StackEnv,
+  opts: Options,
+  byRank: readonly string[],
+  cacheEnabled: boolean,
+): Promise<HttpRun> {
+  const r = await startService(env, opts, cacheEnabled);
+  try {
+    const first = await r.http.request('GET', `/v1/recipes/${byRank[0]}`, undefined, r.auth);
+    if (first.status !== 200 || (JSON.parse(first.body) as { id?: string }).id !== byRank[0]) {
+      throw new Error(`GET /v1/recipes/${byRank[0]} answered ${first.status}: ${first.body}`);
+    }
+    // the same seeded id sequence for both runs
+    const zipf = new Zipf(byRank.length, opts.zipfS);
+    const rng = new Rng(opts.seed ^ 0x5bd1e995);
+    const next = (): string => byRank[zipf.sample(rng)];
+    const send = async (id: string): Promise<number> =>
+      (await r.load.request('GET', `/v1/recipes/${id}`, undefined, r.auth)).status;
+    const seen = new Set<string>([byRank[0]]);
+    const label = `cache ${cacheEnabled ? 'on' : 'off'}`;
+    const warmup =
+      opts.warmupS > 0
+        ? await closedLoop({
+            concurrency: opts.concurrency,
+            durationS: opts.warmupS,
+            next,
+            send,
+            seen,
+            label: `${label} warm-up`,
+          })
+        : null;
+    const before = await scrape(r.http);
+    const clientCpu = process.cpuUsage();
+    const machineBefore = await machineCpu();
+    const measured = await closedLoop({
+      concurrency: opts.concurrency,
+      durationS: opts.durationS,
+      next,
+      send,
+      seen,
+      label: `${label} measured`,
+    });
+    const clientCpuUs = process.cpuUsage(clientCpu);
+    const machineAfter = await machineCpu();
+    const after = await scrape(r.http);
+    const rates = hitRates(tierCounts(before, after), measured);
+    const serviceCpuS =
+      metricSum(after, 'process_cpu_seconds_total') -
+      metricSum(before, 'process_cpu_seconds_total');
+    const cpu: CpuUse = {
+      serviceCores: round(serviceCpuS / measured.seconds, 2),
+      serviceUsPerRequest: round((serviceCpuS * 1e6) / Math.max(1, measured.completed), 1),
+      clientCores: round((clientCpuUs.user + clientCpuUs.system) / 1e6 / measured.seconds, 2),
+      machineCores:
+        machineBefore && machineAfter
+          ? round(
+              ((machineAfter.busy - machineBefore.busy) /
+                Math.max(1, machineAfter.total - machineBefore.total)) *
+                os.cpus().length,
+              2,
+            )
+          : null,
+    };
+    log(
+      `${label}: ${measured.rps} req/s, p50 ${measured.latencyMs.p50} ms, hit rate ${rates.overall ?? '-'} (ideal ${rates.ideal})`,
+    );
+    return {
+      cacheEnabled,
+      bootS: round(r.bootS, 1),
+      warmup,
+      measured,
+      hitRates: rates,
+      cpu,
+      responseBytes: Buffer.byteLength(first.body),
+    };
+  } finally {
+    await stopService(r);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Durability phase
+
+async function durability(
+  env: StackEnv,
+  opts: Options,
+  byRank: readonly string[],
+  tag: string,
+): Promise<{ control: DurabilityRun; kill: DurabilityRun | null }> {
+  // the coldest recipes: distinct sets for the control, the kill run and the probe
+  const n = byRank.length;
+  const controlIds = byRank.slice(n - opts.wbUpdates);
+  const killIds = byRank.slice(n - 2 * opts.wbUpdates, n - opts.wbUpdates);
+  const probeIds = byRank.slice(n - 2 * opts.wbUpdates - opts.wbProbe, n - 2 * opts.wbUpdates);
+  const r = await startService(env, opts, true);
+  const handle = {
+    http: r.http,
+    auth: r.auth,
+    redisUrl: env.vars.REDIS_URL,
+    repoDir: REPO_DIR,
+    env,
+    output: () => r.service.output(),
+  };
+  try {
+    const control = await controlRun(handle, controlIds, opts.wbRate, opts.wbSettleS * 2, tag);
+    log(
+      `control: ${control.acknowledged} acknowledged, ${control.persisted} persisted, ${control.lost} lost`,
+    );
+    if (opts.noKill) {
+      return { control, kill: null };
+    }
+    const kill = await killRun(handle, killIds, probeIds, opts.wbRate, opts.wbSettleS, tag);
+    log(
+      `redis kill: ${kill.acknowledged} acknowledged, ${kill.persisted} persisted, ${kill.lost} lost`,
+    );
+    return { control, kill };
+  } finally {
+    await stopService(r);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Machine
+
+async function machineInfo(versions: Versions): Promise<Record<string, unknown>> {
+  const cpus = os.cpus();
+  let commit = 'unknown';
+  try {
+    commit = (
+      await execFileAsync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_DIR })
+    ).stdout.trim();
+  } catch (err) {
+    log(`git rev-parse failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return {
+    hostname: os.hostname(),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    cpus: { count: cpus.length, model: cpus[0]?.model, speedMHz: cpus[0]?.speed },
+    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
+    node: process.version,
+    commit,
+    postgres: versions.postgres,
+    redis: versions.redis,
+    redisPersistence: versions.redisPersistence,
+    note: 'the load generator, the service, Redis and both PostgreSQL nodes share these CPUs',
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Targets and output
+
+interface Target {
+  name: string;
+  target: string;
+  value: string;
+  pass: boolean;
+}
+
+function evaluateTargets(report: Report): Target[] {
+  const t: Target[] = [];
+  const ip = report.results.inProcess;
+  if (ip) {
+    t.push({
+      name: 'L1 hit, in-process median',
+      target: '< 20 µs',
+      value: `${ip.l1Hit.p50.toFixed(1)} µs`,
+      pass: ip.l1Hit.p50 < 20,
+    });
+  }
+  const on = report.results.http.cacheOn;
+  const off = report.results.http.cacheOff;
+  if (on && off) {
+    const ratio = on.measured.rps / off.measured.rps;
+    t.push({
+      name: 'cached / uncached GET throughput',
+      target: '>= 3 x',
+      value: `${ratio.toFixed(2)} x (${on.measured.rps.toFixed(0)} / ${off.measured.rps.toFixed(0)} req/s)`,
+      pass: ratio >= 3,
+    });
+  }
+  if (on) {
+    const h = on.hitRates.overall;
+    t.push({
+      name: 'hit rate after warm-up (L1 + L2)',
+      target: '>= 90 %',
+      value: h === null ? 'n/a' : `${(100 * h).toFixed(1)} %`,
+      pass: h !== null && h >= 0.9,
+    });
+  }
+  const control = report.results.durability?.control;
+  if (control) {
+    t.push({
+      name: 'write-behind without a crash: updates lost',
+      target: '0',
+      value: `${control.lost} of ${control.acknowledged}`,
+      pass: control.lost === 0 && control.acknowledged === control.updates,
+    });
+  }
+  return t;
+}
+
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i < 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+const pct = (x: number | null | undefined): string =>
+  x === null || x === undefined ? '-' : `${(100 * x).toFixed(1)} %`;
+const num = (x: number | null | undefined, digits = 0): string =>
+  x === null || x === undefined ? '-' : x.toFixed(digits);
+
+function render(report: Report): string {
+  const out: string[] = [];
+  const p = report.parameters;
+  const { cacheOn, cacheOff } = report.results.http;
+  if (cacheOn || cacheOff) {
+    out.push(
+      `GET /v1/recipes/:id, Zipf s=${p.zipfS} over ${report.dataset.recipes.toLocaleString('en')} recipes, ` +
+        `c=${p.concurrency} keep-alive, warm-up ${p.warmupS}s, measured ${p.durationS}s (client shares the ${os.cpus().length} CPUs)`,
+    );
+    const rows = [cacheOn, cacheOff].flatMap((r) =>
+      r
+        ? [
+            [
+              r.cacheEnabled ? 'cache on' : 'cache off',
+              r.measured.rps.toFixed(0),
+              r.measured.latencyMs.p50.toFixed(2),
+              r.measured.latencyMs.p95.toFixed(2),
+              r.measured.latencyMs.p99.toFixed(2),
+              String(r.measured.errors),
+              pct(r.hitRates.l1),
+              pct(r.hitRates.l2),
+              pct(r.hitRates.overall),
+              r.cacheEnabled ? pct(r.hitRates.ideal) : '-',
+              r.cpu.serviceUsPerRequest.toFixed(0),
+              r.cpu.serviceCores.toFixed(2),
+              r.cpu.clientCores.toFixed(2),
+              num(r.cpu.machineCores, 2),
+            ],
+          ]
+        : [],
+    );
+    out.push(
+      table(
+        [
+          'run',
+          'req/s',
+          'p50 ms',
+          'p95 ms',
+          'p99 ms',
+          'errors',
+          'L1 hit',
+          'L2 hit',
+          'hit',
+          'ideal',
+          'svc µs/req',
+          'svc cores',
+          'client cores',
+          'machine cores',
+        ],
+        rows,
+      ),
+    );
+    if (cacheOn && cacheOff) {
+      out.push(
+        `cached / uncached throughput: ${(cacheOn.measured.rps / cacheOff.measured.rps).toFixed(2)} x`,
+      );
+    }
+    out.push('');
+  }
+  const ip = report.results.inProcess;
+  if (ip) {
+    out.push(
+      `In-process (TieredCacheService / RecipesRepository), µs per call, ${ip.sampleIds} recipes of ~${ip.valueBytesMean} B`,
+    );
+    out.push(
+      table(
+        ['operation', 'calls', 'p50 µs', 'p95 µs', 'p99 µs', 'mean µs'],
+        (
+          [
+            ['L1 hit', ip.l1Hit],
+            ['L2 hit (Redis)', ip.l2Hit],
+            ['DB read (replica)', ip.dbRead],
+            ['miss → DB → fill', ip.missLoadFill],
+          ] as const
+        ).map(([name, s]) => [
+          name,
+          String(s.n),
+          s.p50.toFixed(1),
+          s.p95.toFixed(1),
+          s.p99.toFixed(1),
+          s.mean.toFixed(1),
+        ]),
+      ),
+    );
+    out.push('');
+  }
+  const d = report.results.durability;
+  if (d) {
+    out.push(
+      `Write-behind durability (CACHE_WRITE_BEHIND_FLUSH_MS=${p.flushMs}, Redis appendonly ${String(
+        report.machine.redisPersistence &&
+          (report.machine.redisPersistence as Record<string, string>).appendonly,
+      )}): PATCH /v1/recipes/:id at ${p.wbRate}/s`,
+    );
+    const runs = [d.control, d.kill].filter((r): r is DurabilityRun => r !== null && !r.skipped);
+    out.push(
+      table(
+        [
+          'run',
+          'acked',
+          'persisted',
+          'lost',
+          'window ms',
+          'queued at end',
+          'lag mean s',
+          'lag p50 s',
+          'lag p99 s',
+          'ack p50 ms',
+        ],
+        runs.map((r) => [
+          r.kind,
+          String(r.acknowledged),
+          String(r.persisted),
+          String(r.lost),
+          r.kind === 'redis-kill' ? num(r.lossWindowMs) : '-',
+          num(r.streamLengthAtEnd),
+          num(r.flushLag.meanS, 3),
+          num(r.flushLag.p50S, 3),
+          num(r.flushLag.p99S, 3),
+          r.ackLatencyMs.p50.toFixed(2),
+        ]),
+      ),
+    );
+    if (d.kill?.skipped) {
+      out.push(`redis-kill run skipped: ${d.kill.skipped}`);
+    }
+    const a = d.kill?.afterRestart;
+    if (a) {
+      out.push(
+        [
+          `After the Redis restart (down ${d.kill?.redisDownS ?? '?'}s; service reconnected after ${a.reconnectS ?? '?'}s):`,
+          `  Redis restored its RDB snapshot${a.snapshot ? ` of ${a.snapshot.ageS}s before the kill (${a.snapshot.changesSince} changes after it)` : ''}: ${a.keysAfterRestart} keys of ${CACHE_BENCH_DB}, write-behind consumer group ${a.streamGroupAfterRestart ? 'present' : 'absent'}`,
+          `  GET of the ${a.reads} recipes: ${a.matchDatabase} as in PostgreSQL, ${a.olderThanDatabase} an older version than PostgreSQL, ${a.servedLostTitle} an acknowledged title PostgreSQL never got, ${a.other} other, ${a.errors} errors`,
+          `  ${a.probe.updates} new PATCHes: ${a.probe.acknowledged} acknowledged, ${a.probe.persisted} persisted within ${a.probe.settleS}s`,
+          ...(a.probe.persisted < a.probe.acknowledged && a.serviceLog.length > 0
+            ? [`  service log: ${a.serviceLog[a.serviceLog.length - 1]}`]
+            : []),
+        ].join('\n'),
+      );
+    }
+    out.push('');
+  }
+  if (report.interference.length > 0) {
+    out.push(
+      `WARNING: another benchmark ran during this one (${report.interference.map((i) => i.at).join(', ')}): the numbers are disturbed`,
+    );
+    out.push('');
+  }
+  out.push('Targets');
+  out.push(
+    table(
+      ['target', 'want', 'got', ''],
+      report.targets.map((t) => [t.name, t.target, t.value, t.pass ? 'PASS' : 'FAIL']),
+    ),
+  );
+  return out.join('\n');
+}
+
+interface Interference {
+  at: string;
+  process: string;
+}
+
+interface Report {
+  benchmark: 'cache';
+  startedAt: string;
+  finishedAt: string;
+  machine: Record<string, unknown>;
+  loadAverage: { start: number[]; end: number[] };
+  /** another benchmark found running at a phase's start or end: its numbers are disturbed */
+  interference: Interference[];
+  parameters: Options;
+  dataset: { database: string; recipes: number; loaded: boolean; zipfHead: Record<string, number> };
+  results: {
+    http: { cacheOn: HttpRun | null; cacheOff: HttpRun | null };
+    inProcess: InProcessResult | null;
+    durability: { control: DurabilityRun; kill: DurabilityRun | null } | null;
+  };
+  targets: Target[];
+  phasesS: Record<string, number>;
+}
+
+// ---------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const startedAt = new Date().toISOString();
+  const loadStart = os.loadavg().map((x) => round(x, 2));
+  const phases: Record<string, number> = {};
+  const interference: Interference[] = [];
+  const checkOthers = async (at: string): Promise<void> => {
+    const other = await otherBenchmarkRunning();
+    if (other) {
+      interference.push({ at, process: other });
+      log(`WARNING: another benchmark is running (${other}); numbers are disturbed`);
+    }
+  };
+  const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    log(`--- ${name}`);
+    await checkOthers(`${name} start`);
+    const [result, s] = await timed(fn);
+    await checkOthers(`${name} end`);
+    phases[name] = round(s, 1);
+    return result;
+  };
+
+  const env = await loadStackEnv(REPO_DIR);
+  const redisUrl = env.vars.REDIS_URL;
+  log(
+    `primary ${env.primary.host}:${env.primary.port}, database ${CACHE_BENCH_DB}, redis ${redisUrl}`,
+  );
+  await phase('setup', async () => {
+    if (await ensureCacheDatabase(env)) {
+      log(`created database ${CACHE_BENCH_DB}`);
+    }
+    await migrateCacheDatabase(env, REPO_DIR);
+  });
+  if (!opts.skipLoad) {
+    await phase('load', () => loadRecipes(env, opts.recipes, opts.seed));
+  }
+  await phase('replica catch-up', () => waitForReplica(env));
+  const ids = await withClient(cacheDbConfig(env, env.primary), async (c) =>
+    (await c.query<{ id: string }>('SELECT id::text AS id FROM recipes ORDER BY id')).rows.map(
+      (r) => r.id,
+    ),
+  );
+  if (ids.length < 100) {
+    throw new Error(`${CACHE_BENCH_DB} holds ${ids.length} recipes: run without --skip-load`);
+  }
+  opts.recipes = ids.length;
+  // popularity rank -> id: a seeded shuffle, so hot recipes are spread over the heap
+  const shuffleRng = new Rng(opts.seed);
+  const byRank = [...ids];
+  for (let i = byRank.length - 1; i > 0; i--) {
+    const j = shuffleRng.int(i + 1);
+    [byRank[i], byRank[j]] = [byRank[j], byRank[i]];
+  }
+  const zipf = new Zipf(byRank.length, opts.zipfS);
+  const versions = await serverVersions(env, redisUrl);
+  const tag = `${Date.now().toString(36)}`;
+
+  let inProcess: InProcessResult | null = null;
+  if (!opts.skipInproc) {
+    inProcess = await phase('in-process', async () => {
+      await flushBenchKeys(redisUrl);
+      const n = opts.inprocIterations;
+      return measureInProcess(
+        serviceEnv(env, opts, true),
+        byRank.slice(0, Math.min(opts.inprocIds, byRank.length)),
+        {
+          l1: n,
+          l2: Math.max(10, Math.round(n / 4)),
+          db: Math.max(10, Math.round(n / 10)),
+          miss: Math.max(10, Math.round(n / 10)),
+        },
+      );
+    });
+  }
+  let cacheOn: HttpRun | null = null;
+  let cacheOff: HttpRun | null = null;
+  if (!opts.skipHttp) {
+    cacheOn = await phase('HTTP cache on', () => httpRun(env, opts, byRank, true));
+    cacheOff = await phase('HTTP cache off', () => httpRun(env, opts, byRank, false));
+  }
+  const dur = opts.skipDurability
+    ? null
+    : await phase('write-behind durability', () => durability(env, opts, byRank, tag));
+  await flushBenchKeys(redisUrl);
+
+  const report: Report = {
+    benchmark: 'cache',
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    machine: await machineInfo(versions),
+    loadAverage: { start: loadStart, end: os.loadavg().map((x) => round(x, 2)) },
+    interference,
+    parameters: opts,
+    dataset: {
+      database: CACHE_BENCH_DB,
+      recipes: ids.length,
+      loaded: !opts.skipLoad,
+      zipfHead: Object.fromEntries(
+        [1, 10, 100, 1000].map((k) => [`top${k}`, round(zipf.headShare(k), 4)]),
+      ),
+    },
+    results: { http: { cacheOn, cacheOff }, inProcess, durability: dur },
+    targets: [],
+    phasesS: phases,
+  };
+  report.targets = evaluateTargets(report);
+  const dir = path.join(REPO_DIR, 'bench/results');
+  await mkdir(dir, { recursive: true });
+  const suffix = opts.tag ? `-${opts.tag}` : '';
+  const file = path.join(dir, `cache-${report.startedAt.slice(0, 10)}${suffix}.json`);
+  await writeFile(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
+  await rename(`${file}.tmp`, file);
+  process.stdout.write(
+    `${render(report)}\n\nphases (s): ${JSON.stringify(phases)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
+  );
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(
+    `bench:cache failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exit(1);
+});
