@@ -84,6 +84,11 @@ export class RecipeWriteBehindService implements OnApplicationBootstrap, OnAppli
     if (!this.enabled) {
       return;
     }
+    // A Redis that restarted without its data (appendonly no) has lost the consumer
+    // group too: create it again after every reconnect.
+    this.redis.client.on('ready', () => {
+      this.groupReady = false;
+    });
     this.timer = setInterval(() => void this.flush(), this.config.cache.writeBehind.flushMs);
     this.timer.unref();
   }
@@ -177,6 +182,9 @@ export class RecipeWriteBehindService implements OnApplicationBootstrap, OnAppli
     }
     this.flushing ??= this.flushOnce()
       .catch((err: Error) => {
+        if (err.message.includes('NOGROUP')) {
+          this.groupReady = false;
+        }
         this.logger.warn({ error: err.message }, 'write-behind flush failed; will retry');
         return 0;
       })
