@@ -282,6 +282,11 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       updatedAt: new Date().toISOString(),
     };
     delete (change as Record<string, unknown>).embedding;
+    await redis.xGroupCreate(stream, 'flushers', '0', { MKSTREAM: true }).catch((err: Error) => {
+      if (!err.message.includes('BUSYGROUP')) {
+        throw err;
+      }
+    });
     // Queue the change and deliver it to a consumer that then "dies", atomically so that
     // no live flusher reads it first.
     const replies = await redis
