@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { EnvironmentVariables } from '../src/config/env.schema.js';
 import { EMBEDDING_DIMENSIONS, HNSW_INDEX } from '../src/recipes/recipes.constants.js';
 import { parallelWorkersFor } from '../src/recipes/vector-index.js';
 import { COPY_COLUMNS, COPY_HEADER, COPY_TRAILER, encodeRow } from './lib/copy-binary.js';
@@ -59,6 +60,8 @@ const execFileAsync = promisify(execFile);
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The migration's definition, used when the index is missing (an interrupted load). */
 const HNSW_DEFINITION = `CREATE INDEX ${HNSW_INDEX} ON public.recipes USING hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='64')`;
+/** The service's defaults for every VECTOR_* knob (src/config/env.schema.ts). */
+const SERVICE = new EnvironmentVariables();
 /** Large enough that no distance cut-off reduces recall (cosine distance is at most 2). */
 const MAX_DISTANCE = 2;
 
@@ -74,6 +77,7 @@ interface Options {
   seed: number;
   buildMem: string;
   efSearch: number;
+  efPerResult: number;
   efSweep: number[];
   limit: number;
   maxScanTuples: number;
@@ -97,12 +101,13 @@ function parseOptions(argv: string[]): Options {
       'skip-http': { type: 'boolean', default: false },
       seed: { type: 'string', default: String(DEFAULT_DATASET.seed) },
       'build-mem': { type: 'string', default: '256MB' },
-      'ef-search': { type: 'string', default: '40' },
-      'ef-sweep': { type: 'string', default: '64,100,200' },
+      'ef-search': { type: 'string', default: String(SERVICE.VECTOR_EF_SEARCH) },
+      'ef-per-result': { type: 'string', default: String(SERVICE.VECTOR_EF_SEARCH_PER_RESULT) },
+      'ef-sweep': { type: 'string', default: '40,120,200' },
       limit: { type: 'string', default: '20' },
-      'max-scan-tuples': { type: 'string', default: '20000' },
-      'exact-max-rows': { type: 'string', default: '2000' },
-      'timeout-ms': { type: 'string', default: '3000' },
+      'max-scan-tuples': { type: 'string', default: String(SERVICE.VECTOR_MAX_SCAN_TUPLES) },
+      'exact-max-rows': { type: 'string', default: String(SERVICE.VECTOR_EXACT_MAX_ROWS) },
+      'timeout-ms': { type: 'string', default: String(SERVICE.VECTOR_QUERY_TIMEOUT_MS) },
       'warmup-queries': { type: 'string', default: '100' },
       concurrency: { type: 'string', default: '1,8' },
       tag: { type: 'string', default: '' },
@@ -114,7 +119,8 @@ function parseOptions(argv: string[]): Options {
   if (values.help) {
     process.stdout.write(
       'npm run bench:search -- [--rows N] [--queries Q] [--duration-s S] [--skip-load] [--skip-http]\n' +
-        '  [--seed N] [--build-mem 256MB] [--ef-search 40] [--ef-sweep 64,100,200] [--limit 20]\n' +
+        '  [--seed N] [--build-mem 256MB] [--ef-search N] [--ef-per-result N] [--ef-sweep 40,120,200]\n' +
+        '  [--limit 20] (search knobs default to the service defaults, and are passed to it)\n' +
         '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
         '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
         '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n',
@@ -145,6 +151,7 @@ function parseOptions(argv: string[]): Options {
     seed: int('seed', values.seed, 0, 2 ** 31),
     buildMem: values['build-mem'],
     efSearch: int('ef-search', values['ef-search'], 1, 1000),
+    efPerResult: int('ef-per-result', values['ef-per-result'], 1, 20),
     efSweep: list('ef-sweep', values['ef-sweep'], 1, 1000),
     limit: int('limit', values.limit, 1, 50),
     maxScanTuples: int('max-scan-tuples', values['max-scan-tuples'], 1, 10_000_000),
@@ -163,6 +170,11 @@ function parseOptions(argv: string[]): Options {
       }),
     ),
   };
+}
+
+/** What the service sets hnsw.ef_search to (src/recipes/search.service.ts `tuning`). */
+function effectiveEf(o: Pick<Options, 'efSearch' | 'efPerResult' | 'limit'>): number {
+  return Math.max(o.efSearch, o.limit * o.efPerResult);
 }
 
 // ---------------------------------------------------------------------------
@@ -735,7 +747,7 @@ async function measureRawSql(
 }> {
   const sqlOpts: SqlSearchOptions = {
     limit: opts.limit,
-    efSearch: opts.efSearch,
+    efSearch: effectiveEf(opts),
     maxScanTuples: opts.maxScanTuples,
     exactMaxRows: opts.exactMaxRows,
     timeoutMs: opts.timeoutMs,
@@ -906,6 +918,12 @@ async function measureHttp(
       // a fresh cache namespace per run: results cached by an earlier run (same seeded
       // queries) must not be served from Redis
       CACHE_KEY_VERSION: `b${Date.now().toString(36)}`,
+      // the raw SQL side's knobs, so both sides run the same search
+      VECTOR_EF_SEARCH: String(opts.efSearch),
+      VECTOR_EF_SEARCH_PER_RESULT: String(opts.efPerResult),
+      VECTOR_MAX_SCAN_TUPLES: String(opts.maxScanTuples),
+      VECTOR_EXACT_MAX_ROWS: String(opts.exactMaxRows),
+      VECTOR_QUERY_TIMEOUT_MS: String(opts.timeoutMs),
       ...opts.serviceEnv,
     },
     port,
@@ -1215,7 +1233,7 @@ function render(report: Report): string {
   }
   out.push(
     `Vector search, ${report.dataset.rows.toLocaleString('en')} rows x ${EMBEDDING_DIMENSIONS} d, ` +
-      `${report.parameters.queries} queries per case, limit ${report.parameters.limit}, ef_search ${report.parameters.efSearch}, concurrency 1`,
+      `${report.parameters.queries} queries per case, limit ${report.parameters.limit}, ef_search ${effectiveEf(report.parameters)}, concurrency 1`,
   );
   out.push(
     table(

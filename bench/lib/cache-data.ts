@@ -189,10 +189,16 @@ export async function stack(repoDir: string, ...args: string[]): Promise<string>
   return `${stdout}${stderr}`.trim();
 }
 
-/** Whether another benchmark process is running (the search benchmark). */
+/**
+ * Another user of the stack: the search benchmark, or a jest run (its fault tests
+ * stop and kill stack nodes). Its command line, or null.
+ */
 export async function otherBenchmarkRunning(): Promise<string | null> {
   try {
-    const { stdout } = await execFileAsync('pgrep', ['-af', 'dist/bench/search.js']);
+    const { stdout } = await execFileAsync('pgrep', [
+      '-af',
+      'dist/bench/search\\.js|node_modules/jest/bin/jest\\.js',
+    ]);
     return stdout.trim() || null;
   } catch (err) {
     // pgrep exits 1 when nothing matches
