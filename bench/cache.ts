@@ -9,13 +9,12 @@
  * Progress goes to stderr, the result table to stdout, everything to
  * bench/results/cache-<date>.json. See bench/README.md.
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import {
   CACHE_BENCH_DB,
   cacheDbConfig,
@@ -38,13 +37,13 @@ import {
   type LoopResult,
   type Sample,
 } from './lib/cache-workload.js';
+import { hostInfo } from './lib/machine.js';
 import { log, timed } from './lib/progress.js';
 import { Rng } from './lib/rng.js';
 import { HttpClient, ServiceProcess, freePort } from './lib/service.js';
 import { loadStackEnv, withClient, type StackEnv } from './lib/stack.js';
 import { round } from './lib/stats.js';
 
-const execFileAsync = promisify(execFile);
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CACHE_TYPE = 'recipes';
 
@@ -435,22 +434,8 @@ async function durability(
 // Machine
 
 async function machineInfo(versions: Versions): Promise<Record<string, unknown>> {
-  const cpus = os.cpus();
-  let commit = 'unknown';
-  try {
-    commit = (
-      await execFileAsync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_DIR })
-    ).stdout.trim();
-  } catch (err) {
-    log(`git rev-parse failed: ${err instanceof Error ? err.message : String(err)}`);
-  }
   return {
-    hostname: os.hostname(),
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    cpus: { count: cpus.length, model: cpus[0]?.model, speedMHz: cpus[0]?.speed },
-    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
-    node: process.version,
-    commit,
+    ...(await hostInfo(REPO_DIR)),
     postgres: versions.postgres,
     redis: versions.redis,
     redisPersistence: versions.redisPersistence,

@@ -33,6 +33,7 @@ import {
   type FilterCase,
   type SearchFilters,
 } from './lib/dataset.js';
+import { hostInfo } from './lib/machine.js';
 import { log, Progress, timed } from './lib/progress.js';
 import { Rng } from './lib/rng.js';
 import { HttpClient, ServiceProcess, freePort } from './lib/service.js';
@@ -587,22 +588,8 @@ async function machineInfo(env: StackEnv): Promise<Record<string, unknown>> {
       );
       return { address: `${address.host}:${address.port}`, ...rows[0] };
     });
-  const cpus = os.cpus();
-  let commit = 'unknown';
-  try {
-    commit = (
-      await execFileAsync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_DIR })
-    ).stdout.trim();
-  } catch (err) {
-    log(`git rev-parse failed: ${err instanceof Error ? err.message : String(err)}`);
-  }
   return {
-    hostname: os.hostname(),
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    cpus: { count: cpus.length, model: cpus[0]?.model, speedMHz: cpus[0]?.speed },
-    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
-    node: process.version,
-    commit,
+    ...(await hostInfo(REPO_DIR)),
     primary: await node(env.primary),
     replica: await node(env.replica),
     note: 'the load generator, the service and both PostgreSQL nodes share these CPUs',
