@@ -4,6 +4,7 @@ import { Recipes1795651202000 } from './1795651202000-Recipes.js';
 import { RecipesHnswIndex1795651203000 } from './1795651203000-RecipesHnswIndex.js';
 import { Users1795651204000 } from './1795651204000-Users.js';
 import { AuditLog1795651205000 } from './1795651205000-AuditLog.js';
+import { Consent1795651206000 } from './1795651206000-Consent.js';
 
 /** Every migration, in order. Listed (not globbed) so bundlers and Jest's ESM loader see them. */
 export const MIGRATIONS = [
@@ -13,4 +14,5 @@ export const MIGRATIONS = [
   RecipesHnswIndex1795651203000,
   Users1795651204000,
   AuditLog1795651205000,
+  Consent1795651206000,
 ];

@@ -7,6 +7,7 @@ import { RequestContextMiddleware } from './common/request-context.middleware.js
 import type { AppConfig } from './config/app-config.js';
 import { ConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
+import { GdprModule } from './gdpr/gdpr.module.js';
 import { HealthModule } from './health/health.module.js';
 import { MonitoringModule } from './monitoring/monitoring.module.js';
 import { OpsModule } from './ops/ops.module.js';
@@ -33,6 +34,7 @@ export class AppModule implements NestModule {
         OpsModule,
         RecipesModule,
         UsersModule,
+        GdprModule,
       ],
       providers: [LifecycleService],
       exports: [LifecycleService],

@@ -1,0 +1,169 @@
+import { BadRequestException, Injectable } from '@nestjs/common';
+import { createHash } from 'node:crypto';
+import { AuditService } from '../audit/audit.service.js';
+import { NotFoundError } from '../common/errors.js';
+import { RequestContextStore } from '../common/request-context.js';
+import { ReadRouterService } from '../database/read-router.service.js';
+import { CONSENT_PURPOSES, ConsentPurpose, isPurpose } from './consent.purposes.js';
+import { ConsentEventRow, ConsentRepository, PolicyRow } from './consent.repository.js';
+import type {
+  ConsentEvent,
+  EffectiveConsent,
+  PolicyResponse,
+  PublishPolicyDto,
+  SetConsentDto,
+} from './dto/consent.dto.js';
+
+/**
+ * Versioned, granular consent. Every grant or withdrawal is stored against the exact
+ * policy version shown, with source and actor; the effective state per purpose is
+ * derived from that history. A grant of an older version is `outdated` once a newer
+ * version is in effect: it no longer allows the purpose until the user re-consents.
+ */
+@Injectable()
+export class ConsentService {
+  constructor(
+    private readonly consents: ConsentRepository,
+    private readonly router: ReadRouterService,
+    private readonly audit: AuditService,
+  ) {}
+
+  async policies(): Promise<PolicyResponse[]> {
+    const rows = await this.consents.policies();
+    const now = Date.now();
+    return CONSENT_PURPOSES.map((purpose) => {
+      const versions = rows.filter((r) => r.purpose === purpose);
+      return {
+        purpose,
+        currentVersion: currentVersion(versions, now),
+        versions: versions.map((v) => ({
+          version: v.version,
+          textSha256: v.textSha256,
+          effectiveAt: new Date(v.effectiveAt).toISOString(),
+          text: v.text,
+        })),
+      };
+    });
+  }
+
+  async publish(dto: PublishPolicyDto): Promise<PolicyResponse> {
+    const sha = createHash('sha256').update(dto.text, 'utf8').digest('hex');
+    await this.router.write((m) =>
+      this.consents.publish(m, dto.purpose, dto.text, sha, dto.effectiveAt ?? null),
+    );
+    readOwnWrites();
+    return (await this.policies()).find((p) => p.purpose === dto.purpose)!;
+  }
+
+  async set(userId: string, purpose: string, dto: SetConsentDto): Promise<EffectiveConsent> {
+    if (!isPurpose(purpose)) {
+      throw new BadRequestException([`purpose must be one of ${CONSENT_PURPOSES.join(', ')}`]);
+    }
+    await this.router.write(async (m) => {
+      const user: unknown[] = await m.query(`SELECT 1 FROM users WHERE id = $1`, [userId]);
+      if (user.length === 0) {
+        throw new NotFoundError('user', userId);
+      }
+      if (!(await this.consents.policyExists(m, purpose, dto.policyVersion))) {
+        throw new BadRequestException([
+          `policyVersion ${dto.policyVersion} does not exist for ${purpose}`,
+        ]);
+      }
+      const actor = RequestContextStore.get()?.keyId ?? null;
+      await this.consents.record(
+        m,
+        userId,
+        purpose,
+        dto.policyVersion,
+        dto.granted,
+        dto.source,
+        actor,
+      );
+      await this.audit.append(m, {
+        eventType: 'consent_changes',
+        subjectId: userId,
+        resource: `consent:${purpose}`,
+        action: dto.granted ? 'grant' : 'withdraw',
+        details: { policyVersion: dto.policyVersion, source: dto.source },
+      });
+    });
+    readOwnWrites();
+    return (await this.effective(userId)).find((c) => c.purpose === purpose)!;
+  }
+
+  async effective(userId: string): Promise<EffectiveConsent[]> {
+    const [events, policies] = await Promise.all([this.history(userId), this.consents.policies()]);
+    const now = Date.now();
+    return CONSENT_PURPOSES.map((purpose) => {
+      const current = currentVersion(
+        policies.filter((p) => p.purpose === purpose),
+        now,
+      );
+      const last = [...events].reverse().find((e) => e.purpose === purpose);
+      if (!last) {
+        return {
+          purpose,
+          state: 'none',
+          granted: false,
+          policyVersion: null,
+          currentPolicyVersion: current,
+          since: null,
+        };
+      }
+      const state = !last.granted
+        ? 'withdrawn'
+        : current !== null && last.policyVersion < current
+          ? 'outdated'
+          : 'granted';
+      return {
+        purpose,
+        state,
+        granted: state === 'granted',
+        policyVersion: last.policyVersion,
+        currentPolicyVersion: current,
+        since: last.occurredAt,
+      };
+    });
+  }
+
+  /** "May I use this user's data for this purpose?" — one call for every module. */
+  async mayUse(userId: string, purpose: ConsentPurpose): Promise<boolean> {
+    return (await this.effective(userId)).some((c) => c.purpose === purpose && c.granted);
+  }
+
+  async history(userId: string): Promise<ConsentEvent[]> {
+    const exists = await this.router.read(async (m) => {
+      const rows: unknown[] = await m.query(`SELECT 1 FROM users WHERE id = $1`, [userId]);
+      return rows.length > 0;
+    });
+    if (!exists) {
+      throw new NotFoundError('user', userId);
+    }
+    return (await this.consents.history(userId)).map(toEvent);
+  }
+}
+
+/** The rest of this request reads from the writer: it must see what it just wrote. */
+function readOwnWrites(): void {
+  const ctx = RequestContextStore.get();
+  if (ctx) {
+    ctx.consistency = 'strong';
+  }
+}
+
+/** The newest version already in effect. */
+function currentVersion(versions: PolicyRow[], now: number): number | null {
+  const inEffect = versions.filter((v) => new Date(v.effectiveAt).getTime() <= now);
+  return inEffect.length ? Math.max(...inEffect.map((v) => v.version)) : null;
+}
+
+function toEvent(r: ConsentEventRow): ConsentEvent {
+  return {
+    purpose: r.purpose,
+    policyVersion: r.policyVersion,
+    granted: r.granted,
+    source: r.source,
+    actor: r.actor,
+    occurredAt: new Date(r.occurredAt).toISOString(),
+  };
+}
