@@ -639,7 +639,7 @@ function render(report: Report): string {
       out.push(
         [
           `After the Redis restart (down ${d.kill?.redisDownS ?? '?'}s; service reconnected after ${a.reconnectS ?? '?'}s):`,
-          `  Redis restored its RDB snapshot${a.snapshot ? ` of ${a.snapshot.ageS}s before the kill (${a.snapshot.changesSince} changes after it)` : ''}: ${a.keysAfterRestart} keys of ${CACHE_BENCH_DB}, write-behind consumer group ${a.streamGroupAfterRestart ? 'present' : 'absent'}`,
+          `  Redis restored its RDB snapshot${a.snapshot?.ageS !== null && a.snapshot?.ageS !== undefined ? ` (written ${a.snapshot.ageS}s before the kill)` : ''}: ${a.keysAfterRestart} keys of ${CACHE_BENCH_DB}, write-behind consumer group ${a.streamGroupAfterRestart ? 'present' : 'absent'}`,
           `  GET of the ${a.reads} recipes: ${a.matchDatabase} as in PostgreSQL, ${a.olderThanDatabase} an older version than PostgreSQL, ${a.servedLostTitle} an acknowledged title PostgreSQL never got, ${a.other} other, ${a.errors} errors`,
           `  ${a.probe.updates} new PATCHes: ${a.probe.acknowledged} acknowledged, ${a.probe.persisted} persisted within ${a.probe.settleS}s`,
           ...(a.probe.persisted < a.probe.acknowledged && a.serviceLog.length > 0

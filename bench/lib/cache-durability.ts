@@ -1,3 +1,5 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CACHE_BENCH_DB,
@@ -48,8 +50,8 @@ export interface RestartCheck {
   /** keys of this database Redis held right after the restart (restored from its RDB snapshot) */
   keysAfterRestart: number;
   streamGroupAfterRestart: boolean;
-  /** age of the RDB snapshot Redis restored (INFO persistence before the kill), and its pending changes */
-  snapshot: { ageS: number; changesSince: number } | null;
+  /** the RDB file Redis restored: its age at the kill (file mtime; null if unreadable) */
+  snapshot: { file: string; ageS: number | null } | null;
   reads: number;
   /** GET answered what PostgreSQL holds (title and version) */
   matchDatabase: number;
@@ -312,8 +314,8 @@ export async function killRun(
     restartedAt,
     subscribers,
     snapshot: snapshot && {
-      ageS: Math.round(killAt / 1000 - snapshot.savedAt),
-      changesSince: snapshot.changesSince,
+      file: snapshot.file,
+      ageS: snapshot.mtimeMs === null ? null : Math.round((killAt - snapshot.mtimeMs) / 1000),
     },
   });
   return {
@@ -452,14 +454,22 @@ async function waitReconnected(
   return null;
 }
 
-/** When Redis last wrote its RDB snapshot (what a restart restores) and how much changed since. */
+/** The RDB file a restart restores (the stack's Redis runs on this machine). */
 async function lastSnapshot(
   redisUrl: string,
-): Promise<{ savedAt: number; changesSince: number } | null> {
-  const info = await withRedis(redisUrl, (r) => r.info('persistence'));
-  const savedAt = /rdb_last_save_time:(\d+)/.exec(info)?.[1];
-  const changes = /rdb_changes_since_last_save:(\d+)/.exec(info)?.[1];
-  return savedAt === undefined
-    ? null
-    : { savedAt: Number(savedAt), changesSince: Number(changes ?? Number.NaN) };
+): Promise<{ file: string; mtimeMs: number | null } | null> {
+  const file = await withRedis(redisUrl, async (r) => {
+    const dir = (await r.configGet('dir')).dir;
+    const name = (await r.configGet('dbfilename')).dbfilename;
+    return dir && name ? path.join(dir, name) : null;
+  });
+  if (file === null) {
+    return null;
+  }
+  try {
+    return { file, mtimeMs: (await stat(file)).mtimeMs };
+  } catch (err) {
+    log(`no RDB snapshot readable at ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    return { file, mtimeMs: null };
+  }
 }
