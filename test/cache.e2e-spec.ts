@@ -380,6 +380,30 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       .expect(400);
   });
 
+  it('drops cache entries a restarted Redis restored from its snapshot (they may be stale)', async () => {
+    const user = await createUser(a);
+    await request(a.getHttpServer())
+      .put(`/v1/users/${user}/profile`)
+      .set(bearer(KEYS.all))
+      .send({ data: { v: 1 } })
+      .expect(200);
+    const key = a.get(TieredCacheService).key('user_profiles', user);
+    expect(await redis.exists(key)).toBe(1);
+    await redis.sendCommand(['SAVE']);
+    await stack('kill', 'redis');
+    await stack('start', 'redis');
+    await redis.close().catch(() => undefined);
+    redis = await redisClient(env);
+    // Restored from the snapshot, then removed by the service once it sees the new run_id.
+    expect(
+      await until(
+        () => redis.exists(key),
+        (n) => n === 0,
+        15_000,
+      ),
+    ).toBe(0);
+  });
+
   it('keeps serving reads and writes while Redis is down, reports it, and resumes caching when it is back', async () => {
     const user = await createUser(a);
     const id = await createRecipe(a, 'Outage soup');

@@ -30,6 +30,7 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
   readonly circuit: CircuitBreaker;
   private timer?: NodeJS.Timeout;
   private policyChecked = false;
+  private redisRunId: string | null = null;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -50,7 +51,10 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleInit(): void {
-    this.redis.client.on('ready', () => void this.checkRedisPolicy());
+    this.redis.client.on('ready', () => {
+      void this.checkRedisPolicy();
+      void this.dropRestoredEntries();
+    });
     this.timer = setInterval(() => void this.refreshStats(), STATS_REFRESH_MS);
     this.timer.unref();
   }
@@ -285,6 +289,40 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
       return await fn();
     } finally {
       this.metrics.opDuration.observe({ tier, op }, (performance.now() - started) / 1000);
+    }
+  }
+
+  /**
+   * A Redis that restarted (new run_id) reloaded its last RDB snapshot: its entries may
+   * predate writes made since, so this namespace's L2 entries are dropped (never the
+   * write-behind queue). Several instances doing it at once is harmless.
+   */
+  private async dropRestoredEntries(): Promise<void> {
+    try {
+      const runId = /run_id:(\S+)/.exec(await this.redis.client.info('server'))?.[1] ?? null;
+      const restarted = this.redisRunId !== null && runId !== null && runId !== this.redisRunId;
+      this.redisRunId = runId;
+      if (!restarted) {
+        return;
+      }
+      let removed = 0;
+      for (const type of CACHE_TYPES) {
+        for await (const keys of this.redis.client.scanIterator({
+          MATCH: `${this.prefix(type)}*`,
+          COUNT: 500,
+        })) {
+          if (keys.length > 0) {
+            removed += await this.redis.client.unlink(keys);
+          }
+        }
+      }
+      this.dropAllLocal();
+      this.logger.warn(
+        { removed },
+        'redis restarted (snapshot reloaded): dropped its possibly stale cache entries',
+      );
+    } catch (err) {
+      this.logger.warn({ error: (err as Error).message }, 'could not check for a redis restart');
     }
   }
 

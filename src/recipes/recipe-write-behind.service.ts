@@ -180,7 +180,7 @@ export class RecipeWriteBehindService implements OnApplicationBootstrap, OnAppli
     if (this.stopped && !this.flushing) {
       return Promise.resolve(0);
     }
-    this.flushing ??= this.flushOnce()
+    this.flushing ??= this.drain()
       .catch((err: Error) => {
         if (err.message.includes('NOGROUP')) {
           this.groupReady = false;
@@ -192,6 +192,21 @@ export class RecipeWriteBehindService implements OnApplicationBootstrap, OnAppli
         this.flushing = null;
       });
     return this.flushing;
+  }
+
+  /**
+   * Rounds of up to BATCH changes until the queue is empty, so the flush rate keeps up
+   * with the write rate instead of being capped at BATCH per interval.
+   */
+  private async drain(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const n = await this.flushOnce();
+      total += n;
+      if (n < BATCH) {
+        return total;
+      }
+    }
   }
 
   private async flushOnce(): Promise<number> {
