@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
+import { paramBinder } from '../database/query-rows.js';
 
 export type AuditEventType =
   | 'user_data_access'
@@ -112,10 +113,7 @@ export class AuditRepository {
 
   async find(q: AuditQuery): Promise<AuditRow[]> {
     const params: unknown[] = [];
-    const bind = (v: unknown): string => {
-      params.push(v);
-      return `$${params.length}`;
-    };
+    const { bind } = paramBinder(params);
     const where: string[] = [];
     if (q.subjectId) {
       where.push(`subject_id = ${bind(q.subjectId)}`);

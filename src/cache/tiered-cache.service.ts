@@ -206,19 +206,25 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     let removed = this.dropLocal(type);
     if (this.redis.isReady && this.circuit.allow()) {
       try {
-        for await (const batch of this.redis.client.scanIterator({
-          MATCH: `${this.prefix(type)}*`,
-          COUNT: 500,
-        })) {
-          const keys = batch;
-          if (keys.length > 0) {
-            removed += await this.redis.client.unlink(keys);
-          }
-        }
+        removed += await this.unlinkL2(type);
         this.circuit.success();
       } catch (err) {
         this.circuit.failure();
         this.logger.warn({ type, error: (err as Error).message }, 'L2 type flush failed');
+      }
+    }
+    return removed;
+  }
+
+  /** Every L2 key of a type: SCAN + UNLINK in batches, never KEYS. */
+  private async unlinkL2(type: CacheType): Promise<number> {
+    let removed = 0;
+    for await (const keys of this.redis.client.scanIterator({
+      MATCH: `${this.prefix(type)}*`,
+      COUNT: 500,
+    })) {
+      if (keys.length > 0) {
+        removed += await this.redis.client.unlink(keys);
       }
     }
     return removed;
@@ -307,14 +313,7 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
       }
       let removed = 0;
       for (const type of CACHE_TYPES) {
-        for await (const keys of this.redis.client.scanIterator({
-          MATCH: `${this.prefix(type)}*`,
-          COUNT: 500,
-        })) {
-          if (keys.length > 0) {
-            removed += await this.redis.client.unlink(keys);
-          }
-        }
+        removed += await this.unlinkL2(type);
       }
       this.dropAllLocal();
       this.logger.warn(

@@ -21,3 +21,20 @@ export async function queryRows<T>(
   }
   return result as T[];
 }
+
+/**
+ * Collects bound parameters while SQL text is assembled: `bind(value, '::uuid')`
+ * appends the value and returns its placeholder (`$3::uuid`). Values never enter the text.
+ */
+export function paramBinder(params: unknown[] = []): {
+  params: unknown[];
+  bind: (value: unknown, cast?: string) => string;
+} {
+  return {
+    params,
+    bind: (value, cast = '') => {
+      params.push(value);
+      return `$${params.length}${cast}`;
+    },
+  };
+}

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import pgvector from 'pgvector';
 import type { EntityManager } from 'typeorm';
-import { queryRows } from '../database/query-rows.js';
+import { paramBinder, queryRows } from '../database/query-rows.js';
 import { ReadRouterService } from '../database/read-router.service.js';
 import { HNSW_INDEX } from './recipes.constants.js';
 
@@ -115,10 +115,7 @@ const HIT_COLUMNS = `id::text AS id, title, cuisine, tags, dietary, total_minute
 /** Builds a WHERE clause of bound parameters, appending its values to `params`. */
 function whereClause(filters: SearchFilters, params: unknown[], excludeId?: string): string {
   const clauses = ['embedding IS NOT NULL'];
-  const bind = (value: unknown): string => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+  const { bind } = paramBinder(params);
   if (filters.cuisine !== undefined) {
     clauses.push(`cuisine = ${bind(filters.cuisine)}`);
   }
@@ -172,10 +169,7 @@ export async function upsertRecipes(
   items: Array<RecipeInput & { id?: string }>,
 ): Promise<string[]> {
   const params: unknown[] = [];
-  const bind = (value: unknown): string => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+  const { bind } = paramBinder(params);
   const values = items.map(
     (r) =>
       `(COALESCE(${bind(r.id ?? null)}::uuid, gen_random_uuid()), ${bind(r.title)}, ${bind(r.description ?? '')}, ` +
@@ -243,10 +237,7 @@ export class RecipesRepository {
   async update(m: EntityManager, id: string, patch: Partial<RecipeInput>): Promise<RecipeRow> {
     const sets: string[] = [];
     const params: unknown[] = [id];
-    const bind = (value: unknown, cast = ''): string => {
-      params.push(value);
-      return `$${params.length}${cast}`;
-    };
+    const { bind } = paramBinder(params);
     const columns: Array<[keyof RecipeInput, string, string?]> = [
       ['title', 'title'],
       ['description', 'description'],
@@ -334,10 +325,7 @@ export class RecipesRepository {
   list(q: ListQuery): Promise<Array<RecipeRow & { cursorAt: string }>> {
     return this.router.read(async (m) => {
       const params: unknown[] = [];
-      const bind = (value: unknown): string => {
-        params.push(value);
-        return `$${params.length}`;
-      };
+      const { bind } = paramBinder(params);
       const clauses: string[] = [];
       if (q.cuisine !== undefined) {
         clauses.push(`cuisine = ${bind(q.cuisine)}`);
