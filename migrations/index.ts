@@ -5,6 +5,8 @@ import { RecipesHnswIndex1795651203000 } from './1795651203000-RecipesHnswIndex.
 import { Users1795651204000 } from './1795651204000-Users.js';
 import { AuditLog1795651205000 } from './1795651205000-AuditLog.js';
 import { Consent1795651206000 } from './1795651206000-Consent.js';
+import { EncryptPersonalData1795651207000 } from './1795651207000-EncryptPersonalData.js';
+import { GdprRequests1795651208000 } from './1795651208000-GdprRequests.js';
 
 /** Every migration, in order. Listed (not globbed) so bundlers and Jest's ESM loader see them. */
 export const MIGRATIONS = [
@@ -15,4 +17,6 @@ export const MIGRATIONS = [
   Users1795651204000,
   AuditLog1795651205000,
   Consent1795651206000,
+  EncryptPersonalData1795651207000,
+  GdprRequests1795651208000,
 ];

@@ -2,7 +2,9 @@ import { DynamicModule, MiddlewareConsumer, Module, NestModule } from '@nestjs/c
 import { ScheduleModule } from '@nestjs/schedule';
 import { AuditModule } from './audit/audit.module.js';
 import { CacheInfraModule } from './cache/cache.module.js';
+import { ComplianceModule } from './compliance/compliance.module.js';
 import { LifecycleService } from './common/lifecycle.service.js';
+import { PersonalDataModule } from './common/personal-data.js';
 import { RequestContextMiddleware } from './common/request-context.middleware.js';
 import type { AppConfig } from './config/app-config.js';
 import { ConfigModule } from './config/config.module.js';
@@ -13,6 +15,7 @@ import { MonitoringModule } from './monitoring/monitoring.module.js';
 import { OpsModule } from './ops/ops.module.js';
 import { RecipesModule } from './recipes/recipes.module.js';
 import { UsersModule } from './users/users.module.js';
+import { CryptoModule } from './security/crypto/crypto.module.js';
 import { SecurityModule } from './security/security.module.js';
 
 @Module({})
@@ -28,6 +31,8 @@ export class AppModule implements NestModule {
         MonitoringModule,
         SecurityModule,
         DatabaseModule,
+        CryptoModule,
+        PersonalDataModule,
         CacheInfraModule,
         AuditModule,
         HealthModule,
@@ -35,6 +40,7 @@ export class AppModule implements NestModule {
         RecipesModule,
         UsersModule,
         GdprModule,
+        ComplianceModule,
       ],
       providers: [LifecycleService],
       exports: [LifecycleService],

@@ -1,17 +1,14 @@
 import { Controller, Get, Query } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { RequireScopes } from '../security/auth.decorators.js';
-import { AuditRepository, AuditRow } from './audit.repository.js';
+import type { AuditRow } from './audit.repository.js';
 import { AuditService, VerifyReport } from './audit.service.js';
 import { AuditQueryDto } from './dto/audit.dto.js';
 
 @ApiTags('audit')
 @Controller({ path: 'audit-logs', version: '1' })
 export class AuditController {
-  constructor(
-    private readonly audit: AuditService,
-    private readonly logs: AuditRepository,
-  ) {}
+  constructor(private readonly audit: AuditService) {}
 
   @Get()
   @RequireScopes('audit:read')
@@ -20,7 +17,7 @@ export class AuditController {
   })
   async list(@Query() q: AuditQueryDto): Promise<{ items: AuditRow[]; nextCursor: string | null }> {
     const limit = q.limit ?? 100;
-    const items = await this.logs.find({ ...q, afterSeq: q.cursor, limit });
+    const items = await this.audit.list({ ...q, afterSeq: q.cursor, limit });
     return {
       items,
       nextCursor: items.length === limit ? String(items[items.length - 1].seq) : null,

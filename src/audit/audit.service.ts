@@ -1,9 +1,15 @@
-import { Injectable, Logger } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
+import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, EntityManager } from 'typeorm';
+import { PersonalDataCipher } from '../security/crypto/personal-data-cipher.js';
+import { AuditKeysService } from './audit-keys.service.js';
 import type { DataChange, DataChangeSink } from '../common/data-change.js';
 import { RequestContextStore } from '../common/request-context.js';
 import { chainHash, GENESIS_HASH } from './audit-hash.js';
-import { AuditEventType, AuditRepository, AuditRow } from './audit.repository.js';
+import { AuditEventType, AuditQuery, AuditRepository, AuditRow } from './audit.repository.js';
+
+const ACCESS_FLUSH_MS = 1_000;
+const ACCESS_MAX_BATCH = 500;
 
 export interface AuditEvent {
   eventType: AuditEventType;
@@ -11,8 +17,10 @@ export interface AuditEvent {
   action: string;
   subjectId?: string | null;
   actor?: string | null;
-  /** Never personal data in clear (names of fields, ids, counts). */
+  /** Sealed with the audit data key before it is stored. */
   details?: unknown;
+  occurredAtMs?: number;
+  requestId?: string | null;
 }
 
 export interface VerifyReport {
@@ -32,29 +40,116 @@ const VERIFY_CHUNK = 1000;
  * and concurrent writers cannot fork the chain.
  */
 @Injectable()
-export class AuditService implements DataChangeSink {
+export class AuditService implements DataChangeSink, OnModuleDestroy {
   private readonly logger = new Logger(AuditService.name);
 
-  constructor(private readonly audit: AuditRepository) {}
+  private pendingAccess: Array<AuditEvent & { requestId: string | null; at: number }> = [];
+  private accessTimer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly audit: AuditRepository,
+    private readonly keys: AuditKeysService,
+    private readonly cipher: PersonalDataCipher,
+    @InjectDataSource() private readonly dataSource: DataSource,
+  ) {}
+
+  /** The stored pseudonym of a subject (a user id is never stored in clear). */
+  subjectRef(subjectId: string): string {
+    return this.cipher.subjectRef(subjectId);
+  }
 
   async append(m: EntityManager, event: AuditEvent): Promise<AuditRow> {
     const head = await this.audit.lockHead(m);
     const ctx = RequestContextStore.get();
+    const seq = head.seq + 1;
+    const details = event.details ?? null;
     const fields = {
-      seq: head.seq + 1,
-      occurredAtMs: Date.now(),
+      seq,
+      occurredAtMs: event.occurredAtMs ?? Date.now(),
       eventType: event.eventType,
       actor: event.actor ?? ctx?.keyId ?? null,
-      subjectId: event.subjectId ?? null,
+      subjectId: event.subjectId ? this.subjectRef(event.subjectId) : null,
       resource: event.resource,
       action: event.action,
-      requestId: ctx?.requestId ?? null,
-      details: event.details ?? null,
+      requestId: event.requestId ?? ctx?.requestId ?? null,
+      details: details === null ? null : await this.keys.seal(seq, details),
       prevHash: head.hash,
     };
     const row: AuditRow = { ...fields, hash: chainHash(fields) };
     await this.audit.append(m, row);
     return row;
+  }
+
+  /**
+   * `user_data_access`: reads of personal data. Buffered and appended in one
+   * transaction per flush (ACCESS_FLUSH_MS), so reads do not each take the chain
+   * lock; a crash loses at most the last flush interval of access events.
+   */
+  recordAccess(subjectId: string, resource: string, action = 'read'): void {
+    const ctx = RequestContextStore.get();
+    this.pendingAccess.push({
+      eventType: 'user_data_access',
+      subjectId,
+      resource,
+      action,
+      actor: ctx?.keyId ?? null,
+      requestId: ctx?.requestId ?? null,
+      at: Date.now(),
+    });
+    if (this.pendingAccess.length >= ACCESS_MAX_BATCH) {
+      void this.flushAccess();
+    } else if (!this.accessTimer) {
+      this.accessTimer = setTimeout(() => void this.flushAccess(), ACCESS_FLUSH_MS);
+      this.accessTimer.unref();
+    }
+  }
+
+  /** Appends the buffered access events now (also on shutdown). */
+  flushAccess(): Promise<void> {
+    if (this.accessTimer) {
+      clearTimeout(this.accessTimer);
+      this.accessTimer = null;
+    }
+    this.flushing = this.flushing.then(async () => {
+      const batch = this.pendingAccess;
+      this.pendingAccess = [];
+      if (batch.length === 0) {
+        return;
+      }
+      try {
+        await this.dataSource.transaction(async (m) => {
+          for (const e of batch) {
+            await this.append(m, { ...e, occurredAtMs: e.at });
+          }
+        });
+      } catch (err) {
+        // Kept for the next flush: an access event is not dropped on a database blip.
+        this.pendingAccess = [...batch, ...this.pendingAccess];
+        this.logger.warn(
+          { events: batch.length, error: (err as Error).message },
+          'could not record data access events; will retry',
+        );
+        if (!this.accessTimer) {
+          this.accessTimer = setTimeout(() => void this.flushAccess(), ACCESS_FLUSH_MS * 5);
+          this.accessTimer.unref();
+        }
+      }
+    });
+    return this.flushing;
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.flushAccess();
+  }
+
+  /** Entries in chain order with their details opened (for `audit:read` callers). */
+  async list(q: AuditQuery): Promise<AuditRow[]> {
+    const rows = await this.audit.find({
+      ...q,
+      subjectId: q.subjectId ? this.subjectRef(q.subjectId) : undefined,
+    });
+    return Promise.all(rows.map(async (r) => ({ ...r, details: await this.keys.open(r.seq, r.details) })));
   }
 
   /** DataChangeSink: every data modification recorded by a feature module. */

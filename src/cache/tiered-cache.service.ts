@@ -166,6 +166,17 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     await this.tiers.l1.deleteMany(keys);
   }
 
+  /**
+   * Whether an entry is still held in this instance's L1 or in Redis (erasure
+   * verification); null for L2 when Redis cannot answer.
+   */
+  async presence(type: CacheType, id: string): Promise<{ l1: boolean; l2: boolean | null }> {
+    const key = this.key(type, id);
+    const l1 = this.tiers.l1Store.has(key);
+    const l2 = await this.l2<boolean | undefined>('get', async (kv) => (await kv.has(key)) === true);
+    return { l1, l2: l2 === undefined ? null : l2 };
+  }
+
   /** Whether this instance's L1 holds the entry (diagnostics). */
   hasLocal(type: CacheType, id: string): boolean {
     return this.tiers.l1Store.has(this.key(type, id));

@@ -7,6 +7,7 @@ export enum ErrorCode {
   Timeout = 'TIMEOUT',
   BadGateway = 'BAD_GATEWAY',
   Invalid = 'INVALID',
+  Forbidden = 'FORBIDDEN',
 }
 
 export class DomainError extends Error {

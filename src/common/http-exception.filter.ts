@@ -17,6 +17,7 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   [ErrorCode.Timeout]: HttpStatus.SERVICE_UNAVAILABLE,
   [ErrorCode.BadGateway]: HttpStatus.BAD_GATEWAY,
   [ErrorCode.Invalid]: HttpStatus.BAD_REQUEST,
+  [ErrorCode.Forbidden]: HttpStatus.FORBIDDEN,
 };
 
 const REASON: Record<number, string> = {

@@ -55,6 +55,26 @@ export interface AppConfig {
   embeddings: EmbeddingsConfig;
   cache: CacheConfig;
   audit: { retentionYears: number; maintenanceCron: string };
+  crypto: CryptoConfig;
+  gdpr: GdprConfig;
+}
+
+export interface CryptoConfig {
+  provider: 'local' | 'aws';
+  local: { keyFile: string; keys: string | undefined; currentVersion: string | undefined };
+  aws: { keyId: string | undefined; region: string; endpoint: string | undefined };
+  /** base64; undefined in development means "the local key file's hash key". */
+  piiHashKey: string | undefined;
+  dataKeyCache: { ttlMs: number; max: number };
+  keystoreDatabase: string;
+}
+
+export interface GdprConfig {
+  exportDir: string;
+  exportRetentionDays: number;
+  downloadTokenTtlSeconds: number;
+  exportPurgeCron: string;
+  complianceReportCron: string;
 }
 
 export type CacheType = 'user_profiles' | 'recipes' | 'search_results' | 'taste_profiles';
@@ -123,6 +143,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     'PGBOUNCER_ADMIN_PASSWORD',
     'EMBEDDINGS_URL',
     'EMBEDDINGS_API_KEY',
+    'KMS_LOCAL_KEYS',
+    'KMS_LOCAL_CURRENT_VERSION',
+    'KMS_AWS_KEY_ID',
+    'KMS_AWS_ENDPOINT',
+    'PII_HASH_KEY',
+    'KEYSTORE_DB_NAME',
   ];
   for (const key of [...known, ...optional]) {
     const value = env[key];
@@ -212,6 +238,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     audit: {
       retentionYears: vars.AUDIT_RETENTION_YEARS,
       maintenanceCron: vars.AUDIT_MAINTENANCE_CRON,
+    },
+    crypto: {
+      provider: vars.KMS_PROVIDER,
+      local: {
+        keyFile: vars.KMS_LOCAL_KEY_FILE,
+        keys: vars.KMS_LOCAL_KEYS,
+        currentVersion: vars.KMS_LOCAL_CURRENT_VERSION,
+      },
+      aws: {
+        keyId: vars.KMS_AWS_KEY_ID,
+        region: vars.KMS_AWS_REGION,
+        endpoint: vars.KMS_AWS_ENDPOINT,
+      },
+      piiHashKey: vars.PII_HASH_KEY,
+      dataKeyCache: { ttlMs: vars.DATA_KEY_CACHE_TTL_MS, max: vars.DATA_KEY_CACHE_MAX },
+      keystoreDatabase: vars.KEYSTORE_DB_NAME ?? `${vars.DB_NAME}_keystore`,
+    },
+    gdpr: {
+      exportDir: vars.GDPR_EXPORT_DIR,
+      exportRetentionDays: vars.GDPR_EXPORT_RETENTION_DAYS,
+      downloadTokenTtlSeconds: vars.GDPR_DOWNLOAD_TOKEN_TTL_S,
+      exportPurgeCron: vars.GDPR_EXPORT_PURGE_CRON,
+      complianceReportCron: vars.COMPLIANCE_REPORT_CRON,
     },
     cache: {
       enabled: vars.CACHE_ENABLED,

@@ -408,6 +408,85 @@ export class EnvironmentVariables {
   @MinLength(9)
   AUDIT_MAINTENANCE_CRON = '0 15 3 * * *';
 
+  // --- encryption (envelope: per-user data keys wrapped by a KMS) --------------------
+  @IsIn(['local', 'aws'])
+  KMS_PROVIDER: 'local' | 'aws' = 'local';
+
+  /** Local provider: JSON file of master key versions (created in development when absent). */
+  @IsString()
+  @MinLength(1)
+  KMS_LOCAL_KEY_FILE = '.data/kms/local-keys.json';
+
+  /** Local provider: inline master keys `v1:<base64 32 bytes>,v2:...`; overrides the file. */
+  @IsOptional()
+  @Matches(/^v\d+:[A-Za-z0-9+/=]{43,44}(,v\d+:[A-Za-z0-9+/=]{43,44})*$/, {
+    message: 'must be a list of v<N>:<base64 of 32 bytes>',
+  })
+  KMS_LOCAL_KEYS?: string;
+
+  /** Local provider: the version new data keys are wrapped with (default: the highest). */
+  @IsOptional()
+  @Matches(/^v\d+$/, { message: 'must look like v2' })
+  KMS_LOCAL_CURRENT_VERSION?: string;
+
+  @ValidateIf((o: EnvironmentVariables) => o.KMS_PROVIDER === 'aws')
+  @IsString()
+  @MinLength(1)
+  KMS_AWS_KEY_ID?: string;
+
+  @IsString()
+  KMS_AWS_REGION = 'us-east-1';
+
+  /** Only for a non-AWS endpoint speaking the KMS protocol (tests, LocalStack). */
+  @IsOptional()
+  @IsUrl({ require_tld: false, require_protocol: true })
+  KMS_AWS_ENDPOINT?: string;
+
+  /** Key of the keyed hashes (email lookup, erasure ledger): base64 of >= 32 bytes. */
+  @ValidateIf(
+    (o: EnvironmentVariables) => o.NODE_ENV === 'production' || o.PII_HASH_KEY !== undefined,
+  )
+  @Matches(/^[A-Za-z0-9+/=]{43,}$/, { message: 'must be base64 of at least 32 bytes' })
+  PII_HASH_KEY?: string;
+
+  @Transform(toNumber)
+  @IsInt()
+  @Min(0)
+  DATA_KEY_CACHE_TTL_MS = 300_000;
+
+  @Transform(toNumber)
+  @IsInt()
+  @Min(0)
+  DATA_KEY_CACHE_MAX = 10_000;
+
+  /** Database holding the wrapped per-user keys (default `<DB_NAME>_keystore`). */
+  @IsOptional()
+  @Matches(/^[a-z_][a-z0-9_]{0,62}$/, { message: 'must be a plain lower-case identifier' })
+  KEYSTORE_DB_NAME?: string;
+
+  // --- GDPR ---------------------------------------------------------------------------
+  @IsString()
+  @MinLength(1)
+  GDPR_EXPORT_DIR = '.data/exports';
+
+  @Transform(toNumber)
+  @IsInt()
+  @Min(1)
+  GDPR_EXPORT_RETENTION_DAYS = 30;
+
+  @Transform(toNumber)
+  @IsInt()
+  @Min(1)
+  GDPR_DOWNLOAD_TOKEN_TTL_S = 900;
+
+  @IsString()
+  @MinLength(9)
+  GDPR_EXPORT_PURGE_CRON = '0 45 3 * * *';
+
+  @IsString()
+  @MinLength(9)
+  COMPLIANCE_REPORT_CRON = '0 0 5 1 * *';
+
   // --- jobs -------------------------------------------------------------------------
   @Transform(toBool)
   @IsBoolean()

@@ -4,6 +4,7 @@ import { DataSource } from 'typeorm';
 import type { AppConfig } from '../config/app-config.js';
 import { buildDataSourceOptions, RouteTargets } from './data-source.js';
 import { AdvisoryLock, LOCK_NAMESPACE } from './locks.js';
+import { setMigrationContext } from './migration-context.js';
 import { directClientConfig, withDirectClient } from './pg-direct.js';
 import { chooseWriter, NodeProbe, probeNode } from './topology.js';
 
@@ -121,7 +122,8 @@ async function withMigrationLock<T>(
 /** Applies pending migrations; returns the names applied by this call. */
 export function runMigrationsLocked(config: AppConfig, topology: BootTopology): Promise<string[]> {
   return withMigrationLock(config, topology, async (ds) => {
-    const ran = await ds.runMigrations({ transaction: 'each' });
+    setMigrationContext({ config, topology });
+    const ran = await ds.runMigrations({ transaction: 'each' }).finally(() => setMigrationContext(null));
     logger.log({ ran: ran.map((m) => m.name), database: config.database.name }, 'migrations done');
     return ran.map((m) => m.name);
   });
@@ -133,6 +135,7 @@ export function revertLastMigrationLocked(
   topology: BootTopology,
 ): Promise<void> {
   return withMigrationLock(config, topology, async (ds) => {
-    await ds.undoLastMigration({ transaction: 'each' });
+    setMigrationContext({ config, topology });
+    await ds.undoLastMigration({ transaction: 'each' }).finally(() => setMigrationContext(null));
   });
 }

@@ -10,4 +10,6 @@ export enum AdvisoryLock {
   JobHeartbeat = 100,
   VectorIndexRebuild = 200,
   JobAuditMaintenance = 300,
+  ComplianceReport = 400,
+  ExportPurge = 500,
 }

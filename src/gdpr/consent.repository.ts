@@ -76,6 +76,25 @@ export class ConsentRepository {
     return rows[0];
   }
 
+  /** The user's history in the caller's transaction (export). */
+  historyIn(m: EntityManager, userId: string): Promise<ConsentEventRow[]> {
+    return m.query(`SELECT ${EVENT} FROM consent_events WHERE user_id = $1 ORDER BY id`, [userId]);
+  }
+
+  /**
+   * Erasure only: the history is otherwise immutable; the trigger lets a DELETE
+   * through when the transaction says it is an erasure (SET LOCAL, so PgBouncer's
+   * transaction pooling keeps no session state).
+   */
+  async eraseUser(m: EntityManager, userId: string): Promise<number> {
+    await m.query(`SELECT set_config('dbu.erasure', 'on', true)`);
+    const rows: unknown[] = await m.query(
+      `DELETE FROM consent_events WHERE user_id = $1 RETURNING 1`,
+      [userId],
+    );
+    return rows.length;
+  }
+
   /** The user's history, oldest first; on the writer when `strong` (just written). */
   history(userId: string): Promise<ConsentEventRow[]> {
     return this.router.read((m) =>

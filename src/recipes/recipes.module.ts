@@ -4,6 +4,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import { EMBEDDING_PROVIDER, EmbeddingProvider } from './embedding/embedding-provider.js';
 import { OpenAiEmbeddingProvider } from './embedding/openai-embedding.provider.js';
 import { RecipesController } from './recipes.controller.js';
+import { RecipesPersonalData } from './recipes.personal-data.js';
 import { RecipesRepository } from './recipes.repository.js';
 import { RecipesService } from './recipes.service.js';
 import { RecipeWriteBehindService } from './recipe-write-behind.service.js';
@@ -17,6 +18,7 @@ import { VectorOpsController } from './vector-ops.controller.js';
   providers: [
     RecipesRepository,
     RecipesService,
+    RecipesPersonalData,
     RecipeWriteBehindService,
     SearchService,
     SearchMetrics,

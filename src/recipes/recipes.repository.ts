@@ -317,6 +317,23 @@ export class RecipesRepository {
     return rows.length > 0;
   }
 
+  /** A user's recipes in the caller's transaction (export). */
+  authoredBy(m: EntityManager, authorId: string): Promise<RecipeRow[]> {
+    return m.query(`SELECT ${COLUMNS} FROM recipes WHERE author_id = $1 ORDER BY created_at, id`, [
+      authorId,
+    ]);
+  }
+
+  /** Deletes a user's recipes (erasure); returns their ids. */
+  async deleteByAuthor(m: EntityManager, authorId: string): Promise<string[]> {
+    const rows = await queryRows<{ id: string }>(
+      m,
+      `DELETE FROM recipes WHERE author_id = $1 RETURNING id::text AS id`,
+      [authorId],
+    );
+    return rows.map((r) => r.id);
+  }
+
   /** Upserts up to BATCH_SIZE recipes in one statement (see `upsertRecipes`). */
   upsertBatch(m: EntityManager, items: Array<RecipeInput & { id?: string }>): Promise<string[]> {
     return upsertRecipes(m, items);

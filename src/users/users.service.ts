@@ -1,4 +1,6 @@
 import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import { AuditService } from '../audit/audit.service.js';
 import { CacheService } from '../cache/cache.service.js';
 import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
 import { ReadRouterService } from '../database/read-router.service.js';
@@ -25,11 +27,16 @@ export class UsersService {
     private readonly users: UsersRepository,
     private readonly router: ReadRouterService,
     private readonly cache: CacheService,
+    private readonly audit: AuditService,
   ) {}
 
   async create(dto: CreateUserDto): Promise<UserResponseDto> {
     try {
-      const row = await this.router.write((m) => this.users.create(m, dto.email, dto.displayName));
+      const row = await this.router.write(async (m) => {
+        const created = await this.users.create(m, dto.email, dto.displayName);
+        await this.modified(m, created.id, 'users', 'create', ['email', 'displayName']);
+        return created;
+      });
       return {
         id: row.id,
         email: row.email,
@@ -49,6 +56,7 @@ export class UsersService {
     if (!row) {
       throw new NotFoundError('user', id);
     }
+    this.audit.recordAccess(id, 'users');
     return {
       id: row.id,
       email: row.email,
@@ -64,6 +72,7 @@ export class UsersService {
     };
     const found = await this.cache.read('user_profiles', userId, load);
     if (found) {
+      this.audit.recordAccess(userId, 'user_profiles');
       return found;
     }
     await this.get(userId); // 404 for an unknown user
@@ -81,7 +90,9 @@ export class UsersService {
       if (!(await this.users.exists(m, userId))) {
         throw new NotFoundError('user', userId);
       }
-      return this.users.putProfile(m, userId, dto.data);
+      const saved = await this.users.putProfile(m, userId, dto.data);
+      await this.modified(m, userId, 'user_profiles', 'update', ['data']);
+      return saved;
     });
     const result = profileDto(row);
     await this.cache.afterWrite('user_profiles', userId, result);
@@ -95,6 +106,7 @@ export class UsersService {
     };
     const found = await this.cache.read('taste_profiles', userId, load);
     if (found) {
+      this.audit.recordAccess(userId, 'taste_profiles');
       return found;
     }
     await this.get(userId);
@@ -114,11 +126,35 @@ export class UsersService {
       if (!(await this.users.exists(m, userId))) {
         throw new NotFoundError('user', userId);
       }
-      return this.users.putTasteProfile(m, userId, dto);
+      const saved = await this.users.putTasteProfile(m, userId, dto);
+      await this.modified(m, userId, 'taste_profiles', 'update', [
+        'likedCuisines',
+        'likedIngredients',
+        'dislikes',
+        ...(dto.embedding ? ['embedding'] : []),
+      ]);
+      return saved;
     });
     const result = tasteDto(row);
     await this.cache.afterWrite('taste_profiles', userId, result);
     return result;
+  }
+
+  /** `data_modifications`, in the writing transaction: field names only, never values. */
+  private async modified(
+    m: EntityManager,
+    userId: string,
+    resource: string,
+    action: 'create' | 'update',
+    fields: string[],
+  ): Promise<void> {
+    await this.audit.append(m, {
+      eventType: 'data_modifications',
+      subjectId: userId,
+      resource,
+      action,
+      details: { fields },
+    });
   }
 }
 

@@ -95,4 +95,11 @@ export async function createTestDatabase(
 export async function dropTestDatabase(db: StackDb, name: string): Promise<void> {
   assertTestDatabase(name);
   await adminQuery(db, db.primaryPort, 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  // The app creates its keystore database next to it (KEYSTORE_DB_NAME default).
+  await adminQuery(
+    db,
+    db.primaryPort,
+    'postgres',
+    `DROP DATABASE IF EXISTS ${name}_keystore WITH (FORCE)`,
+  );
 }

@@ -1,0 +1,52 @@
+import { BadRequestException, Body, Controller, Get, Post, Query, Res } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import { RequireScopes } from '../security/auth.decorators.js';
+import { ComplianceService } from './compliance.service.js';
+import type {
+  ComplianceReportList,
+  ComplianceReportResponse,
+} from './dto/compliance-report.dto.js';
+import {
+  CreateComplianceReportDto,
+  QueryComplianceReportDto,
+} from './dto/compliance-report.dto.js';
+
+@ApiTags('compliance')
+@Controller({ path: 'compliance/reports', version: '1' })
+export class ComplianceController {
+  constructor(private readonly compliance: ComplianceService) {}
+
+  @Get()
+  @RequireScopes('audit:read')
+  @ApiOperation({
+    summary: 'The stored report of ?month=YYYY-MM (json, or ?format=csv); without month, the list',
+  })
+  async get(
+    @Query() q: QueryComplianceReportDto,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<ComplianceReportResponse | ComplianceReportList | string> {
+    if (q.month === undefined) {
+      if (q.format !== undefined) {
+        throw new BadRequestException(['format applies to one report: give month too']);
+      }
+      return this.compliance.list();
+    }
+    const stored = await this.compliance.get(q.month);
+    if (q.format === 'csv') {
+      // month matched YYYY-MM, so it is safe in the header.
+      void reply
+        .header('content-type', 'text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="compliance-report-${q.month}.csv"`);
+      return stored.csv;
+    }
+    return { ...stored.report, sha256: stored.sha256 };
+  }
+
+  @Post()
+  @RequireScopes('audit:read')
+  @ApiOperation({ summary: "Build a month's report now (replaces a stored one)" })
+  build(@Body() dto: CreateComplianceReportDto): Promise<ComplianceReportResponse> {
+    return this.compliance.build(dto.month);
+  }
+}

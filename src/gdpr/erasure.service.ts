@@ -1,0 +1,335 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { AuditService } from '../audit/audit.service.js';
+import { BackgroundTasks } from '../common/background-tasks.js';
+import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
+import { PersonalDataRegistry } from '../common/personal-data.js';
+import { RequestContextStore } from '../common/request-context.js';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import { ReadRouterService } from '../database/read-router.service.js';
+import { Keystore } from '../security/keystore/keystore.js';
+import { PersonalDataCipher } from '../security/crypto/personal-data-cipher.js';
+import type { ErasureResponseDto, VerificationReport } from './dto/gdpr.dto.js';
+import { ErasureRepository, ErasureRow } from './erasure.repository.js';
+
+/** A request running longer than this is taken to belong to a crashed instance. */
+const STALE_RUNNING_MS = 10 * 60_000;
+const SWEEP_MS = 60_000;
+const LEDGER_PAGE = 1_000;
+
+/** Test seam: throws at a named stage of an erasure (fault-injection tests). */
+export type ErasureFaultHook = (stage: 'after-provider' | 'before-commit', kind?: string) => void;
+
+/**
+ * GDPR erasure. In one transaction on the primary every personal-data provider
+ * deletes the user's rows (in dependency order) and the erasure ledger records a
+ * keyed hash of the user id; the user's wrapped data key is deleted in a keystore
+ * transaction that commits only after that one did (crypto-shredding). Then caches
+ * are purged on every instance and a verification pass counts what is left.
+ * A failure before the commit changes nothing; the request shows `failed` with the
+ * reason and is retried by asking again.
+ */
+@Injectable()
+export class ErasureService implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger(ErasureService.name);
+  private readonly tasks = new BackgroundTasks(this.logger);
+  faultHook: ErasureFaultHook | null = null;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly erasures: ErasureRepository,
+    private readonly registry: PersonalDataRegistry,
+    private readonly router: ReadRouterService,
+    private readonly keystore: Keystore,
+    private readonly cipher: PersonalDataCipher,
+    private readonly audit: AuditService,
+    private readonly scheduler: SchedulerRegistry,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (!this.config.jobs.enabled) {
+      return;
+    }
+    const timer = setInterval(() => void this.sweep(), SWEEP_MS);
+    timer.unref();
+    this.scheduler.addInterval('gdpr-erasure-sweep', timer);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.tasks.drain();
+  }
+
+  /** POST /v1/users/:id/erasure. `created` is false when an open request already existed. */
+  async request(userId: string): Promise<{ request: ErasureResponseDto; created: boolean }> {
+    const subject = this.cipher.ledgerHash(userId);
+    const erased = await this.erasures.ledgerEntry(subject);
+    if (erased) {
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `user ${userId} was already erased (erasure request ${erased.erasureRequestId}, ${new Date(erased.erasedAt).toISOString()})`,
+      );
+    }
+    const open = await this.erasures.openFor(subject);
+    if (open) {
+      this.start(open.id);
+      return { request: toDto(open), created: false };
+    }
+    const ctx = RequestContextStore.get();
+    let row: ErasureRow;
+    try {
+      row = await this.router.write(async (m) => {
+        const found: unknown[] = await m.query(`SELECT 1 FROM users WHERE id = $1`, [userId]);
+        if (found.length === 0) {
+          throw new NotFoundError('user', userId);
+        }
+        const created = await this.erasures.create(
+          m,
+          userId,
+          subject,
+          ctx?.keyId ?? null,
+          ctx?.requestId ?? null,
+        );
+        await this.audit.append(m, {
+          eventType: 'deletion_requests',
+          subjectId: userId,
+          resource: `erasure:${created.id}`,
+          action: 'requested',
+        });
+        return created;
+      });
+    } catch (err) {
+      // 23505: a concurrent request for the same user won; answer with it.
+      if ((err as { code?: string }).code === '23505') {
+        const winner = await this.erasures.openFor(subject);
+        if (winner) {
+          return { request: toDto(winner), created: false };
+        }
+      }
+      throw err;
+    }
+    this.start(row.id);
+    return { request: toDto(row), created: true };
+  }
+
+  async get(id: string): Promise<ErasureResponseDto> {
+    const row = await this.erasures.getById(id);
+    if (!row) {
+      throw new NotFoundError('erasure request', id);
+    }
+    return toDto(row);
+  }
+
+  /** Runs a request now and resolves when it finished (tests, the sweeper). */
+  async process(id: string): Promise<void> {
+    const claimed = await this.erasures.claim(id, STALE_RUNNING_MS);
+    if (!claimed) {
+      return;
+    }
+    if (!claimed.userId) {
+      await this.erasures.fail(id, 'the request lost its user id; nothing to do');
+      return;
+    }
+    const userId = claimed.userId;
+    const started = Date.now();
+    let deleted: Record<string, number>;
+    try {
+      deleted = await this.eraseAtomically(id, userId);
+    } catch (err) {
+      const reason = (err as Error).message;
+      this.logger.error({ erasureRequest: id, error: reason }, 'erasure failed; nothing was deleted');
+      await this.erasures.fail(id, reason);
+      await this.router
+        .write((m) =>
+          this.audit.append(m, {
+            eventType: 'deletion_requests',
+            subjectId: userId,
+            resource: `erasure:${id}`,
+            action: 'failed',
+            details: { reason },
+          }),
+        )
+        .catch((auditErr: Error) =>
+          this.logger.error({ error: auditErr.message }, 'could not audit the failed erasure'),
+        );
+      return;
+    }
+    this.cipher.forget(userId);
+    const purgeErrors: string[] = [];
+    for (const p of this.registry.all()) {
+      if (p.afterErase) {
+        await p.afterErase(userId).catch((err: Error) => {
+          purgeErrors.push(`${p.kind}: ${err.message}`);
+        });
+      }
+    }
+    const report = await this.verify(userId, deleted, purgeErrors);
+    await this.erasures.complete(id, report, report.ok);
+    this.logger.log(
+      {
+        erasureRequest: id,
+        verified: report.ok,
+        deleted,
+        tookMs: Date.now() - started,
+      },
+      report.ok ? 'erasure completed and verified' : 'erasure completed; verification FAILED',
+    );
+  }
+
+  /** The deletes, the ledger entry and the audit row commit together; then the key goes. */
+  private async eraseAtomically(id: string, userId: string): Promise<Record<string, number>> {
+    const destroy = await this.keystore.beginDestroy(userId);
+    try {
+      const deleted = await this.router.write(async (m) => {
+        const locked: unknown[] = await m.query(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, [
+          userId,
+        ]);
+        if (locked.length === 0) {
+          throw new Error('the user no longer exists');
+        }
+        const counts: Record<string, number> = {};
+        for (const p of this.registry.all()) {
+          counts[p.kind] = await p.erase(m, userId);
+          this.faultHook?.('after-provider', p.kind);
+        }
+        await this.erasures.writeLedger(m, this.cipher.ledgerHash(userId), id);
+        await this.audit.append(m, {
+          eventType: 'deletion_requests',
+          subjectId: userId,
+          resource: `erasure:${id}`,
+          action: 'completed',
+          details: { deleted: counts, keysDestroyed: destroy.deleted },
+        });
+        this.faultHook?.('before-commit');
+        return counts;
+      });
+      await destroy.commit();
+      return { ...deleted, data_keys: destroy.deleted };
+    } catch (err) {
+      await destroy.rollback();
+      throw err;
+    }
+  }
+
+  /**
+   * Counts what is left of the user: every provider's tables, every other column of
+   * the schema that references users, the keystore and the caches. All must be 0.
+   */
+  async verify(
+    userId: string,
+    deleted: Record<string, number>,
+    purgeErrors: string[] = [],
+  ): Promise<VerificationReport> {
+    const seen = new Set<string>();
+    const tables: VerificationReport['tables'] = [];
+    const check = async (table: string, column: string, declaredBy: string | null): Promise<void> => {
+      const key = `${table}.${column}`;
+      if (seen.has(key) || table === 'erasure_requests') {
+        return; // the request row itself forgets the user id when it completes
+      }
+      seen.add(key);
+      tables.push({
+        table,
+        column,
+        declaredBy,
+        rowsLeft: await this.erasures.countReferences(table, column, userId),
+      });
+    };
+    for (const p of this.registry.all()) {
+      for (const t of p.tables) {
+        await check(t.table, t.userColumn, p.kind);
+      }
+    }
+    for (const c of await this.erasures.userReferenceColumns()) {
+      await check(c.table, c.column, null);
+    }
+    const keysLeft = (await this.keystore.exists(userId)) ? 1 : 0;
+    let cacheEntriesLeft = 0;
+    for (const p of this.registry.all()) {
+      cacheEntriesLeft += p.leftOutside ? await p.leftOutside(userId) : 0;
+    }
+    const ok =
+      tables.every((t) => t.rowsLeft === 0) &&
+      keysLeft === 0 &&
+      cacheEntriesLeft === 0 &&
+      purgeErrors.length === 0;
+    return {
+      ok,
+      verifiedAt: new Date().toISOString(),
+      deleted,
+      tables,
+      keystore: { database: this.keystore.databaseName, keysLeft },
+      caches: { entriesLeft: cacheEntriesLeft, purgeErrors },
+    };
+  }
+
+  /**
+   * After a restore from backup: erases again every user the ledger names (matched
+   * by keyed hash) and destroys their keys if the keystore still has them. The
+   * backup module calls this before the restored database serves traffic.
+   */
+  async reapplyLedger(): Promise<{ usersErased: number; keysDestroyed: number }> {
+    const ledger = new Set((await this.erasures.ledgerHashes()).map((h) => h.toString('hex')));
+    const erased = (id: string): boolean => ledger.has(this.cipher.ledgerHash(id).toString('hex'));
+    let usersErased = 0;
+    let after: string | null = null;
+    for (;;) {
+      const ids = await this.erasures.userIdsAfter(after, LEDGER_PAGE);
+      for (const userId of ids.filter(erased)) {
+        await this.router.write(async (m) => {
+          for (const p of this.registry.all()) {
+            await p.erase(m, userId);
+          }
+        });
+        this.cipher.forget(userId);
+        for (const p of this.registry.all()) {
+          await p.afterErase?.(userId);
+        }
+        usersErased += 1;
+      }
+      if (ids.length < LEDGER_PAGE) {
+        break;
+      }
+      after = ids[ids.length - 1];
+    }
+    let keysDestroyed = 0;
+    let keyAfter: string | null = null;
+    for (;;) {
+      const ids = await this.keystore.userIdsAfter(keyAfter, LEDGER_PAGE);
+      keysDestroyed += await this.keystore.destroyMany(ids.filter(erased));
+      if (ids.length < LEDGER_PAGE) {
+        break;
+      }
+      keyAfter = ids[ids.length - 1];
+    }
+    this.logger.warn({ usersErased, keysDestroyed }, 'erasure ledger re-applied');
+    return { usersErased, keysDestroyed };
+  }
+
+  private start(id: string): void {
+    this.tasks.start('erasureRequest', id, () => this.process(id));
+  }
+
+  private async sweep(): Promise<void> {
+    try {
+      for (const id of await this.erasures.pending(30_000, 10)) {
+        await this.process(id);
+      }
+    } catch (err) {
+      this.logger.warn({ error: (err as Error).message }, 'erasure sweep failed; will retry');
+    }
+  }
+}
+
+function toDto(r: ErasureRow): ErasureResponseDto {
+  return {
+    id: r.id,
+    status: r.status,
+    attempts: r.attempts,
+    error: r.error,
+    verified: r.verified,
+    report: (r.report as VerificationReport | null) ?? null,
+    createdAt: new Date(r.createdAt).toISOString(),
+    completedAt: r.completedAt ? new Date(r.completedAt).toISOString() : null,
+  };
+}
