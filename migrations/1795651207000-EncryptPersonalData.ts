@@ -59,11 +59,12 @@ export class EncryptPersonalData1795651207000 implements MigrationInterface {
         }
       }
       for (;;) {
-        const rows: Array<{ user_id: string; c: string[]; i: string[]; d: string[] }> = await q.query(
-          `SELECT user_id::text AS user_id, liked_cuisines AS c, liked_ingredients AS i, dislikes AS d
+        const rows: Array<{ user_id: string; c: string[]; i: string[]; d: string[] }> =
+          await q.query(
+            `SELECT user_id::text AS user_id, liked_cuisines AS c, liked_ingredients AS i, dislikes AS d
              FROM taste_profiles WHERE prefs_enc IS NULL ORDER BY user_id LIMIT $1`,
-          [BATCH],
-        );
+            [BATCH],
+          );
         for (const r of rows) {
           await q.query(`UPDATE taste_profiles SET prefs_enc = $2 WHERE user_id = $1`, [
             r.user_id,

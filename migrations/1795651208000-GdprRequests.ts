@@ -37,8 +37,12 @@ export class GdprRequests1795651208000 implements MigrationInterface {
         purged_at        timestamptz
       )`);
     await q.query(`CREATE INDEX gdpr_exports_user_idx ON gdpr_exports (user_id)`);
-    await q.query(`CREATE INDEX gdpr_exports_pending_idx ON gdpr_exports (status) WHERE status IN ('queued', 'running')`);
-    await q.query(`CREATE INDEX gdpr_exports_expiry_idx ON gdpr_exports (expires_at) WHERE purged_at IS NULL`);
+    await q.query(
+      `CREATE INDEX gdpr_exports_pending_idx ON gdpr_exports (status) WHERE status IN ('queued', 'running')`,
+    );
+    await q.query(
+      `CREATE INDEX gdpr_exports_expiry_idx ON gdpr_exports (expires_at) WHERE purged_at IS NULL`,
+    );
     // Bookkeeping that outlives a user's erasure (compliance counts), without the user.
     await q.query(`
       CREATE TABLE gdpr_export_log (

@@ -149,7 +149,9 @@ export class AuditService implements DataChangeSink, OnModuleDestroy {
       ...q,
       subjectId: q.subjectId ? this.subjectRef(q.subjectId) : undefined,
     });
-    return Promise.all(rows.map(async (r) => ({ ...r, details: await this.keys.open(r.seq, r.details) })));
+    return Promise.all(
+      rows.map(async (r) => ({ ...r, details: await this.keys.open(r.seq, r.details) })),
+    );
   }
 
   /** DataChangeSink: every data modification recorded by a feature module. */

@@ -173,7 +173,10 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
   async presence(type: CacheType, id: string): Promise<{ l1: boolean; l2: boolean | null }> {
     const key = this.key(type, id);
     const l1 = this.tiers.l1Store.has(key);
-    const l2 = await this.l2<boolean | undefined>('get', async (kv) => (await kv.has(key)) === true);
+    const l2 = await this.l2<boolean | undefined>(
+      'get',
+      async (kv) => (await kv.has(key)) === true,
+    );
     return { l1, l2: l2 === undefined ? null : l2 };
   }
 

@@ -11,7 +11,9 @@ export class BackgroundTasks {
 
   start(what: string, id: string, fn: () => Promise<void>): void {
     const p: Promise<void> = fn()
-      .catch((err: Error) => this.logger.error({ [what]: id, error: err.message }, `${what} crashed`))
+      .catch((err: Error) =>
+        this.logger.error({ [what]: id, error: err.message }, `${what} crashed`),
+      )
       .finally(() => this.running.delete(p));
     this.running.add(p);
   }

@@ -123,7 +123,9 @@ async function withMigrationLock<T>(
 export function runMigrationsLocked(config: AppConfig, topology: BootTopology): Promise<string[]> {
   return withMigrationLock(config, topology, async (ds) => {
     setMigrationContext({ config, topology });
-    const ran = await ds.runMigrations({ transaction: 'each' }).finally(() => setMigrationContext(null));
+    const ran = await ds
+      .runMigrations({ transaction: 'each' })
+      .finally(() => setMigrationContext(null));
     logger.log({ ran: ran.map((m) => m.name), database: config.database.name }, 'migrations done');
     return ran.map((m) => m.name);
   });

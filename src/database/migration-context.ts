@@ -8,7 +8,9 @@ import type { BootTopology } from './boot.js';
  */
 let current: { config: AppConfig; topology: BootTopology } | null = null;
 
-export function setMigrationContext(ctx: { config: AppConfig; topology: BootTopology } | null): void {
+export function setMigrationContext(
+  ctx: { config: AppConfig; topology: BootTopology } | null,
+): void {
   current = ctx;
 }
 

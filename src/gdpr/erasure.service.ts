@@ -1,4 +1,10 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+  OnModuleDestroy,
+} from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditService } from '../audit/audit.service.js';
 import { BackgroundTasks } from '../common/background-tasks.js';
@@ -137,7 +143,10 @@ export class ErasureService implements OnApplicationBootstrap, OnModuleDestroy {
       deleted = await this.eraseAtomically(id, userId);
     } catch (err) {
       const reason = (err as Error).message;
-      this.logger.error({ erasureRequest: id, error: reason }, 'erasure failed; nothing was deleted');
+      this.logger.error(
+        { erasureRequest: id, error: reason },
+        'erasure failed; nothing was deleted',
+      );
       await this.erasures.fail(id, reason);
       await this.router
         .write((m) =>
@@ -222,7 +231,11 @@ export class ErasureService implements OnApplicationBootstrap, OnModuleDestroy {
   ): Promise<VerificationReport> {
     const seen = new Set<string>();
     const tables: VerificationReport['tables'] = [];
-    const check = async (table: string, column: string, declaredBy: string | null): Promise<void> => {
+    const check = async (
+      table: string,
+      column: string,
+      declaredBy: string | null,
+    ): Promise<void> => {
       const key = `${table}.${column}`;
       if (seen.has(key) || table === 'erasure_requests') {
         return; // the request row itself forgets the user id when it completes

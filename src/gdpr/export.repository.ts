@@ -84,7 +84,15 @@ export class ExportRepository {
         `UPDATE gdpr_exports SET status = 'ready', file_name = $2, size_bytes = $3, sha256 = $4,
                 key_id = $5, wrapped_key = $6, item_counts = $7::jsonb, completed_at = now(), error = NULL
           WHERE id = $1`,
-        [id, file.name, file.sizeBytes, file.sha256, file.keyId, file.wrapped, JSON.stringify(itemCounts)],
+        [
+          id,
+          file.name,
+          file.sizeBytes,
+          file.sha256,
+          file.keyId,
+          file.wrapped,
+          JSON.stringify(itemCounts),
+        ],
       );
       await m.query(`UPDATE gdpr_export_log SET status = 'ready' WHERE export_id = $1`, [id]);
     });

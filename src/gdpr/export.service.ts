@@ -1,4 +1,10 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+  OnModuleDestroy,
+} from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { createHash, randomBytes } from 'node:crypto';
@@ -198,7 +204,13 @@ export class ExportService implements OnApplicationBootstrap, OnModuleDestroy {
         counts,
       );
       this.logger.log(
-        { export: id, format: row.format, bytes: file.length, counts, tookMs: Date.now() - started },
+        {
+          export: id,
+          format: row.format,
+          bytes: file.length,
+          counts,
+          tookMs: Date.now() - started,
+        },
         'export ready',
       );
     } catch (err) {

@@ -11,7 +11,7 @@ export async function redisClient(env: Record<string, string>): Promise<RedisCli
 export async function keysMatching(client: RedisClientType, pattern: string): Promise<string[]> {
   const found: string[] = [];
   for await (const batch of client.scanIterator({ MATCH: pattern, COUNT: 500 })) {
-    found.push(...(batch));
+    found.push(...batch);
   }
   return found;
 }

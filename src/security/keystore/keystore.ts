@@ -174,9 +174,10 @@ export class Keystore {
     if (userIds.length === 0) {
       return 0;
     }
-    const res = await this.pool.query('DELETE FROM user_data_keys WHERE user_id = ANY($1::uuid[])', [
-      userIds,
-    ]);
+    const res = await this.pool.query(
+      'DELETE FROM user_data_keys WHERE user_id = ANY($1::uuid[])',
+      [userIds],
+    );
     return res.rowCount ?? 0;
   }
 
