@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
+import { queryRows } from '../database/query-rows.js';
 import { ReadRouterService } from '../database/read-router.service.js';
 
 export interface PolicyRow {
@@ -88,10 +89,9 @@ export class ConsentRepository {
    */
   async eraseUser(m: EntityManager, userId: string): Promise<number> {
     await m.query(`SELECT set_config('dbu.erasure', 'on', true)`);
-    const rows: unknown[] = await m.query(
-      `DELETE FROM consent_events WHERE user_id = $1 RETURNING 1`,
-      [userId],
-    );
+    const rows = await queryRows(m, `DELETE FROM consent_events WHERE user_id = $1 RETURNING 1`, [
+      userId,
+    ]);
     return rows.length;
   }
 

@@ -4,6 +4,7 @@ import { CacheService } from '../cache/cache.service.js';
 import { TieredCacheService } from '../cache/tiered-cache.service.js';
 import type { CacheType } from '../cache/cache.types.js';
 import { PersonalDataProvider, PersonalDataRegistry } from '../common/personal-data.js';
+import { queryRows } from '../database/query-rows.js';
 import { UsersRepository } from './users.repository.js';
 
 const CACHED: CacheType[] = ['user_profiles', 'taste_profiles'];
@@ -82,9 +83,7 @@ export class UsersPersonalData implements OnModuleInit {
 
 async function deleteWhere(m: EntityManager, table: string, userId: string): Promise<number> {
   // Table names are constants of this file, never input.
-  const rows: unknown[] = await m.query(`DELETE FROM ${table} WHERE user_id = $1 RETURNING 1`, [
-    userId,
-  ]);
+  const rows = await queryRows(m, `DELETE FROM ${table} WHERE user_id = $1 RETURNING 1`, [userId]);
   return rows.length;
 }
 

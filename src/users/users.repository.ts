@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import pgvector from 'pgvector';
 import type { EntityManager } from 'typeorm';
+import { queryRows } from '../database/query-rows.js';
 import { ReadRouterService } from '../database/read-router.service.js';
 import { PersonalDataCipher } from '../security/crypto/personal-data-cipher.js';
 import type { PutTasteProfileDto } from './dto/user.dto.js';
@@ -170,7 +171,7 @@ export class UsersRepository {
 
   /** Deletes the user; profiles, consents and exports go with it (ON DELETE CASCADE). */
   async delete(m: EntityManager, id: string): Promise<number> {
-    const rows: unknown[] = await m.query(`DELETE FROM users WHERE id = $1 RETURNING 1`, [id]);
+    const rows = await queryRows(m, `DELETE FROM users WHERE id = $1 RETURNING 1`, [id]);
     return rows.length;
   }
 

@@ -1,6 +1,8 @@
 import { LRUCache } from 'lru-cache';
 import type { Keystore } from '../keystore/keystore.js';
+import { DependencyUnavailableError } from '../../common/errors.js';
 import type { KeyContext, KmsProvider } from './kms.js';
+import { KmsUnavailableError } from './kms.js';
 
 /** The user's data key is gone: the user was erased (crypto-shredded). */
 export class DataKeyDestroyedError extends Error {
@@ -59,7 +61,8 @@ export class DataKeys {
   forget(userId: string): void {
     this.generation += 1;
     this.cache?.delete(userId);
-    this.inflight.delete(userId);
+    this.inflight.delete(`c:${userId}`);
+    this.inflight.delete(`r:${userId}`);
   }
 
   private load(userId: string, create: boolean): Promise<Buffer | null> {
@@ -69,26 +72,39 @@ export class DataKeys {
       return pending;
     }
     const generation = this.generation;
-    const p = (async (): Promise<Buffer | null> => {
-      const context = userKeyContext(userId);
-      let wrapped = await this.keystore.get(userId);
-      if (!wrapped) {
-        if (!create) {
-          return null;
+    const p = this.unwrapOrCreate(userId, create, generation)
+      .catch((err: unknown) => {
+        if (err instanceof KmsUnavailableError) {
+          throw new DependencyUnavailableError('the key management service is unavailable');
         }
-        const generated = await this.kms.generateDataKey(context);
-        wrapped = await this.keystore.putIfAbsent(userId, generated.wrapped);
-        if (wrapped.ciphertext.equals(generated.wrapped.ciphertext)) {
-          this.remember(userId, generated.plaintext, generation);
-          return generated.plaintext;
-        }
-      }
-      const plaintext = await this.kms.decryptDataKey(wrapped, context);
-      this.remember(userId, plaintext, generation);
-      return plaintext;
-    })().finally(() => this.inflight.delete(key));
+        throw err;
+      })
+      .finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
     return p;
+  }
+
+  private async unwrapOrCreate(
+    userId: string,
+    create: boolean,
+    generation: number,
+  ): Promise<Buffer | null> {
+    const context = userKeyContext(userId);
+    let wrapped = await this.keystore.get(userId);
+    if (!wrapped) {
+      if (!create) {
+        return null;
+      }
+      const generated = await this.kms.generateDataKey(context);
+      wrapped = await this.keystore.putIfAbsent(userId, generated.wrapped);
+      if (wrapped.ciphertext.equals(generated.wrapped.ciphertext)) {
+        this.remember(userId, generated.plaintext, generation);
+        return generated.plaintext;
+      }
+    }
+    const plaintext = await this.kms.decryptDataKey(wrapped, context);
+    this.remember(userId, plaintext, generation);
+    return plaintext;
   }
 
   private remember(userId: string, key: Buffer, generation: number): void {
