@@ -110,10 +110,12 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       .expect(200);
     const tiers = a.get(TieredCacheService);
     const key = tiers.key('user_profiles', user);
-    const l1 = await tiers.peekLocal<{ data: unknown }>('user_profiles', user);
-    expect(l1?.data).toEqual({ theme: 'dark' });
+    // Personal data is cached sealed with the user's data key, in both tiers.
+    const l1 = await tiers.peekLocal<{ sealed: string }>('user_profiles', user);
+    expect(l1?.sealed).toEqual(expect.any(String));
     const l2 = await redis.get(key);
-    expect(l2).toContain('"theme":"dark"');
+    expect(l2).toContain(l1!.sealed);
+    expect(l2).not.toContain('dark');
     const res = await request(b.getHttpServer())
       .get(`/v1/users/${user}/profile`)
       .set(bearer(KEYS.all))

@@ -75,6 +75,15 @@ export class CacheService {
     await this.bus.publish(type, ids);
   }
 
+  /** Erased users, announced to every instance (see InvalidationBusService.onErased). */
+  publishErased(userIds: string[]): Promise<void> {
+    return this.bus.publishErased(userIds);
+  }
+
+  onErased(listener: (userIds: string[] | null) => void): void {
+    this.bus.onErased(listener);
+  }
+
   async invalidateType(type: CacheType): Promise<number> {
     const removed = await this.tiers.deleteType(type);
     await this.bus.publish(type);

@@ -19,10 +19,13 @@ export enum CacheTier {
 export const INVALIDATION_CHANNEL = 'dbu:cache:invalidate';
 // NOTE: one channel for every database; messages carry the database so others ignore them.
 
+export const ERASED_USERS = 'erased_users';
+
 export interface InvalidationMessage {
   origin: string;
   database: string;
-  type: CacheType;
+  /** A cache type, or `erased_users`: users erased (drop their data keys too). */
+  type: CacheType | typeof ERASED_USERS;
   /** Ids within the type; absent = every entry of the type. */
   ids?: string[];
 }

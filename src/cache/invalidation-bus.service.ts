@@ -7,6 +7,7 @@ import { CacheMetrics } from './cache.metrics.js';
 import {
   CacheType,
   CACHE_TYPES,
+  ERASED_USERS,
   INVALIDATION_CHANNEL,
   InvalidationMessage,
 } from './cache.types.js';
@@ -26,6 +27,7 @@ export class InvalidationBusService implements OnModuleInit, OnModuleDestroy {
   private subscribedOnce = false;
   private lost = false;
   private closing = false;
+  private readonly erasedListeners: Array<(userIds: string[] | null) => void> = [];
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -51,6 +53,7 @@ export class InvalidationBusService implements OnModuleInit, OnModuleDestroy {
     sub.on('ready', () => {
       if (this.subscribedOnce && this.lost) {
         const dropped = this.cache.dropAllLocal();
+        this.notifyErased(null);
         this.logger.warn(
           { dropped },
           'invalidation subscription restored: flushed L1 (messages may have been missed)',
@@ -81,19 +84,46 @@ export class InvalidationBusService implements OnModuleInit, OnModuleDestroy {
       this.logger.warn('ignored a malformed invalidation message');
       return;
     }
-    if (
-      message.origin === this.origin ||
-      message.database !== this.config.database.name ||
-      !CACHE_TYPES.includes(message.type)
-    ) {
+    if (message.origin === this.origin || message.database !== this.config.database.name) {
+      return;
+    }
+    if (message.type === ERASED_USERS) {
+      this.notifyErased(message.ids ?? []);
+      return;
+    }
+    if (!CACHE_TYPES.includes(message.type)) {
       return;
     }
     this.metrics.invalidationsReceived.inc({ type: message.type });
     this.cache.dropLocal(message.type, message.ids);
   }
 
+  /**
+   * Listeners for erasures made by any instance (e.g. to drop in-memory data keys);
+   * called with null after a lost subscription, when messages may have been missed.
+   */
+  onErased(listener: (userIds: string[] | null) => void): void {
+    this.erasedListeners.push(listener);
+  }
+
+  /** Tells every instance, this one included, that these users were erased. */
+  async publishErased(userIds: string[]): Promise<void> {
+    this.notifyErased(userIds);
+    await this.send(ERASED_USERS, userIds);
+  }
+
+  private notifyErased(userIds: string[] | null): void {
+    for (const listener of this.erasedListeners) {
+      listener(userIds);
+    }
+  }
+
   /** Tells the other instances to drop these entries from their L1. Best effort: Redis may be down. */
   async publish(type: CacheType, ids?: string[]): Promise<void> {
+    await this.send(type, ids);
+  }
+
+  private async send(type: InvalidationMessage['type'], ids?: string[]): Promise<void> {
     if (!this.redis.isReady || !this.cache.circuit.allow()) {
       return;
     }

@@ -1,3 +1,4 @@
+import { SafeTypeOrmLogger } from './typeorm-logger.js';
 import { Logger } from '@nestjs/common';
 import type { DataSourceOptions } from 'typeorm';
 import type { PostgresConnectionCredentialsOptions } from 'typeorm/driver/postgres/PostgresConnectionCredentialsOptions.js';
@@ -81,6 +82,7 @@ export function buildDataSourceOptions(
     poolSize: opts.writerOnly ? 2 : db.pool.default,
     connectTimeoutMS: db.connectTimeoutMs,
     logging: ['error', 'warn', 'migration'],
+    logger: new SafeTypeOrmLogger(),
     poolErrorHandler: (err: Error) =>
       poolLogger.warn({ error: err.message }, 'pooled connection lost; the pool replaces it'),
     extra: {

@@ -4,9 +4,11 @@ import {
   Logger,
   OnApplicationBootstrap,
   OnModuleDestroy,
+  OnModuleInit,
 } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditService } from '../audit/audit.service.js';
+import { CacheService } from '../cache/cache.service.js';
 import { BackgroundTasks } from '../common/background-tasks.js';
 import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
 import { PersonalDataRegistry } from '../common/personal-data.js';
@@ -37,7 +39,7 @@ export type ErasureFaultHook = (stage: 'after-provider' | 'before-commit', kind?
  * reason and is retried by asking again.
  */
 @Injectable()
-export class ErasureService implements OnApplicationBootstrap, OnModuleDestroy {
+export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(ErasureService.name);
   private readonly tasks = new BackgroundTasks(this.logger);
   faultHook: ErasureFaultHook | null = null;
@@ -51,7 +53,18 @@ export class ErasureService implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly cipher: PersonalDataCipher,
     private readonly audit: AuditService,
     private readonly scheduler: SchedulerRegistry,
+    private readonly cache: CacheService,
   ) {}
+
+  onModuleInit(): void {
+    this.cache.onErased((userIds) => {
+      if (userIds === null) {
+        this.cipher.forget(null);
+      } else {
+        userIds.forEach((id) => this.cipher.forget(id));
+      }
+    });
+  }
 
   onApplicationBootstrap(): void {
     if (!this.config.jobs.enabled) {
@@ -163,7 +176,8 @@ export class ErasureService implements OnApplicationBootstrap, OnModuleDestroy {
         );
       return;
     }
-    this.cipher.forget(userId);
+    // Every instance drops the user's data key from memory (this one at once).
+    await this.cache.publishErased([userId]);
     const purgeErrors: string[] = [];
     for (const p of this.registry.all()) {
       if (p.afterErase) {
@@ -294,7 +308,7 @@ export class ErasureService implements OnApplicationBootstrap, OnModuleDestroy {
             await p.erase(m, userId);
           }
         });
-        this.cipher.forget(userId);
+        await this.cache.publishErased([userId]);
         for (const p of this.registry.all()) {
           await p.afterErase?.(userId);
         }

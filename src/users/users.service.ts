@@ -2,6 +2,8 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service.js';
 import { CacheService } from '../cache/cache.service.js';
+import type { CacheType } from '../cache/cache.types.js';
+import { PersonalDataCipher } from '../security/crypto/personal-data-cipher.js';
 import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
 import { ReadRouterService } from '../database/read-router.service.js';
 import type {
@@ -15,6 +17,10 @@ import type {
 import { ProfileRow, TasteProfileRow, UsersRepository } from './users.repository.js';
 
 const UNIQUE_VIOLATION = '23505';
+
+interface SealedEntry {
+  sealed: string;
+}
 const MAX_PROFILE_BYTES = 16 * 1024;
 
 /**
@@ -28,7 +34,30 @@ export class UsersService {
     private readonly router: ReadRouterService,
     private readonly cache: CacheService,
     private readonly audit: AuditService,
+    private readonly cipher: PersonalDataCipher,
   ) {}
+
+  /**
+   * Cached personal data is sealed with the user's data key too: Redis may persist
+   * it (AOF), and an erased user's stale entry can no longer be opened anywhere.
+   */
+  private async cachedRead<T>(
+    type: CacheType,
+    userId: string,
+    load: () => Promise<T | null>,
+  ): Promise<T | null> {
+    const entry = await this.cache.read<SealedEntry | null>(type, userId, async () => {
+      const value = await load();
+      return value === null ? null : this.sealEntry(type, userId, value);
+    });
+    return entry === null
+      ? null
+      : this.cipher.open<T>(userId, `cache:${type}`, Buffer.from(entry.sealed, 'base64'));
+  }
+
+  private async sealEntry(type: CacheType, userId: string, value: unknown): Promise<SealedEntry> {
+    return { sealed: (await this.cipher.seal(userId, `cache:${type}`, value)).toString('base64') };
+  }
 
   async create(dto: CreateUserDto): Promise<UserResponseDto> {
     try {
@@ -70,7 +99,7 @@ export class UsersService {
       const row = await this.users.getProfile(userId);
       return row ? profileDto(row) : null;
     };
-    const found = await this.cache.read('user_profiles', userId, load);
+    const found = await this.cachedRead('user_profiles', userId, load);
     if (found) {
       this.audit.recordAccess(userId, 'user_profiles');
       return found;
@@ -95,7 +124,11 @@ export class UsersService {
       return saved;
     });
     const result = profileDto(row);
-    await this.cache.afterWrite('user_profiles', userId, result);
+    await this.cache.afterWrite(
+      'user_profiles',
+      userId,
+      await this.sealEntry('user_profiles', userId, result),
+    );
     return result;
   }
 
@@ -104,7 +137,7 @@ export class UsersService {
       const row = await this.users.getTasteProfile(userId);
       return row ? tasteDto(row) : null;
     };
-    const found = await this.cache.read('taste_profiles', userId, load);
+    const found = await this.cachedRead('taste_profiles', userId, load);
     if (found) {
       this.audit.recordAccess(userId, 'taste_profiles');
       return found;
@@ -136,7 +169,11 @@ export class UsersService {
       return saved;
     });
     const result = tasteDto(row);
-    await this.cache.afterWrite('taste_profiles', userId, result);
+    await this.cache.afterWrite(
+      'taste_profiles',
+      userId,
+      await this.sealEntry('taste_profiles', userId, result),
+    );
     return result;
   }
 

@@ -1,14 +1,13 @@
 import { LRUCache } from 'lru-cache';
 import type { Keystore } from '../keystore/keystore.js';
-import { DependencyUnavailableError } from '../../common/errors.js';
+import { DependencyUnavailableError, DomainError, ErrorCode } from '../../common/errors.js';
 import type { KeyContext, KmsProvider } from './kms.js';
 import { KmsUnavailableError } from './kms.js';
 
 /** The user's data key is gone: the user was erased (crypto-shredded). */
-export class DataKeyDestroyedError extends Error {
+export class DataKeyDestroyedError extends DomainError {
   constructor() {
-    super("the user's data key was destroyed (erased user)");
-    this.name = 'DataKeyDestroyedError';
+    super(ErrorCode.NotFound, "the user's data was erased");
   }
 }
 
@@ -63,6 +62,13 @@ export class DataKeys {
     this.cache?.delete(userId);
     this.inflight.delete(`c:${userId}`);
     this.inflight.delete(`r:${userId}`);
+  }
+
+  /** Drops every cached key (erasure messages may have been missed). */
+  forgetAll(): void {
+    this.generation += 1;
+    this.cache?.clear();
+    this.inflight.clear();
   }
 
   private load(userId: string, create: boolean): Promise<Buffer | null> {

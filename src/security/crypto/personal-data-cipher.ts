@@ -45,8 +45,13 @@ export class PersonalDataCipher {
     return `u_${keyedHash(this.hashKey, HashPurpose.AuditSubject, userId.toLowerCase()).toString('hex').slice(0, 40)}`;
   }
 
-  forget(userId: string): void {
-    this.keys.forget(userId);
+  /** Drops cached data keys: these users', or all (null). */
+  forget(userId: string | null): void {
+    if (userId === null) {
+      this.keys.forgetAll();
+    } else {
+      this.keys.forget(userId);
+    }
   }
 }
 
