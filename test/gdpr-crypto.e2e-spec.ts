@@ -1,4 +1,9 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import request from 'supertest';
 import {
   discoverTopology,
@@ -16,7 +21,9 @@ import {
   stackDb,
 } from './support/databases.js';
 import { KmsServer, startKmsServer } from './support/kms-server.js';
-import { stackEnv } from './support/stack.js';
+import { REPO_ROOT, stackEnv } from './support/stack.js';
+
+const run = promisify(execFile);
 
 type Row = Record<string, unknown>;
 
@@ -127,6 +134,78 @@ describe('GDPR crypto: AWS KMS provider and the encrypting migration (real stack
         DataKeyDestroyedError,
       );
     });
+  });
+
+  it('key rotation (npm run kms:rotate): a new local master key version, every data key re-wrapped, data still readable', async () => {
+    const database = await createTestDatabase(db, 'rotate');
+    databases.push(database);
+    const dir = await mkdtemp(join(tmpdir(), 'dbu-kms-'));
+    const keyFile = join(dir, 'keys.json');
+    const overrides = { KMS_LOCAL_KEY_FILE: keyFile };
+    const app = await bootApp(testConfig(env, database, overrides));
+    apps.push(app);
+    const created = await request(app.getHttpServer())
+      .post('/v1/users')
+      .set(bearer(KEYS.all))
+      .send({ email: 'rotate@example.com', displayName: 'Rot Ate' })
+      .expect(201);
+    const id = (created.body as { id: string }).id;
+    await app.close();
+    apps.pop();
+    expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
+    const keystoreDb = `${database}_keystore`;
+    const before = await sql(keystoreDb, `SELECT key_id FROM user_data_keys`);
+    expect(before).toEqual([{ key_id: 'local:v1' }]);
+
+    const out = await run(
+      process.execPath,
+      [join(REPO_ROOT, 'dist/src/security/crypto/kms-rotate.cli.js')],
+      {
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          ...env,
+          NODE_ENV: 'test',
+          DB_NAME: database,
+          LOG_LEVEL: 'info',
+          ...overrides,
+        },
+      },
+    );
+    expect(out.stdout).toContain('local master key rotated');
+    const file = JSON.parse(await readFile(keyFile, 'utf8')) as {
+      current: string;
+      keys: Record<string, string>;
+    };
+    expect(file.current).toBe('v2');
+    expect(Object.keys(file.keys).sort()).toEqual(['v1', 'v2']);
+    expect(await sql(keystoreDb, `SELECT key_id FROM user_data_keys`)).toEqual([
+      { key_id: 'local:v2' },
+    ]);
+    expect(await sql(database, `SELECT key_id FROM audit_data_keys`)).toEqual([
+      { key_id: 'local:v2' },
+    ]);
+    // No stray key material in the output.
+    for (const k of Object.values(file.keys)) {
+      expect(out.stdout + out.stderr).not.toContain(k);
+    }
+
+    const after = await bootApp(testConfig(env, database, overrides));
+    apps.push(after);
+    const user = await request(after.getHttpServer())
+      .get(`/v1/users/${id}`)
+      .set(bearer(KEYS.all))
+      .set('x-consistency', 'strong')
+      .expect(200);
+    expect(user.body.email).toBe('rotate@example.com');
+    const audit = await request(after.getHttpServer())
+      .get('/v1/audit-logs')
+      .query({ subjectId: id })
+      .set(bearer(KEYS.all))
+      .set('x-consistency', 'strong')
+      .expect(200);
+    expect(audit.body.items[0].details).toEqual({ fields: ['email', 'displayName'] });
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('the migration encrypts rows that already exist, and its down() restores them in clear', async () => {
