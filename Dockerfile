@@ -40,6 +40,8 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 
+# Encrypted GDPR export files (a volume in compose; S3 later).
+RUN mkdir -p /var/lib/dbu/exports && chown node:node /var/lib/dbu/exports
 USER node
 EXPOSE 3000
 
