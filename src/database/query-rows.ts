@@ -38,3 +38,24 @@ export function paramBinder(params: unknown[] = []): {
     },
   };
 }
+
+/**
+ * Ids of requests in `table` (with `status`, `created_at`, `started_at`) that are
+ * queued, or running, for longer than `ageMs`: work an instance left behind.
+ * `table` is a constant of the caller, never input.
+ */
+export async function staleRequestIds(
+  m: EntityManager,
+  table: string,
+  ageMs: number,
+  limit: number,
+): Promise<string[]> {
+  const rows: Array<{ id: string }> = await m.query(
+    `SELECT id::text AS id FROM ${table}
+      WHERE (status = 'queued' AND created_at < now() - make_interval(secs => $1::float8 / 1000))
+         OR (status = 'running' AND started_at < now() - make_interval(secs => $1::float8 / 1000))
+      ORDER BY created_at LIMIT $2`,
+    [ageMs, limit],
+  );
+  return rows.map((r) => r.id);
+}

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
-import { queryRows } from '../database/query-rows.js';
+import { queryRows, staleRequestIds } from '../database/query-rows.js';
 
 export type ErasureStatus = 'queued' | 'running' | 'completed' | 'failed';
 
@@ -109,15 +109,8 @@ export class ErasureRepository {
   }
 
   /** Requests to (re)process: queued, failed by a crash while running, older than `ageMs`. */
-  async pending(ageMs: number, limit: number): Promise<string[]> {
-    const rows: Array<{ id: string }> = await this.dataSource.query(
-      `SELECT id::text AS id FROM erasure_requests
-        WHERE (status = 'queued' AND created_at < now() - make_interval(secs => $1::float8 / 1000))
-           OR (status = 'running' AND started_at < now() - make_interval(secs => $1::float8 / 1000))
-        ORDER BY created_at LIMIT $2`,
-      [ageMs, limit],
-    );
-    return rows.map((r) => r.id);
+  pending(ageMs: number, limit: number): Promise<string[]> {
+    return staleRequestIds(this.dataSource.manager, 'erasure_requests', ageMs, limit);
   }
 
   async ledgerHashes(): Promise<Buffer[]> {

@@ -24,6 +24,9 @@ import { ErasureRepository, ErasureRow } from './erasure.repository.js';
 /** A request running longer than this is taken to belong to a crashed instance. */
 const STALE_RUNNING_MS = 10 * 60_000;
 const SWEEP_MS = 60_000;
+/** Queued this long without progress: its instance is gone. */
+const SWEEP_AGE_MS = 30_000;
+const SWEEP_BATCH = 10;
 const LEDGER_PAGE = 1_000;
 
 /** Test seam: throws at a named stage of an erasure (fault-injection tests). */
@@ -70,9 +73,13 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
     if (!this.config.jobs.enabled) {
       return;
     }
-    const timer = setInterval(() => void this.sweep(), SWEEP_MS);
-    timer.unref();
-    this.scheduler.addInterval('gdpr-erasure-sweep', timer);
+    this.tasks.sweepEvery(
+      this.scheduler,
+      'gdpr-erasure-sweep',
+      SWEEP_MS,
+      () => this.erasures.pending(SWEEP_AGE_MS, SWEEP_BATCH),
+      (id) => this.process(id),
+    );
   }
 
   async onModuleDestroy(): Promise<void> {
@@ -335,16 +342,6 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
 
   private start(id: string): void {
     this.tasks.start('erasureRequest', id, () => this.process(id));
-  }
-
-  private async sweep(): Promise<void> {
-    try {
-      for (const id of await this.erasures.pending(30_000, 10)) {
-        await this.process(id);
-      }
-    } catch (err) {
-      this.logger.warn({ error: (err as Error).message }, 'erasure sweep failed; will retry');
-    }
   }
 }
 

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
-import { queryRows } from '../database/query-rows.js';
+import { queryRows, staleRequestIds } from '../database/query-rows.js';
 import type { ExportFormat, ExportResponseDto } from './dto/gdpr.dto.js';
 
 export interface ExportRow {
@@ -166,15 +166,8 @@ export class ExportRepository {
     return new Set(rows.map((r) => r.id));
   }
 
-  async pending(ageMs: number, limit: number): Promise<string[]> {
-    const rows: Array<{ id: string }> = await this.dataSource.query(
-      `SELECT id::text AS id FROM gdpr_exports
-        WHERE (status = 'queued' AND created_at < now() - make_interval(secs => $1::float8 / 1000))
-           OR (status = 'running' AND started_at < now() - make_interval(secs => $1::float8 / 1000))
-        ORDER BY created_at LIMIT $2`,
-      [ageMs, limit],
-    );
-    return rows.map((r) => r.id);
+  pending(ageMs: number, limit: number): Promise<string[]> {
+    return staleRequestIds(this.dataSource.manager, 'gdpr_exports', ageMs, limit);
   }
 
   /** The user's exports (they are personal data too), in the caller's transaction. */

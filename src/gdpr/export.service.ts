@@ -28,6 +28,9 @@ import { ExportRepository, ExportRow } from './export.repository.js';
 
 const STALE_RUNNING_MS = 10 * 60_000;
 const SWEEP_MS = 60_000;
+/** Queued this long without progress: its instance is gone. */
+const SWEEP_AGE_MS = 30_000;
+const SWEEP_BATCH = 10;
 
 export interface ExportDownload {
   fileName: string;
@@ -71,9 +74,13 @@ export class ExportService implements OnApplicationBootstrap, OnModuleDestroy {
     if (!this.config.jobs.enabled) {
       return;
     }
-    const timer = setInterval(() => void this.sweep(), SWEEP_MS);
-    timer.unref();
-    this.scheduler.addInterval('gdpr-export-sweep', timer);
+    this.tasks.sweepEvery(
+      this.scheduler,
+      'gdpr-export-sweep',
+      SWEEP_MS,
+      () => this.exports.pending(SWEEP_AGE_MS, SWEEP_BATCH),
+      (id) => this.process(id),
+    );
   }
 
   async onModuleDestroy(): Promise<void> {
@@ -217,16 +224,6 @@ export class ExportService implements OnApplicationBootstrap, OnModuleDestroy {
       const reason = (err as Error).message;
       this.logger.error({ export: id, error: reason }, 'export failed');
       await this.exports.fail(id, reason);
-    }
-  }
-
-  private async sweep(): Promise<void> {
-    try {
-      for (const id of await this.exports.pending(30_000, 10)) {
-        await this.process(id);
-      }
-    } catch (err) {
-      this.logger.warn({ error: (err as Error).message }, 'export sweep failed; will retry');
     }
   }
 
