@@ -3,6 +3,7 @@ import type { ValidationError } from 'class-validator';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { randomUUID } from 'node:crypto';
+import type { RawRequest } from './common/request-context.middleware.js';
 import { AllExceptionsFilter } from './common/http-exception.filter.js';
 import { MetricsService } from './monitoring/metrics.service.js';
 
@@ -47,6 +48,14 @@ export async function configureApp(
 
   fastify.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
+  });
+  // Read-your-writes: the writer's LSN after this request's writes (send it back as x-write-lsn).
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    const lsn = (request.raw as RawRequest).dbuContext?.writeLsn;
+    if (lsn) {
+      void reply.header('x-write-lsn', lsn);
+    }
+    return payload;
   });
   fastify.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';

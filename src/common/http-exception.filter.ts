@@ -7,6 +7,7 @@ import {
   Logger,
 } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { isNodeDownError } from '../database/node-errors.js';
 import { DomainError, ErrorCode } from './errors.js';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -81,6 +82,10 @@ export class AllExceptionsFilter implements ExceptionFilter {
       if (status >= 500) {
         this.logger.warn({ code: exception.code, status }, exception.message);
       }
+      const retryAfter = (exception as { retryAfterSeconds?: number }).retryAfterSeconds;
+      if (retryAfter !== undefined) {
+        void reply.header('retry-after', String(retryAfter));
+      }
     } else if (isFastifyClientError(exception)) {
       const status = exception.statusCode;
       body = {
@@ -89,6 +94,17 @@ export class AllExceptionsFilter implements ExceptionFilter {
         message: exception.message,
         requestId,
       };
+    } else if (isNodeDownError(exception)) {
+      // A node died under this request: retryable, not a bug.
+      this.logger.warn({ error: (exception as Error).message }, 'database node unavailable');
+      body = {
+        statusCode: 503,
+        error: REASON[503],
+        message: 'a database node is unavailable; retry',
+        code: ErrorCode.DependencyUnavailable,
+        requestId,
+      };
+      void reply.header('retry-after', '1');
     } else {
       this.logger.error({ err: exception }, 'unhandled error');
       body = {

@@ -10,6 +10,10 @@ export interface RequestContext {
   keyId?: string;
   /** Which node served the last read/write of this request (diagnostics). */
   servedBy?: { role: 'primary' | 'replica'; node: string };
+  /** Reads of this request only use nodes that replayed this LSN (`x-write-lsn`, or its own writes). */
+  minLsn?: string;
+  /** The writer's LSN after this request's last write: answered as `x-write-lsn`. */
+  writeLsn?: string;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

@@ -26,6 +26,10 @@ export interface DatabaseConfig {
     unhealthyThreshold: number;
     healthyThreshold: number;
   };
+  /** Replicas over either bound are skipped for reads. */
+  readMaxLag: { seconds: number; bytes: number };
+  queryTimeoutMs: number;
+  failover: { mode: 'auto' | 'manual' | 'off'; maxLagBytes: number; retryAfterSeconds: number };
 }
 
 export interface PgBouncerConfig {
@@ -203,6 +207,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         timeoutMs: vars.DB_HEALTH_TIMEOUT_MS,
         unhealthyThreshold: vars.DB_UNHEALTHY_THRESHOLD,
         healthyThreshold: vars.DB_HEALTHY_THRESHOLD,
+      },
+      readMaxLag: { seconds: vars.DB_READ_MAX_LAG_SECONDS, bytes: vars.DB_READ_MAX_LAG_BYTES },
+      queryTimeoutMs: vars.DB_QUERY_TIMEOUT_MS,
+      failover: {
+        mode: vars.FAILOVER_MODE,
+        maxLagBytes: vars.FAILOVER_MAX_LAG_BYTES,
+        retryAfterSeconds: vars.FAILOVER_RETRY_AFTER_S,
       },
     },
     pgbouncer: vars.PGBOUNCER_HOST

@@ -166,6 +166,39 @@ export class EnvironmentVariables {
   @Max(100)
   DB_HEALTHY_THRESHOLD = 2;
 
+  /** Replicas further behind than this are skipped for reads (until they catch up). */
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(0)
+  DB_READ_MAX_LAG_SECONDS = 10;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  DB_READ_MAX_LAG_BYTES = 16_777_216;
+
+  /** Client-side deadline of one statement on a pooled connection (a hung node cannot hang requests). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  DB_QUERY_TIMEOUT_MS = 30_000;
+
+  // --- failover -----------------------------------------------------------------------
+  @IsIn(['auto', 'manual', 'off'])
+  FAILOVER_MODE: 'auto' | 'manual' | 'off' = 'auto';
+
+  /** Only a replica at most this far behind the last known writer position is promoted. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  FAILOVER_MAX_LAG_BYTES = 1_048_576;
+
+  /** Retry-After of the 503 that writes get while there is no writer. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  FAILOVER_RETRY_AFTER_S = 2;
+
   // --- pgbouncer (optional) -------------------------------------------------
   @IsOptional()
   @IsString()

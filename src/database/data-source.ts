@@ -89,6 +89,8 @@ export function buildDataSourceOptions(
       min: db.pool.min,
       idleTimeoutMillis: 30_000,
       connectionTimeoutMillis: db.connectTimeoutMs,
+      // A hung node (SIGSTOP, dead link) must not hang requests forever.
+      query_timeout: db.queryTimeoutMs,
     },
   };
   return { options, readLabels, writeLabel };

@@ -6,6 +6,7 @@ import { BootTopology, routeTargets } from './boot.js';
 import { DatabaseBootModule } from './database-boot.module.js';
 import { buildDataSourceOptions } from './data-source.js';
 import { BOOT_TOPOLOGY } from './database.tokens.js';
+import { FailoverService } from './failover.service.js';
 import { JobLeadershipService } from './job-leadership.service.js';
 import { JobRunsRepository } from './job-runs.repository.js';
 import { ReadRouterService } from './read-router.service.js';
@@ -27,11 +28,18 @@ import { TopologyService } from './topology.service.js';
       }),
     }),
   ],
-  providers: [TopologyService, ReadRouterService, JobLeadershipService, JobRunsRepository],
+  providers: [
+    TopologyService,
+    ReadRouterService,
+    FailoverService,
+    JobLeadershipService,
+    JobRunsRepository,
+  ],
   exports: [
     DatabaseBootModule,
     TopologyService,
     ReadRouterService,
+    FailoverService,
     JobLeadershipService,
     JobRunsRepository,
   ],

@@ -12,4 +12,5 @@ export enum AdvisoryLock {
   JobAuditMaintenance = 300,
   ComplianceReport = 400,
   ExportPurge = 500,
+  Failover = 600,
 }

@@ -1,10 +1,14 @@
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import type pg from 'pg';
-import { DataSource, EntityManager } from 'typeorm';
+import pg from 'pg';
+import { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
-import { RequestContextStore } from '../common/request-context.js';
+import { DependencyUnavailableError } from '../common/errors.js';
+import { RequestContext, RequestContextStore } from '../common/request-context.js';
+import { isNodeDownError } from './node-errors.js';
+import { directClientConfig } from './pg-direct.js';
+import { lsnToBigInt } from './topology.js';
 import { ROUTE_LABELS } from './database.tokens.js';
 import { TopologyService } from './topology.service.js';
 
@@ -25,37 +29,50 @@ export interface RouteLabels {
   readNodes: string[][];
 }
 
-/** Connection errors that mean "this node is gone", not "this query is wrong". */
-export function isNodeDownError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string };
-  return (
-    [
-      'ECONNREFUSED',
-      'ECONNRESET',
-      'ETIMEDOUT',
-      'EHOSTUNREACH',
-      '57P01',
-      '57P02',
-      '57P03',
-      '08006',
-      '08001',
-    ].includes(e?.code ?? '') ||
-    /Connection terminated|connection timeout|the database system is (shutting down|starting up)/i.test(
-      e?.message ?? '',
-    )
-  );
+/** No writer can take writes now (failover in progress, or the writer is down): 503 + Retry-After. */
+export class WriterUnavailableError extends DependencyUnavailableError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
 }
 
+/** The write may or may not have committed: the client must not assume either (503). */
+export class WriteOutcomeUnknownError extends DependencyUnavailableError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
+
+const SYNC_REP_CANCELLED = /canceling wait for synchronous replication/i;
+
+/** The node a pooled client was obtained for (set when it is handed to TypeORM). */
+const NODE_OF = new WeakMap<object, string>();
+
 /**
- * The seam between TypeORM and our routing: TypeORM asks its driver for a "slave"
- * connection for every read outside a transaction; this service answers instead
- * of the driver's random pick. Strong-consistency requests read from the writer;
- * other reads go round-robin over healthy replicas, and to the writer when none is.
+ * The seam between TypeORM and our routing: TypeORM asks its driver for a "master"
+ * or a "slave" connection; this service answers instead of the driver. Writes go to
+ * the current writer (it follows promotions); reads go round-robin over replicas
+ * that are healthy, not fenced and within the lag bound, and — when the request
+ * carries a write LSN — have replayed it; otherwise the writer serves them.
  */
 @Injectable()
-export class ReadRouterService implements OnModuleInit {
+export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(ReadRouterService.name);
   private next = 0;
+  private driver!: PgDriverInternals;
+  /** Direct pools per node name (TypeORM's own for the boot nodes, created for others). */
+  private readonly pools = new Map<string, pg.Pool>();
+  private readonly ownPools: pg.Pool[] = [];
+  private bootWriter = '';
+  private viaPgBouncer = false;
+  /** Set by the failover controller: writes answer 503 + Retry-After meanwhile. */
+  writesBlocked: string | null = null;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -66,60 +83,149 @@ export class ReadRouterService implements OnModuleInit {
 
   onModuleInit(): void {
     const driver = this.dataSource.driver as unknown as PgDriverInternals;
+    this.driver = driver;
+    this.bootWriter = this.topology.writerName;
+    this.viaPgBouncer = this.labels.writeLabel.startsWith('pgbouncer/');
+    if (!this.viaPgBouncer) {
+      this.pools.set(this.labels.writeLabel, driver.master);
+      this.labels.readLabels.forEach((label, i) => this.pools.set(label, driver.slaves[i]));
+    }
     const toMaster = driver.obtainMasterConnection.bind(driver);
-    driver.obtainMasterConnection = async () => {
-      const obtained = await toMaster();
-      this.markServed('primary', this.labels.writeLabel);
+    driver.obtainMasterConnection = () => this.obtainWrite(toMaster);
+    driver.obtainSlaveConnection = () => this.obtainRead();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await Promise.all(this.ownPools.map((p) => p.end().catch(() => undefined)));
+  }
+
+  private async obtainWrite(toMaster: () => Promise<Obtained>): Promise<Obtained> {
+    const retryAfter = this.config.database.failover.retryAfterSeconds;
+    if (this.writesBlocked) {
+      throw new WriterUnavailableError(this.writesBlocked, retryAfter);
+    }
+    const writer = this.topology.writerName;
+    try {
+      const obtained =
+        this.viaPgBouncer && writer === this.bootWriter
+          ? await toMaster()
+          : await connect(this.poolFor(writer));
+      NODE_OF.set(obtained[0], writer);
+      this.markServed(
+        'primary',
+        this.viaPgBouncer && writer === this.bootWriter ? this.labels.writeLabel : writer,
+      );
       return obtained;
-    };
-    driver.obtainSlaveConnection = () => this.obtainRead(driver);
+    } catch (err) {
+      if (isNodeDownError(err)) {
+        this.topology.recordFailure(writer, (err as Error).message, undefined, true);
+        throw new WriterUnavailableError(`the writer ${writer} is unreachable`, retryAfter);
+      }
+      throw err;
+    }
   }
 
-  private async obtainRead(driver: PgDriverInternals): Promise<Obtained> {
+  private async obtainRead(): Promise<Obtained> {
     const ctx = RequestContextStore.get();
-    if (ctx?.consistency === 'strong' || driver.slaves.length === 0) {
-      return driver.obtainMasterConnection();
+    const master = (): Promise<Obtained> => this.driver.obtainMasterConnection();
+    if (ctx?.consistency === 'strong') {
+      return master();
     }
-    const tried = new Set<number>();
-    for (let i = 0; i < driver.slaves.length; i++) {
-      const index = this.pickReplica(driver.slaves.length, tried);
-      if (index === null) {
-        break;
+    const candidates = this.topology.readCandidates();
+    if (candidates.length === 0) {
+      return master();
+    }
+    if (this.viaPgBouncer) {
+      // PgBouncer's read entry spreads over the replicas itself.
+      if (this.driver.slaves.length === 0) {
+        return master();
       }
-      tried.add(index);
-      try {
-        const obtained = await connect(driver.slaves[index]);
-        this.markServed('replica', this.labels.readLabels[index]);
-        return obtained;
-      } catch (err) {
-        if (!isNodeDownError(err)) {
-          throw err;
-        }
-        for (const node of this.labels.readNodes[index] ?? []) {
-          this.topology.recordFailure(node, (err as Error).message, undefined, true);
-        }
-        this.logger.warn(
-          { replica: this.labels.readLabels[index], error: (err as Error).message },
-          'replica unavailable, rerouting read',
-        );
+      const got = await this.tryReplica(
+        this.driver.slaves[0],
+        candidates,
+        this.labels.readLabels[0],
+        ctx,
+      );
+      return got ?? master();
+    }
+    const start = this.next++ % candidates.length;
+    for (let i = 0; i < candidates.length; i++) {
+      const name = candidates[(start + i) % candidates.length];
+      const got = await this.tryReplica(this.poolFor(name), [name], name, ctx);
+      if (got) {
+        return got;
       }
     }
-    return driver.obtainMasterConnection();
+    return master();
   }
 
-  private pickReplica(count: number, tried: Set<number>): number | null {
-    for (let step = 0; step < count; step++) {
-      const index = (this.next + step) % count;
-      if (tried.has(index)) {
-        continue;
+  /** A connection to a replica that can serve this read, or null (try elsewhere). */
+  private async tryReplica(
+    pool: pg.Pool,
+    nodes: string[],
+    label: string,
+    ctx: RequestContext | undefined,
+  ): Promise<Obtained | null> {
+    let obtained: Obtained;
+    try {
+      obtained = await connect(pool);
+    } catch (err) {
+      if (!isNodeDownError(err)) {
+        throw err;
       }
-      const nodes = this.labels.readNodes[index] ?? [];
-      if (nodes.length > 0 && nodes.some((n) => this.topology.isHealthy(n))) {
-        this.next = (index + 1) % count;
-        return index;
+      for (const node of nodes) {
+        this.topology.recordFailure(node, (err as Error).message, undefined, true);
+      }
+      this.logger.warn(
+        { replica: label, error: (err as Error).message },
+        'replica unavailable, rerouting read',
+      );
+      return null;
+    }
+    if (ctx?.minLsn) {
+      try {
+        const res = await obtained[0].query<{ ok: boolean }>(
+          'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok',
+          [ctx.minLsn],
+        );
+        if (!res.rows[0]?.ok) {
+          obtained[1]();
+          return null;
+        }
+      } catch (err) {
+        obtained[1](err);
+        if (isNodeDownError(err)) {
+          return null;
+        }
+        throw err;
       }
     }
-    return null;
+    NODE_OF.set(obtained[0], nodes.length === 1 ? nodes[0] : label);
+    this.markServed('replica', label);
+    return obtained;
+  }
+
+  private poolFor(name: string): pg.Pool {
+    let pool = this.pools.get(name);
+    if (!pool) {
+      const state = this.topology.snapshot().find((s) => s.name === name);
+      if (!state) {
+        throw new Error(`unknown node ${name}`);
+      }
+      const db = this.config.database;
+      pool = new pg.Pool({
+        ...directClientConfig(db, state.lastProbe.address, { timeoutMs: db.connectTimeoutMs }),
+        query_timeout: db.queryTimeoutMs,
+        max: db.pool.default,
+        idleTimeoutMillis: 30_000,
+      });
+      pool.on('error', (err) =>
+        this.logger.warn({ node: name, error: err.message }, 'pooled connection lost'),
+      );
+      this.pools.set(name, pool);
+      this.ownPools.push(pool);
+    }
+    return pool;
   }
 
   private markServed(role: 'primary' | 'replica', node: string): void {
@@ -129,56 +235,159 @@ export class ReadRouterService implements OnModuleInit {
     }
   }
 
-  /** Runs `fn` on a read connection chosen by the routing rules above. */
+  /**
+   * Runs `fn` on a read connection chosen by the routing rules above. A read that
+   * fails because its replica died is retried once elsewhere, transparently.
+   */
   async read<T>(fn: (manager: EntityManager) => Promise<T>): Promise<T> {
-    const runner = this.dataSource.createQueryRunner('slave');
-    try {
-      return await fn(runner.manager);
-    } finally {
-      await runner.release();
-    }
+    return this.withReadRetry(async () => {
+      const runner = this.dataSource.createQueryRunner('slave');
+      try {
+        return await fn(runner.manager);
+      } catch (err) {
+        throw tagNode(err, runner);
+      } finally {
+        await runner.release();
+      }
+    });
   }
 
   /**
    * Runs `fn` in one read-only transaction on a read connection, so `SET LOCAL`
    * settings (e.g. hnsw.ef_search, statement_timeout) stay inside it — safe through
-   * PgBouncer transaction pooling.
+   * PgBouncer transaction pooling. Retried once elsewhere if the replica died.
    */
-  async readTransaction<T>(
+  readTransaction<T>(
     fn: (manager: EntityManager) => Promise<T>,
     opts: { onWriter?: boolean } = {},
   ): Promise<T> {
-    const runner = this.dataSource.createQueryRunner(opts.onWriter ? 'master' : 'slave');
-    try {
-      await runner.query('BEGIN READ ONLY');
-      const result = await fn(runner.manager);
-      await runner.query('COMMIT');
-      return result;
-    } catch (err) {
-      if (runner.connection && !runner.isReleased) {
-        await runner
-          .query('ROLLBACK')
-          .catch((rollbackErr: Error) =>
-            this.logger.warn(
-              { error: rollbackErr.message },
-              'rollback of a read transaction failed',
-            ),
-          );
+    return this.withReadRetry(async () => {
+      const runner = this.dataSource.createQueryRunner(opts.onWriter ? 'master' : 'slave');
+      try {
+        await runner.query('BEGIN READ ONLY');
+        const result = await fn(runner.manager);
+        await runner.query('COMMIT');
+        return result;
+      } catch (err) {
+        if (runner.connection && !runner.isReleased && !isNodeDownError(err)) {
+          await runner
+            .query('ROLLBACK')
+            .catch((rollbackErr: Error) =>
+              this.logger.warn(
+                { error: rollbackErr.message },
+                'rollback of a read transaction failed',
+              ),
+            );
+        }
+        throw tagNode(err, runner);
+      } finally {
+        await runner.release();
       }
-      throw err;
+    });
+  }
+
+  private async withReadRetry<T>(attempt: () => Promise<T>): Promise<T> {
+    try {
+      return await attempt();
+    } catch (err) {
+      const node = (err as { dbuNode?: string }).dbuNode;
+      if (!isNodeDownError(err) || !node || node === this.topology.writerName) {
+        throw err;
+      }
+      this.topology.recordFailure(node, (err as Error).message, undefined, true);
+      this.logger.warn(
+        { replica: node, error: (err as Error).message },
+        'read failed on a dead replica; retrying once elsewhere',
+      );
+      return attempt();
+    }
+  }
+
+  /**
+   * Runs `fn` in one transaction on the writer. The commit's outcome must be known:
+   * a connection lost during COMMIT, or a commit whose wait for the synchronous
+   * standby was cancelled (PostgreSQL then commits locally and only warns), answers
+   * 503 — never 2xx. Afterwards the request carries the writer's LSN (`x-write-lsn`)
+   * and its later reads only use nodes that replayed it.
+   */
+  async write<T>(fn: (manager: EntityManager) => Promise<T>): Promise<T> {
+    const retryAfter = this.config.database.failover.retryAfterSeconds;
+    const runner = this.dataSource.createQueryRunner('master');
+    const notices: string[] = [];
+    const onNotice = (n: { message?: string }): void => {
+      notices.push(n.message ?? '');
+    };
+    let client: pg.PoolClient | null = null;
+    try {
+      client = (await runner.connect()) as pg.PoolClient;
+      client.on('notice', onNotice);
+      await runner.startTransaction();
+      let result: T;
+      try {
+        result = await fn(runner.manager);
+      } catch (err) {
+        if (runner.isTransactionActive && !isNodeDownError(err)) {
+          await runner.rollbackTransaction();
+        }
+        throw err;
+      }
+      try {
+        await runner.commitTransaction();
+      } catch (err) {
+        if (isNodeDownError(err)) {
+          throw new WriteOutcomeUnknownError(
+            'the connection to the writer was lost during COMMIT: the write may or may not have been applied',
+            retryAfter,
+          );
+        }
+        throw err;
+      }
+      if (notices.some((m) => SYNC_REP_CANCELLED.test(m))) {
+        this.logger.error(
+          { writer: this.topology.writerName },
+          'a commit was not confirmed by the synchronous standby (wait cancelled): answering 503',
+        );
+        throw new WriteOutcomeUnknownError(
+          'the write was not confirmed by the synchronous standby; it may be lost on failover',
+          retryAfter,
+        );
+      }
+      await this.rememberWriteLsn(runner);
+      return result;
     } finally {
+      client?.off('notice', onNotice);
       await runner.release();
     }
   }
 
-  /** Runs `fn` in one transaction on the writer. */
-  write<T>(fn: (manager: EntityManager) => Promise<T>): Promise<T> {
-    return this.dataSource.transaction(fn);
+  private async rememberWriteLsn(runner: { query(sql: string): Promise<unknown> }): Promise<void> {
+    const ctx = RequestContextStore.get();
+    if (!ctx) {
+      return;
+    }
+    const rows = (await runner.query('SELECT pg_current_wal_lsn()::text AS lsn')) as Array<{
+      lsn: string;
+    }>;
+    const lsn = rows[0]?.lsn;
+    if (lsn && (!ctx.minLsn || lsnToBigInt(lsn) > lsnToBigInt(ctx.minLsn))) {
+      ctx.minLsn = lsn;
+    }
+    ctx.writeLsn = lsn;
   }
 
   get readDefault(): AppConfig['database']['readDefault'] {
     return this.config.database.readDefault;
   }
+}
+
+/** Remembers on the error which node the failed runner was connected to. */
+function tagNode(err: unknown, runner: QueryRunner): unknown {
+  const client = (runner as unknown as { databaseConnection?: object }).databaseConnection;
+  const node = client ? NODE_OF.get(client) : undefined;
+  if (node && err && typeof err === 'object') {
+    (err as { dbuNode?: string }).dbuNode = node;
+  }
+  return err;
 }
 
 function connect(pool: pg.Pool): Promise<Obtained> {
@@ -192,3 +401,5 @@ function connect(pool: pg.Pool): Promise<Obtained> {
     });
   });
 }
+
+export { isNodeDownError };

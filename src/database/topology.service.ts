@@ -10,53 +10,79 @@ import { APP_CONFIG } from '../config/config.module.js';
 import { BOOT_TOPOLOGY } from './database.tokens.js';
 import { probeAll } from './boot.js';
 import type { BootTopology } from './boot.js';
-import { NodeProbe, NodeRole } from './topology.js';
+import { lsnToBigInt, NodeProbe, NodeRole } from './topology.js';
 
 export interface NodeState {
   name: string;
   /** Role as of the last successful probe (a node keeps its last known role while down). */
   role: NodeRole;
   healthy: boolean;
+  /** A primary on an older timeline than the writer's: a former primary, never used. */
+  fenced: boolean;
   consecutiveFailures: number;
   consecutiveSuccesses: number;
   lastProbe: NodeProbe;
   lastCheckedAt: string;
   lastError?: string;
+  /** Replicas: bytes of WAL behind the writer's position of the same round. */
+  lagBytes: number | null;
 }
 
+export type TopologyEvent =
+  | { kind: 'writer-unhealthy'; writer: string }
+  | { kind: 'writer-changed'; from: string; to: string }
+  | { kind: 'fenced'; node: string; timeline: number | null };
+
 /**
- * Keeps the health of every configured node: checked every DB_HEALTH_INTERVAL_MS,
- * unhealthy after DB_UNHEALTHY_THRESHOLD failures, healthy again after
- * DB_HEALTHY_THRESHOLD successes. Errors seen on live traffic count at once.
+ * Keeps the health and role of every configured node: checked every
+ * DB_HEALTH_INTERVAL_MS with DB_HEALTH_TIMEOUT_MS, unhealthy after
+ * DB_UNHEALTHY_THRESHOLD failures, healthy again after DB_HEALTHY_THRESHOLD
+ * successes. Errors seen on live traffic count at once. The writer is the
+ * non-recovery node on the highest timeline; a non-recovery node on an older one
+ * is fenced (a former primary that came back) and never routed to.
  */
 @Injectable()
 export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(TopologyService.name);
   private readonly states = new Map<string, NodeState>();
+  private readonly listeners: Array<(e: TopologyEvent) => void> = [];
+  private writer: string;
   private timer?: NodeJS.Timeout;
   private refreshing?: Promise<void>;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    @Inject(BOOT_TOPOLOGY) private readonly boot: BootTopology,
+    @Inject(BOOT_TOPOLOGY) boot: BootTopology,
   ) {
     const now = new Date().toISOString();
+    this.writer = boot.writer.name;
     for (const probe of boot.probes) {
       this.states.set(probe.name, {
         name: probe.name,
         role: probe.role,
         healthy: probe.reachable,
+        fenced: boot.fenced.some((f) => f.name === probe.name),
         consecutiveFailures: probe.reachable ? 0 : 1,
         consecutiveSuccesses: probe.reachable ? 1 : 0,
         lastProbe: probe,
         lastCheckedAt: now,
         lastError: probe.error,
+        lagBytes: null,
       });
     }
+    this.updateLag();
   }
 
   get writerName(): string {
-    return this.boot.writer.name;
+    return this.writer;
+  }
+
+  get writerState(): NodeState {
+    return this.mustGet(this.writer);
+  }
+
+  on(listener: (e: TopologyEvent) => void): void {
+    this.listeners.push(listener);
   }
 
   onApplicationBootstrap(): void {
@@ -89,6 +115,72 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
         this.recordFailure(probe.name, probe.error ?? 'unreachable', probe);
       }
     }
+    this.reconcileWriter();
+    this.updateLag();
+  }
+
+  /**
+   * Follows a promotion made by anyone (this instance, another one, an operator):
+   * the reachable non-recovery node on the highest timeline is the writer; other
+   * non-recovery nodes on older timelines are fenced.
+   */
+  private reconcileWriter(): void {
+    const primaries = [...this.states.values()]
+      .filter((s) => s.consecutiveFailures === 0 && s.lastProbe.role === 'primary')
+      .sort((a, b) => (b.lastProbe.timeline ?? 0) - (a.lastProbe.timeline ?? 0));
+    const top = primaries[0];
+    if (!top) {
+      return;
+    }
+    const current = this.mustGet(this.writer);
+    const currentTimeline = current.lastProbe.timeline ?? 0;
+    if (
+      top.name !== this.writer &&
+      ((top.lastProbe.timeline ?? 0) > currentTimeline || current.lastProbe.role !== 'primary')
+    ) {
+      this.setWriter(top.name);
+    }
+    const writerTimeline = this.mustGet(this.writer).lastProbe.timeline ?? 0;
+    for (const s of this.states.values()) {
+      const fenced =
+        s.name !== this.writer &&
+        s.lastProbe.role === 'primary' &&
+        (s.lastProbe.timeline ?? 0) <= writerTimeline;
+      if (fenced && !s.fenced) {
+        s.fenced = true;
+        this.logger.error(
+          { node: s.name, timeline: s.lastProbe.timeline, writerTimeline },
+          'FENCED: a former primary is running on an older timeline; it gets no traffic (rejoin it as a replica)',
+        );
+        this.emit({ kind: 'fenced', node: s.name, timeline: s.lastProbe.timeline });
+      } else if (!fenced && s.fenced && s.lastProbe.role === 'replica') {
+        s.fenced = false;
+        this.logger.log({ node: s.name }, 'a fenced node came back as a replica');
+      }
+    }
+  }
+
+  /** The writer changed (promotion): routing follows at once. */
+  setWriter(name: string): void {
+    if (name === this.writer) {
+      return;
+    }
+    const from = this.writer;
+    this.writer = name;
+    const s = this.mustGet(name);
+    s.role = 'primary';
+    s.fenced = false;
+    this.logger.warn({ from, to: name }, 'writer changed');
+    this.emit({ kind: 'writer-changed', from, to: name });
+  }
+
+  /** Records a probe made outside the regular round (failover, switchover). */
+  observe(probe: NodeProbe): void {
+    if (probe.reachable) {
+      this.recordSuccess(probe);
+    } else {
+      this.recordFailure(probe.name, probe.error ?? 'unreachable', probe);
+    }
   }
 
   private recordSuccess(probe: NodeProbe): void {
@@ -107,7 +199,8 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
 
   /**
    * A failed check. `immediate` (errors seen on live traffic such as connection
-   * refused) marks the node unhealthy at once instead of after the threshold.
+   * refused) marks a replica unhealthy at once; for the writer it counts as one
+   * failed check and starts a check round right away.
    */
   recordFailure(name: string, error: string, probe?: NodeProbe, immediate = false): void {
     const s = this.states.get(name);
@@ -119,17 +212,30 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
     s.lastError = error;
     s.lastCheckedAt = new Date().toISOString();
     if (probe) {
-      s.lastProbe = probe;
+      s.lastProbe = {
+        ...probe,
+        role: s.lastProbe.role,
+        timeline: s.lastProbe.timeline,
+        lsn: s.lastProbe.lsn,
+      };
+    }
+    const isWriter = name === this.writer;
+    if (isWriter && immediate) {
+      void this.refresh();
     }
     if (
       s.healthy &&
-      (immediate || s.consecutiveFailures >= this.config.database.health.unhealthyThreshold)
+      ((immediate && !isWriter) ||
+        s.consecutiveFailures >= this.config.database.health.unhealthyThreshold)
     ) {
       s.healthy = false;
       this.logger.warn(
         { node: name, role: s.role, failures: s.consecutiveFailures, error },
         'node unhealthy',
       );
+      if (isWriter) {
+        this.emit({ kind: 'writer-unhealthy', writer: name });
+      }
     }
   }
 
@@ -137,8 +243,78 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
     return this.states.get(name)?.healthy ?? false;
   }
 
+  /**
+   * Replicas that may serve reads: healthy, not fenced, in recovery, and within the
+   * lag bounds (DB_READ_MAX_LAG_SECONDS / _BYTES) as of the last check round.
+   */
+  readCandidates(): string[] {
+    const bound = this.config.database.readMaxLag;
+    return [...this.states.values()]
+      .filter(
+        (s) =>
+          s.name !== this.writer &&
+          s.healthy &&
+          !s.fenced &&
+          s.role === 'replica' &&
+          (s.lagBytes === null || s.lagBytes <= bound.bytes) &&
+          (s.lastProbe.replayLagSeconds ?? 0) <= bound.seconds,
+      )
+      .map((s) => s.name);
+  }
+
+  /** Why a node is not a read candidate (diagnostics), or null. */
+  exclusion(name: string): string | null {
+    const s = this.states.get(name);
+    if (!s) {
+      return 'unknown node';
+    }
+    if (name === this.writer) {
+      return 'writer';
+    }
+    if (s.fenced) {
+      return 'fenced';
+    }
+    if (!s.healthy) {
+      return 'unhealthy';
+    }
+    if (s.role !== 'replica') {
+      return `role ${s.role}`;
+    }
+    const bound = this.config.database.readMaxLag;
+    if (s.lagBytes !== null && s.lagBytes > bound.bytes) {
+      return `lag ${s.lagBytes} bytes > ${bound.bytes}`;
+    }
+    if ((s.lastProbe.replayLagSeconds ?? 0) > bound.seconds) {
+      return `lag ${s.lastProbe.replayLagSeconds} s > ${bound.seconds}`;
+    }
+    return null;
+  }
+
   snapshot(): NodeState[] {
     return [...this.states.values()].map((s) => ({ ...s }));
+  }
+
+  names(): string[] {
+    return [...this.states.keys()];
+  }
+
+  private updateLag(): void {
+    const writerLsn = this.states.get(this.writer)?.lastProbe.lsn;
+    for (const s of this.states.values()) {
+      s.lagBytes =
+        s.role === 'replica' && writerLsn && s.lastProbe.lsn
+          ? Number(lsnToBigInt(writerLsn) - lsnToBigInt(s.lastProbe.lsn))
+          : null;
+      if (s.lagBytes !== null && s.lagBytes < 0) {
+        s.lagBytes = 0; // the replica was probed a moment after the writer
+      }
+    }
+  }
+
+  private emit(e: TopologyEvent): void {
+    for (const l of this.listeners) {
+      l(e);
+    }
   }
 
   private mustGet(name: string): NodeState {

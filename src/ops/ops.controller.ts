@@ -11,19 +11,35 @@ import {
 import type { JobRunRow } from '../database/job-runs.repository.js';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { RequireScopes } from '../security/auth.decorators.js';
-import { CreateProbeDto, ProbeResponseDto } from './dto/probe.dto.js';
+import { FailoverService } from '../database/failover.service.js';
+import type { FailoverRecord } from '../database/failover.service.js';
+import { CreateProbeDto, FailoverRequestDto, ProbeResponseDto } from './dto/probe.dto.js';
 import { OpsService, TopologyView } from './ops.service.js';
 
 @ApiTags('ops')
 @Controller({ path: 'ops', version: '1' })
 export class OpsController {
-  constructor(private readonly ops: OpsService) {}
+  constructor(
+    private readonly ops: OpsService,
+    private readonly failovers: FailoverService,
+  ) {}
 
   @Get('topology')
   @RequireScopes('ops:read')
   @ApiOperation({ summary: 'Nodes, roles, timeline, lag, health, which serves reads and writes' })
   topology(): Promise<TopologyView> {
     return this.ops.topology();
+  }
+
+  @Post('failover')
+  @HttpCode(200)
+  @RequireScopes('ops:admin')
+  @ApiOperation({
+    summary:
+      'Promote a replica: a planned switchover while the writer is healthy (waits for the replica to catch up), else a failover',
+  })
+  failover(@Body() dto: FailoverRequestDto): Promise<FailoverRecord> {
+    return this.failovers.requestSwitchover(dto.target);
   }
 
   @Post('probes')

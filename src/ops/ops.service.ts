@@ -4,6 +4,9 @@ import { APP_CONFIG } from '../config/config.module.js';
 import { NotFoundError } from '../common/errors.js';
 import { ROUTE_LABELS } from '../database/database.tokens.js';
 import { JobRunRow, JobRunsRepository } from '../database/job-runs.repository.js';
+import { FailoverService } from '../database/failover.service.js';
+import type { FailoverRecord } from '../database/failover.service.js';
+import { ReadRouterService } from '../database/read-router.service.js';
 import type { RouteLabels } from '../database/read-router.service.js';
 import { NodeState, TopologyService } from '../database/topology.service.js';
 import type { ProbeResponseDto } from './dto/probe.dto.js';
@@ -11,15 +14,25 @@ import { ProbeRow, ProbesRepository } from './probes.repository.js';
 
 export interface TopologyView {
   writer: string;
+  failover: {
+    mode: string;
+    inProgress: boolean;
+    writesBlocked: string | null;
+    recent: FailoverRecord[];
+  };
   routing: { writes: string; reads: string[]; readDefault: string; viaPgBouncer: boolean };
   nodes: Array<
     Pick<
       NodeState,
       'name' | 'role' | 'healthy' | 'consecutiveFailures' | 'lastCheckedAt' | 'lastError'
     > & {
+      fenced: boolean;
       timeline: number | null;
       lsn: string | null;
       replayLagSeconds: number | null;
+      lagBytes: number | null;
+      /** null when the node may serve reads; else why not. */
+      readExclusion: string | null;
     }
   >;
 }
@@ -32,12 +45,20 @@ export class OpsService {
     private readonly topologyService: TopologyService,
     private readonly probes: ProbesRepository,
     private readonly runs: JobRunsRepository,
+    private readonly failovers: FailoverService,
+    private readonly router: ReadRouterService,
   ) {}
 
   async topology(): Promise<TopologyView> {
     await this.topologyService.refresh();
     return {
       writer: this.topologyService.writerName,
+      failover: {
+        mode: this.failovers.mode,
+        inProgress: this.failovers.inProgress,
+        writesBlocked: this.router.writesBlocked,
+        recent: this.failovers.recent(),
+      },
       routing: {
         writes: this.labels.writeLabel,
         reads: this.labels.readLabels,
@@ -51,9 +72,12 @@ export class OpsService {
         consecutiveFailures: s.consecutiveFailures,
         lastCheckedAt: s.lastCheckedAt,
         lastError: s.lastError,
+        fenced: s.fenced,
         timeline: s.lastProbe.timeline,
         lsn: s.lastProbe.lsn,
         replayLagSeconds: s.lastProbe.replayLagSeconds,
+        lagBytes: s.lagBytes,
+        readExclusion: this.topologyService.exclusion(s.name),
       })),
     };
   }

@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsOptional, IsString, MaxLength } from 'class-validator';
+import { IsOptional, IsString, Matches, MaxLength } from 'class-validator';
 
 export class CreateProbeDto {
   @ApiPropertyOptional({ description: 'Free text kept with the probe row', maxLength: 200 })
@@ -20,4 +20,11 @@ export class ProbeResponseDto {
   @ApiProperty() note!: string;
   @ApiProperty() createdAt!: string;
   @ApiProperty({ type: ServedByDto }) servedBy!: ServedByDto;
+}
+
+export class FailoverRequestDto {
+  @ApiPropertyOptional({ description: 'node (host:port) to promote; default: the best replica' })
+  @IsOptional()
+  @Matches(/^[A-Za-z0-9_.-]+:\d{1,5}$/, { message: 'target must be a node as host:port' })
+  target?: string;
 }
