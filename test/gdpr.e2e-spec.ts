@@ -66,6 +66,14 @@ describe('GDPR: encryption at rest, export, verified erasure (real stack)', () =
   const sql = async (text: string, params: unknown[] = []): Promise<Body[]> =>
     (await adminQuery(db, db.primaryPort, database, text, params)).rows as Body[];
 
+  /** Rows as text, bytea decoded (a JSON of Buffers would hide any clear bytes). */
+  const asText = (rows: unknown): string =>
+    JSON.stringify(rows, (_k, v: unknown) =>
+      v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer'
+        ? Buffer.from((v as { data: number[] }).data).toString('latin1')
+        : v,
+    );
+
   /** A user with every kind of personal data the service holds. */
   async function richUser(marker: string): Promise<{ id: string; email: string; recipe: string }> {
     const email = `${marker}@example.com`;
@@ -142,7 +150,7 @@ describe('GDPR: encryption at rest, export, verified erasure (real stack)', () =
   describe('encryption at rest', () => {
     it('stores no personal field in clear; the email lookup column is a keyed hash', async () => {
       const u = await richUser('atrest');
-      const raw = JSON.stringify(
+      const raw = asText(
         await sql(
           `SELECT u.*, p.*, t.prefs_enc FROM users u
              JOIN user_profiles p ON p.user_id = u.id JOIN taste_profiles t ON t.user_id = u.id
@@ -434,8 +442,8 @@ describe('GDPR: encryption at rest, export, verified erasure (real stack)', () =
         .set(bearer(KEYS.all))
         .expect(200);
       const actions = (audit.body.items as Body[]).map((i) => i.action);
-      expect(actions).toEqual(['requested', 'completed']);
-      const rawAudit = JSON.stringify(await sql(`SELECT * FROM audit_logs`));
+      expect(actions).toEqual(['requested', 'completed', 'verified']);
+      const rawAudit = asText(await sql(`SELECT * FROM audit_logs`));
       expect(rawAudit).not.toContain('erased@example.com');
       expect(rawAudit).not.toContain(u.id);
 
@@ -504,20 +512,29 @@ describe('GDPR: encryption at rest, export, verified erasure (real stack)', () =
       }
     });
 
-    it('re-applying the ledger after a restore erases the user again (rows and key)', async () => {
+    it('re-applying the ledger after a restore erases the user again, even when the restored ledger predates the erasure', async () => {
       const u = await richUser('restored');
       const [userRow] = await sql(
         `SELECT id, email_enc, email_hash, display_name_enc, created_at FROM users WHERE id = $1`,
         [u.id],
       );
-      const keystore = a.get(Keystore);
-      const wrapped = await keystore.get(u.id);
+      const keystoreDb = `${database}_keystore`;
+      const [keyRow] = (
+        await adminQuery(
+          db,
+          db.primaryPort,
+          keystoreDb,
+          `SELECT * FROM user_data_keys WHERE user_id = $1`,
+          [u.id],
+        )
+      ).rows as Body[];
       const res = await request(a.getHttpServer())
         .post(`/v1/users/${u.id}/erasure`)
         .set(bearer(KEYS.all))
         .expect(202);
       await waitFor(`/v1/erasure-requests/${String(res.body.id)}`, (e) => e.status === 'completed');
-      // A restore from an older backup brings the rows (and here even the key) back.
+      // A restore from a backup older than the erasure: the user is back, the
+      // application database's ledger has no entry, and even the key came back.
       await sql(
         `INSERT INTO users (id, email_enc, email_hash, display_name_enc, created_at) VALUES ($1, $2, $3, $4, $5)`,
         [
@@ -528,11 +545,60 @@ describe('GDPR: encryption at rest, export, verified erasure (real stack)', () =
           userRow.created_at,
         ],
       );
-      await keystore.putIfAbsent(u.id, wrapped!);
+      await sql(`DELETE FROM erasure_ledger`);
+      await adminQuery(
+        db,
+        db.primaryPort,
+        keystoreDb,
+        `INSERT INTO user_data_keys (user_id, key_id, wrapped) VALUES ($1, $2, $3)`,
+        [keyRow.user_id, keyRow.key_id, keyRow.wrapped],
+      );
       const outcome = await a.get(ErasureService).reapplyLedger();
       expect(outcome).toEqual({ usersErased: 1, keysDestroyed: 1 });
       expect(await sql(`SELECT 1 FROM users WHERE id = $1`, [u.id])).toHaveLength(0);
-      expect(await keystore.exists(u.id)).toBe(false);
+      expect(await a.get(Keystore).exists(u.id)).toBe(false);
+    });
+
+    it('a failure after the main commit (keystore commit lost) is resumed by a retry', async () => {
+      const u = await richUser('aftercommit');
+      const erasure = a.get(ErasureService);
+      erasure.faultHook = (stage) => {
+        if (stage === 'before-key-commit') {
+          throw new Error('injected failure before the keystore commit');
+        }
+      };
+      try {
+        const res = await request(a.getHttpServer())
+          .post(`/v1/users/${u.id}/erasure`)
+          .set(bearer(KEYS.all))
+          .expect(202);
+        const failed = await waitFor<{ status: string; error: string }>(
+          `/v1/erasure-requests/${String(res.body.id)}`,
+          (e) => e.status === 'failed',
+        );
+        expect(failed.error).toContain('before the keystore commit');
+        // The rows are gone (that transaction committed); the key is not yet.
+        expect(await sql(`SELECT 1 FROM users WHERE id = $1`, [u.id])).toHaveLength(0);
+        expect(await a.get(Keystore).exists(u.id)).toBe(true);
+        erasure.faultHook = null;
+        const retry = await request(a.getHttpServer())
+          .post(`/v1/users/${u.id}/erasure`)
+          .set(bearer(KEYS.all))
+          .expect(202);
+        expect(retry.body.id).toBe(res.body.id);
+        const done = await waitFor<{ status: string; verified: boolean }>(
+          `/v1/erasure-requests/${String(res.body.id)}`,
+          (e) => e.status === 'completed',
+        );
+        expect(done.verified).toBe(true);
+        expect(await a.get(Keystore).exists(u.id)).toBe(false);
+        // A write racing behind the erasure cannot bring a key back for this user.
+        await expect(a.get(PersonalDataCipher).seal(u.id, 'email', 'x')).rejects.toBeInstanceOf(
+          DataKeyDestroyedError,
+        );
+      } finally {
+        erasure.faultHook = null;
+      }
     });
 
     it('bad input: unknown user → 404; bad id → 400; wrong scope → 403', async () => {

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { openJson, sealJson } from '../security/crypto/envelope.js';
@@ -24,13 +24,27 @@ function context(id: number): Record<string, string> {
  * never destroyed: the audit log is kept 7 years.
  */
 @Injectable()
-export class AuditKeysService {
+export class AuditKeysService implements OnApplicationBootstrap {
+  private readonly logger = new Logger(AuditKeysService.name);
   private readonly keys = new Map<number, Promise<Buffer>>();
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(KMS_PROVIDER) private readonly kms: KmsProvider,
   ) {}
+
+  /**
+   * Loads (or creates) the key at boot, so the first audited write does not wait for
+   * the KMS while it holds the chain-head lock.
+   */
+  async onApplicationBootstrap(): Promise<void> {
+    await this.key(CURRENT, true).catch((err: Error) =>
+      this.logger.warn(
+        { error: err.message },
+        'audit data key not loaded at boot; will retry on use',
+      ),
+    );
+  }
 
   /** AAD binds the sealed details to their row. */
   async seal(seq: number, details: unknown): Promise<SealedDetails> {

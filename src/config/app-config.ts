@@ -71,6 +71,10 @@ export interface CryptoConfig {
   piiHashKey: string | undefined;
   dataKeyCache: { ttlMs: number; max: number };
   keystoreDatabase: string;
+  /** null: the application's writer (follows failovers). */
+  keystoreNode: NodeAddress | null;
+  keystoreUser: string | undefined;
+  keystorePassword: string | undefined;
 }
 
 export interface GdprConfig {
@@ -153,6 +157,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     'KMS_AWS_ENDPOINT',
     'PII_HASH_KEY',
     'KEYSTORE_DB_NAME',
+    'KEYSTORE_DB_NODE',
+    'KEYSTORE_DB_USER',
+    'KEYSTORE_DB_PASSWORD',
   ];
   for (const key of [...known, ...optional]) {
     const value = env[key];
@@ -265,6 +272,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       piiHashKey: vars.PII_HASH_KEY,
       dataKeyCache: { ttlMs: vars.DATA_KEY_CACHE_TTL_MS, max: vars.DATA_KEY_CACHE_MAX },
       keystoreDatabase: vars.KEYSTORE_DB_NAME ?? `${vars.DB_NAME}_keystore`,
+      keystoreNode: vars.KEYSTORE_DB_NODE ? parseNodeList(vars.KEYSTORE_DB_NODE)[0] : null,
+      keystoreUser: vars.KEYSTORE_DB_USER,
+      keystorePassword: vars.KEYSTORE_DB_PASSWORD,
     },
     gdpr: {
       exportDir: vars.GDPR_EXPORT_DIR,

@@ -497,6 +497,23 @@ export class EnvironmentVariables {
   @Matches(/^[a-z_][a-z0-9_]{0,62}$/, { message: 'must be a plain lower-case identifier' })
   KEYSTORE_DB_NAME?: string;
 
+  /**
+   * The keystore's own PostgreSQL (host:port). Production: a separate instance with a
+   * short backup retention; unset = the application's writer (development only: its
+   * backups and WAL archive then hold the keys too).
+   */
+  @IsOptional()
+  @IsNodeList({ message: 'must be host:port' })
+  KEYSTORE_DB_NODE?: string;
+
+  @IsOptional()
+  @IsString()
+  KEYSTORE_DB_USER?: string;
+
+  @IsOptional()
+  @IsString()
+  KEYSTORE_DB_PASSWORD?: string;
+
   // --- GDPR ---------------------------------------------------------------------------
   @IsString()
   @MinLength(1)

@@ -49,13 +49,16 @@ export async function staleRequestIds(
   table: string,
   ageMs: number,
   limit: number,
+  /** Also failed requests with fewer attempts than this (0: never retried automatically). */
+  retryFailedBelow = 0,
 ): Promise<string[]> {
   const rows: Array<{ id: string }> = await m.query(
     `SELECT id::text AS id FROM ${table}
       WHERE (status = 'queued' AND created_at < now() - make_interval(secs => $1::float8 / 1000))
-         OR (status = 'running' AND started_at < now() - make_interval(secs => $1::float8 / 1000))
+         OR (status IN ('running', 'failed') AND started_at < now() - make_interval(secs => $1::float8 / 1000)
+             AND (status = 'running' OR attempts < $3))
       ORDER BY created_at LIMIT $2`,
-    [ageMs, limit],
+    [ageMs, limit, retryFailedBelow],
   );
   return rows.map((r) => r.id);
 }

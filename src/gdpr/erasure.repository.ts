@@ -110,7 +110,8 @@ export class ErasureRepository {
 
   /** Requests to (re)process: queued, failed by a crash while running, older than `ageMs`. */
   pending(ageMs: number, limit: number): Promise<string[]> {
-    return staleRequestIds(this.dataSource.manager, 'erasure_requests', ageMs, limit);
+    // A failed erasure (e.g. leftovers found by verification) is retried a few times.
+    return staleRequestIds(this.dataSource.manager, 'erasure_requests', ageMs, limit, 5);
   }
 
   async ledgerHashes(): Promise<Buffer[]> {

@@ -30,7 +30,10 @@ const SWEEP_BATCH = 10;
 const LEDGER_PAGE = 1_000;
 
 /** Test seam: throws at a named stage of an erasure (fault-injection tests). */
-export type ErasureFaultHook = (stage: 'after-provider' | 'before-commit', kind?: string) => void;
+export type ErasureFaultHook = (
+  stage: 'after-provider' | 'before-commit' | 'before-key-commit' | 'after-commit',
+  kind?: string,
+) => void;
 
 /**
  * GDPR erasure. In one transaction on the primary every personal-data provider
@@ -89,17 +92,17 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
   /** POST /v1/users/:id/erasure. `created` is false when an open request already existed. */
   async request(userId: string): Promise<{ request: ErasureResponseDto; created: boolean }> {
     const subject = this.cipher.ledgerHash(userId);
+    const open = await this.erasures.openFor(subject);
+    if (open) {
+      this.start(open.id);
+      return { request: toDto(open), created: false };
+    }
     const erased = await this.erasures.ledgerEntry(subject);
     if (erased) {
       throw new DomainError(
         ErrorCode.Conflict,
         `user ${userId} was already erased (erasure request ${erased.erasureRequestId}, ${new Date(erased.erasedAt).toISOString()})`,
       );
-    }
-    const open = await this.erasures.openFor(subject);
-    if (open) {
-      this.start(open.id);
-      return { request: toDto(open), created: false };
     }
     const ctx = RequestContextStore.get();
     let row: ErasureRow;
@@ -157,30 +160,23 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
       return;
     }
     const userId = claimed.userId;
+    const subject = this.cipher.ledgerHash(userId);
     const started = Date.now();
     let deleted: Record<string, number>;
     try {
-      deleted = await this.eraseAtomically(id, userId);
+      const ledger = await this.erasures.ledgerEntry(subject);
+      // Resuming: this request's transaction committed before (crash, lost keystore
+      // commit, or leftovers found by verification): finish the job idempotently.
+      deleted =
+        ledger?.erasureRequestId === id
+          ? await this.eraseLeftovers(userId, subject)
+          : await this.eraseAtomically(id, userId, subject);
+      this.faultHook?.('after-commit');
     } catch (err) {
       const reason = (err as Error).message;
-      this.logger.error(
-        { erasureRequest: id, error: reason },
-        'erasure failed; nothing was deleted',
-      );
+      this.logger.error({ erasureRequest: id, error: reason }, 'erasure failed; it can be retried');
       await this.erasures.fail(id, reason);
-      await this.router
-        .write((m) =>
-          this.audit.append(m, {
-            eventType: 'deletion_requests',
-            subjectId: userId,
-            resource: `erasure:${id}`,
-            action: 'failed',
-            details: { reason },
-          }),
-        )
-        .catch((auditErr: Error) =>
-          this.logger.error({ error: auditErr.message }, 'could not audit the failed erasure'),
-        );
+      await this.auditOutcome(id, userId, 'failed', { reason });
       return;
     }
     // Every instance drops the user's data key from memory (this one at once).
@@ -194,21 +190,28 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
       }
     }
     const report = await this.verify(userId, deleted, purgeErrors);
-    await this.erasures.complete(id, report, report.ok);
+    if (report.ok) {
+      await this.erasures.complete(id, report, true);
+    } else {
+      // Kept open (with the user id) so the sweeper or a new request finishes it.
+      await this.erasures.fail(id, `verification found leftovers: ${leftovers(report)}`);
+    }
+    await this.auditOutcome(id, userId, report.ok ? 'verified' : 'verification_failed', {
+      deleted,
+    });
     this.logger.log(
-      {
-        erasureRequest: id,
-        verified: report.ok,
-        deleted,
-        tookMs: Date.now() - started,
-      },
-      report.ok ? 'erasure completed and verified' : 'erasure completed; verification FAILED',
+      { erasureRequest: id, verified: report.ok, deleted, tookMs: Date.now() - started },
+      report.ok ? 'erasure completed and verified' : 'erasure verification FAILED; will be retried',
     );
   }
 
   /** The deletes, the ledger entry and the audit row commit together; then the key goes. */
-  private async eraseAtomically(id: string, userId: string): Promise<Record<string, number>> {
-    const destroy = await this.keystore.beginDestroy(userId);
+  private async eraseAtomically(
+    id: string,
+    userId: string,
+    subject: Buffer,
+  ): Promise<Record<string, number>> {
+    const destroy = await this.keystore.beginDestroy(userId, subject);
     try {
       const deleted = await this.router.write(async (m) => {
         const locked: unknown[] = await m.query(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, [
@@ -222,7 +225,7 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
           counts[p.kind] = await p.erase(m, userId);
           this.faultHook?.('after-provider', p.kind);
         }
-        await this.erasures.writeLedger(m, this.cipher.ledgerHash(userId), id);
+        await this.erasures.writeLedger(m, subject, id);
         await this.audit.append(m, {
           eventType: 'deletion_requests',
           subjectId: userId,
@@ -233,12 +236,46 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
         this.faultHook?.('before-commit');
         return counts;
       });
+      this.faultHook?.('before-key-commit');
       await destroy.commit();
       return { ...deleted, data_keys: destroy.deleted };
     } catch (err) {
       await destroy.rollback();
       throw err;
     }
+  }
+
+  /** Deletes whatever is left (rows written after the commit, the key) — idempotent. */
+  private async eraseLeftovers(userId: string, subject: Buffer): Promise<Record<string, number>> {
+    const counts = await this.router.write(async (m) => {
+      const out: Record<string, number> = {};
+      for (const p of this.registry.all()) {
+        out[p.kind] = await p.erase(m, userId);
+      }
+      return out;
+    });
+    return { ...counts, data_keys: await this.keystore.destroy(userId, subject) };
+  }
+
+  private async auditOutcome(
+    id: string,
+    userId: string,
+    action: string,
+    details: Record<string, unknown>,
+  ): Promise<void> {
+    await this.router
+      .write((m) =>
+        this.audit.append(m, {
+          eventType: 'deletion_requests',
+          subjectId: userId,
+          resource: `erasure:${id}`,
+          action,
+          details,
+        }),
+      )
+      .catch((err: Error) =>
+        this.logger.error({ error: err.message }, 'could not audit the erasure outcome'),
+      );
   }
 
   /**
@@ -303,18 +340,22 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
    * backup module calls this before the restored database serves traffic.
    */
   async reapplyLedger(): Promise<{ usersErased: number; keysDestroyed: number }> {
-    const ledger = new Set((await this.erasures.ledgerHashes()).map((h) => h.toString('hex')));
+    // Both copies: the application database's (may be older after a restore) and the
+    // keystore's tombstones (not restored with it).
+    const hashes = [
+      ...(await this.erasures.ledgerHashes()),
+      ...(await this.keystore.erasedHashes()),
+    ];
+    const ledger = new Set(hashes.map((h) => h.toString('hex')));
     const erased = (id: string): boolean => ledger.has(this.cipher.ledgerHash(id).toString('hex'));
     let usersErased = 0;
+    let keysDestroyed = 0;
     let after: string | null = null;
     for (;;) {
       const ids = await this.erasures.userIdsAfter(after, LEDGER_PAGE);
       for (const userId of ids.filter(erased)) {
-        await this.router.write(async (m) => {
-          for (const p of this.registry.all()) {
-            await p.erase(m, userId);
-          }
-        });
+        const gone = await this.eraseLeftovers(userId, this.cipher.ledgerHash(userId));
+        keysDestroyed += gone.data_keys;
         await this.cache.publishErased([userId]);
         for (const p of this.registry.all()) {
           await p.afterErase?.(userId);
@@ -326,11 +367,12 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
       }
       after = ids[ids.length - 1];
     }
-    let keysDestroyed = 0;
     let keyAfter: string | null = null;
     for (;;) {
       const ids = await this.keystore.userIdsAfter(keyAfter, LEDGER_PAGE);
-      keysDestroyed += await this.keystore.destroyMany(ids.filter(erased));
+      for (const userId of ids.filter(erased)) {
+        keysDestroyed += await this.keystore.destroy(userId, this.cipher.ledgerHash(userId));
+      }
       if (ids.length < LEDGER_PAGE) {
         break;
       }
@@ -343,6 +385,19 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
   private start(id: string): void {
     this.tasks.start('erasureRequest', id, () => this.process(id));
   }
+}
+
+function leftovers(r: VerificationReport): string {
+  const parts = r.tables
+    .filter((t) => t.rowsLeft > 0)
+    .map((t) => `${t.table}.${t.column}=${t.rowsLeft}`);
+  if (r.keystore.keysLeft > 0) {
+    parts.push(`keystore=${r.keystore.keysLeft}`);
+  }
+  if (r.caches.entriesLeft > 0) {
+    parts.push(`caches=${r.caches.entriesLeft}`);
+  }
+  return [...parts, ...r.caches.purgeErrors].join(', ');
 }
 
 function toDto(r: ErasureRow): ErasureResponseDto {

@@ -125,6 +125,7 @@ export class ExportRepository {
       m,
       `UPDATE gdpr_exports SET token_hash = NULL, token_expires_at = NULL, downloaded_at = now()
         WHERE id = $1 AND status = 'ready' AND token_hash = $2 AND token_expires_at > now()
+          AND expires_at > now()
         RETURNING ${COLUMNS}`,
       [id, tokenHash],
     );

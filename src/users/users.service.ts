@@ -56,7 +56,9 @@ export class UsersService {
   }
 
   private async sealEntry(type: CacheType, userId: string, value: unknown): Promise<SealedEntry> {
-    return { sealed: (await this.cipher.seal(userId, `cache:${type}`, value)).toString('base64') };
+    return {
+      sealed: (await this.cipher.sealExisting(userId, `cache:${type}`, value)).toString('base64'),
+    };
   }
 
   async create(dto: CreateUserDto): Promise<UserResponseDto> {

@@ -10,7 +10,9 @@ export const REPO_ROOT = join(import.meta.dirname, '..', '..');
 export const TEMPLATE_DB = 'dbu_test_template';
 
 export async function stackEnv() {
-  const { stdout } = await run('bash', [join(REPO_ROOT, 'docker', 'stack.sh'), 'env'], { cwd: REPO_ROOT });
+  const { stdout } = await run('bash', [join(REPO_ROOT, 'docker', 'stack.sh'), 'env'], {
+    cwd: REPO_ROOT,
+  });
   return Object.fromEntries(
     stdout
       .split('\n')
@@ -22,7 +24,13 @@ export async function stackEnv() {
 
 export async function onPrimary(env, sql) {
   const [host, port] = env.DB_NODES.split(',')[0].split(':');
-  const client = new pg.Client({ host, port: Number(port), user: env.DB_USER, password: env.DB_PASSWORD, database: 'postgres' });
+  const client = new pg.Client({
+    host,
+    port: Number(port),
+    user: env.DB_USER,
+    password: env.DB_PASSWORD,
+    database: 'postgres',
+  });
   await client.connect();
   try {
     return await client.query(sql);

@@ -1,8 +1,9 @@
-import { Global, Inject, Injectable, Module, OnModuleDestroy } from '@nestjs/common';
+import { Global, Inject, Injectable, Module, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import type { AppConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { BootTopology } from '../../database/boot.js';
 import { BOOT_TOPOLOGY } from '../../database/database.tokens.js';
+import { TopologyService } from '../../database/topology.service.js';
 import { Keystore } from '../keystore/keystore.js';
 import { DataKeys } from './data-keys.js';
 import { KMS_PROVIDER } from './kms.js';
@@ -13,8 +14,22 @@ import { PersonalDataCipher } from './personal-data-cipher.js';
 const PERSONAL_DATA_CRYPTO = Symbol('PERSONAL_DATA_CRYPTO');
 
 @Injectable()
-class CryptoLifecycle implements OnModuleDestroy {
-  constructor(@Inject(PERSONAL_DATA_CRYPTO) private readonly crypto: PersonalDataCrypto) {}
+class CryptoLifecycle implements OnModuleInit, OnModuleDestroy {
+  constructor(
+    @Inject(PERSONAL_DATA_CRYPTO) private readonly crypto: PersonalDataCrypto,
+    private readonly topology: TopologyService,
+  ) {}
+
+  onModuleInit(): void {
+    this.topology.on((e) => {
+      if (e.kind === 'writer-changed') {
+        const writer = this.topology.snapshot().find((n) => n.name === e.to);
+        if (writer) {
+          this.crypto.keystore.retarget(writer.lastProbe.address);
+        }
+      }
+    });
+  }
 
   async onModuleDestroy(): Promise<void> {
     await this.crypto.close();

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { SubjectErasedError } from '../keystore/keystore.js';
 import type { Keystore } from '../keystore/keystore.js';
 import { DependencyUnavailableError, DomainError, ErrorCode } from '../../common/errors.js';
 import type { KeyContext, KmsProvider } from './kms.js';
@@ -30,6 +31,8 @@ export class DataKeys {
     private readonly kms: KmsProvider,
     private readonly keystore: Keystore,
     cache: { ttlMs: number; max: number },
+    /** The keyed hash of a user id that erasure leaves as a tombstone. */
+    private readonly subjectHash: (userId: string) => Buffer,
   ) {
     this.cache =
       cache.ttlMs > 0 && cache.max > 0 ? new LRUCache({ max: cache.max, ttl: cache.ttlMs }) : null;
@@ -83,6 +86,9 @@ export class DataKeys {
         if (err instanceof KmsUnavailableError) {
           throw new DependencyUnavailableError('the key management service is unavailable');
         }
+        if (err instanceof SubjectErasedError) {
+          throw new DataKeyDestroyedError();
+        }
         throw err;
       })
       .finally(() => this.inflight.delete(key));
@@ -102,7 +108,11 @@ export class DataKeys {
         return null;
       }
       const generated = await this.kms.generateDataKey(context);
-      wrapped = await this.keystore.putIfAbsent(userId, generated.wrapped);
+      wrapped = await this.keystore.putIfAbsent(
+        userId,
+        generated.wrapped,
+        this.subjectHash(userId),
+      );
       if (wrapped.ciphertext.equals(generated.wrapped.ciphertext)) {
         this.remember(userId, generated.plaintext, generation);
         return generated.plaintext;

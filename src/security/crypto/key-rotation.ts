@@ -27,19 +27,21 @@ export async function rewrapAll(
 ): Promise<RewrapOutcome> {
   const current = crypto.kms.currentKeyId();
   let userKeysRewrapped = 0;
+  // One pass in user id order: with AWS the configured key id may be an alias that is
+  // never equal to the stored ARN, so "not yet rewrapped" cannot be the loop condition.
+  let after: string | null = null;
   for (;;) {
-    const batch = await crypto.keystore.wrappedWithOtherThan(current, BATCH);
-    let progressed = 0;
+    const batch = await crypto.keystore.wrappedWithOtherThan(current, BATCH, after);
     for (const { userId, wrapped } of batch) {
       const next = await crypto.kms.rewrap(wrapped, userKeyContext(userId));
       if (await crypto.keystore.replace(userId, wrapped, next)) {
-        progressed += 1;
+        userKeysRewrapped += 1;
       }
     }
-    userKeysRewrapped += progressed;
-    if (batch.length < BATCH || progressed === 0) {
+    if (batch.length < BATCH) {
       break;
     }
+    after = batch[batch.length - 1].userId;
     logger.log({ userKeysRewrapped }, 'rewrapping user data keys');
   }
   const auditKeysRewrapped = await withDirectClient(

@@ -32,3 +32,8 @@ export function keyedHash(key: Buffer, purpose: string, value: string): Buffer {
 export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase().normalize('NFC');
 }
+
+/** The erasure ledger's (and the keystore tombstones') keyed hash of a user id. */
+export function ledgerHash(key: Buffer, userId: string): Buffer {
+  return keyedHash(key, HashPurpose.ErasureLedger, userId.toLowerCase());
+}

@@ -1,6 +1,6 @@
 import { DataKeyDestroyedError, DataKeys } from './data-keys.js';
 import { openJson, sealJson } from './envelope.js';
-import { HashPurpose, keyedHash, normalizeEmail } from './keyed-hash.js';
+import { HashPurpose, keyedHash, ledgerHash, normalizeEmail } from './keyed-hash.js';
 
 /**
  * Seals and opens one user's personal fields with that user's data key. The AAD
@@ -15,6 +15,18 @@ export class PersonalDataCipher {
 
   async seal(userId: string, field: string, value: unknown): Promise<Buffer> {
     const key = await this.keys.findOrCreate(userId);
+    return sealJson(key, value, aad(userId, field));
+  }
+
+  /**
+   * Seals with the user's existing key only (cache entries): never creates one, so a
+   * cache fill racing an erasure cannot bring a key back (DataKeyDestroyedError).
+   */
+  async sealExisting(userId: string, field: string, value: unknown): Promise<Buffer> {
+    const key = await this.keys.find(userId);
+    if (!key) {
+      throw new DataKeyDestroyedError();
+    }
     return sealJson(key, value, aad(userId, field));
   }
 
@@ -34,7 +46,7 @@ export class PersonalDataCipher {
 
   /** Keyed hash of a user id for the erasure ledger (the id itself is never kept). */
   ledgerHash(userId: string): Buffer {
-    return keyedHash(this.hashKey, HashPurpose.ErasureLedger, userId.toLowerCase());
+    return ledgerHash(this.hashKey, userId);
   }
 
   /**

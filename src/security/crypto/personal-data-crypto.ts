@@ -1,6 +1,7 @@
 import type { AppConfig, NodeAddress } from '../../config/app-config.js';
 import { Keystore } from '../keystore/keystore.js';
 import { DataKeys } from './data-keys.js';
+import { ledgerHash } from './keyed-hash.js';
 import { createKmsProvider, piiHashKeyFrom } from './kms.factory.js';
 import type { KmsProvider } from './kms.js';
 import { PersonalDataCipher } from './personal-data-cipher.js';
@@ -30,12 +31,14 @@ export async function createPersonalDataCrypto(
     await keystore.close();
     throw err;
   }
+  const hashKey = piiHashKeyFrom(config, kms);
   const dataKeys = new DataKeys(
     kms,
     keystore,
     opts.cache === false ? { ttlMs: 0, max: 0 } : config.crypto.dataKeyCache,
+    (userId) => ledgerHash(hashKey, userId),
   );
-  const cipher = new PersonalDataCipher(dataKeys, piiHashKeyFrom(config, kms));
+  const cipher = new PersonalDataCipher(dataKeys, hashKey);
   const close = async (): Promise<void> => {
     await keystore.close();
     // The AWS client keeps keep-alive sockets open until destroyed.
