@@ -3,6 +3,7 @@ import type { ValidationError } from 'class-validator';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { randomUUID } from 'node:crypto';
+import { parseLsn } from './common/request-context.middleware.js';
 import type { RawRequest } from './common/request-context.middleware.js';
 import { AllExceptionsFilter } from './common/http-exception.filter.js';
 import { MetricsService } from './monitoring/metrics.service.js';
@@ -48,6 +49,15 @@ export async function configureApp(
 
   fastify.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
+    const lsn = request.headers['x-write-lsn'];
+    if (lsn !== undefined && parseLsn(lsn) === null) {
+      return reply.code(400).send({
+        statusCode: 400,
+        error: 'Bad Request',
+        message: ['x-write-lsn must be a PostgreSQL LSN such as 0/16B3748'],
+        requestId: request.id,
+      });
+    }
   });
   // Read-your-writes: the writer's LSN after this request's writes (send it back as x-write-lsn).
   fastify.addHook('onSend', async (request, reply, payload) => {

@@ -1,4 +1,4 @@
-import { BadRequestException, Injectable, NestMiddleware } from '@nestjs/common';
+import { Injectable, NestMiddleware } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Consistency, RequestContext, RequestContextStore } from './request-context.js';
 
@@ -7,7 +7,8 @@ export type RawRequest = FastifyRequest['raw'] & { id?: string; dbuContext?: Req
 
 const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
 
-function parseLsn(value: string | string[]): string | null {
+/** An `x-write-lsn` value as PostgreSQL writes it, or null. */
+export function parseLsn(value: string | string[] | undefined): string | null {
   return typeof value === 'string' && LSN.test(value) ? value.toUpperCase() : null;
 }
 
@@ -17,11 +18,8 @@ export class RequestContextMiddleware implements NestMiddleware {
   use(req: RawRequest, _res: FastifyReply['raw'], next: () => void): void {
     const header = req.headers['x-consistency'];
     const consistency: Consistency = header === 'strong' ? 'strong' : 'default';
-    const lsnHeader = req.headers['x-write-lsn'];
-    const minLsn = lsnHeader === undefined ? undefined : parseLsn(lsnHeader);
-    if (minLsn === null) {
-      throw new BadRequestException(['x-write-lsn must be a PostgreSQL LSN such as 0/16B3748']);
-    }
+    // A malformed header was already answered 400 by the onRequest hook (app.setup.ts).
+    const minLsn = parseLsn(req.headers['x-write-lsn']) ?? undefined;
     const ctx: RequestContext = { requestId: String(req.id ?? ''), consistency, minLsn };
     req.dbuContext = ctx;
     RequestContextStore.run(ctx, next);

@@ -43,6 +43,8 @@ export function testConfig(
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
     DB_MIGRATIONS_RUN: 'false',
     JOBS_ENABLED: 'false',
+    // Tests that stop the shared stack's primary must not promote its replica.
+    FAILOVER_MODE: 'off',
     DB_HEALTH_TIMEOUT_MS: '2000',
     DB_HEALTH_INTERVAL_MS: '1000',
     SHUTDOWN_DRAIN_MS: '0',

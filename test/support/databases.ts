@@ -103,3 +103,20 @@ export async function dropTestDatabase(db: StackDb, name: string): Promise<void>
     `DROP DATABASE IF EXISTS ${name}_keystore WITH (FORCE)`,
   );
 }
+
+/** A query as the superuser `postgres` over the stack's unix socket (pg_wal_replay_pause, ...). */
+export async function superQuery(
+  env: Record<string, string>,
+  port: number,
+  database: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<pg.QueryResult> {
+  const client = new pg.Client({ host: `${env.STACK_DIR}/run`, port, user: 'postgres', database });
+  await client.connect();
+  try {
+    return await client.query(sql, params);
+  } finally {
+    await client.end();
+  }
+}
