@@ -14,6 +14,8 @@
 # Usage: docker/stack.sh up | down | status | env
 #        docker/stack.sh start|stop|kill|restart primary|replica|pgbouncer|redis
 #        docker/stack.sh rebuild replica
+#        docker/stack.sh rejoin primary|replica     (after a failover)
+#        docker/stack.sh pause|resume primary|replica  (SIGSTOP/SIGCONT: a hung node)
 #
 # Environment overrides: STACK_DIR, STACK_PG_PRIMARY_PORT, STACK_PG_REPLICA_PORT,
 # STACK_PGBOUNCER_PORT, STACK_REDIS_PORT, STACK_PG_SHARED_BUFFERS (default 3GB: a 100,000-recipe HNSW index and its vectors, ~1.6 GB, stay in memory),
@@ -110,6 +112,10 @@ usage: $(basename "$0") COMMAND [NODE]
   restart NODE       stop + start
   kill NODE          SIGKILL the node's main process (simulates a crash)
   rebuild replica    wipe the replica and re-clone it from the primary
+  rejoin NODE        after a failover: make the former primary NODE a standby of the new
+                     primary (pg_rewind, or a fresh base backup when that fails)
+  pause NODE         SIGSTOP every process of a PostgreSQL node (a hung server)
+  resume NODE        SIGCONT them
 NODE: ${NODES[*]}
 EOF
   exit 2
@@ -641,18 +647,25 @@ GRANT pg_monitor, pg_signal_backend TO $DB_USER;
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+-- failover: the service promotes a replica with pg_promote() (superuser-only by default);
+-- the grant is per database and replicates with it
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_promote(boolean, integer) TO $DB_USER;
 SELECT 'CREATE DATABASE $DB_NAME OWNER $DB_USER TEMPLATE template1'
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$DB_NAME') \\gexec
 \\connect $DB_NAME
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_promote(boolean, integer) TO $DB_USER;
+\\connect postgres
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_promote(boolean, integer) TO $DB_USER;
 EOF
 }
 
 pg_bootstrap() {
   local sysid
-  sysid=$(pg_sysid "$PRIMARY_DATA")
+  # the suffix is the bootstrap SQL's version: a changed script runs again (it is idempotent)
+  sysid="$(pg_sysid "$PRIMARY_DATA"):2"
   if [[ -f $STATE_DIR/primary.bootstrapped && $(cat "$STATE_DIR/primary.bootstrapped") == "$sysid" ]]; then
     return 0
   fi
@@ -856,6 +869,8 @@ replica_streaming() {
 
 wait_streaming() {
   pg_pid primary >/dev/null && pg_pid replica >/dev/null || return 0
+  # after a failover the roles may be swapped (or a fenced old primary runs): nothing to wait for
+  [[ $(pg_role primary) == primary && $(pg_role replica) == standby ]] || return 0
   if wait_until 20 replica_streaming; then
     log "replica is streaming from the primary"
   else
@@ -1025,6 +1040,9 @@ max_client_conn = 1000
 max_db_connections = 0
 server_reset_query =
 server_check_query = select 1
+;; Failover time: PgBouncer waits this long before retrying a server that refused a
+;; login (default 15 s, added to every failover's time to first write).
+server_login_retry = 1
 ignore_startup_parameters = extra_float_digits,options,statement_timeout,application_name
 EOF
 }
@@ -1117,6 +1135,69 @@ pgb_verify() {
     wait_until "$WAIT_TIMEOUT" "$check" || { tail_log "$LOG_DIR/pgbouncer.log"; die "cannot query '$db' through pgbouncer as $DB_USER"; }
     log "pgbouncer serves '$db'"
   done
+}
+
+# ----------------------------------------------------------------------------
+# After a failover: rejoin a former primary as a standby of the new one
+# ----------------------------------------------------------------------------
+other_pg() { if [[ $1 == primary ]]; then echo replica; else echo primary; fi; }
+
+# Makes NODE a streaming standby of the other PostgreSQL node (which must be the
+# primary now): pg_rewind from it (the clusters use data checksums), or a fresh
+# base backup when rewinding is impossible. Leaves NODE running.
+pg_rejoin() {
+  local node=$1 other data src_port
+  other=$(other_pg "$node")
+  data=$(pg_data "$node")
+  src_port=$(pg_port "$other")
+  { pg_pid "$other" >/dev/null && pg_ready "$other" && [[ $(pg_role "$other") == primary ]]; } \
+    || die "rejoin $node: $other must be running as the primary (promote it first)"
+  if pg_pid "$node" >/dev/null || [[ -n $(data_dir_pids "$data") ]]; then
+    pg_stop "$node"
+  fi
+  pg_super "$other" postgres -c \
+    "select pg_create_physical_replication_slot('$REPL_SLOT') where not exists (select 1 from pg_replication_slots where slot_name = '$REPL_SLOT')" >/dev/null \
+    || warn "could not create the replication slot $REPL_SLOT on $other"
+  log "rewinding $node to follow $other (pg_rewind)"
+  if ! (cd "$STACK_DIR" && as_svc "$PG_BIN/pg_rewind" -D "$data" \
+        --source-server="host=$RUN_DIR port=$src_port user=postgres dbname=postgres" \
+        >"$LOG_DIR/rewind-$node.log" 2>&1); then
+    tail_log "$LOG_DIR/rewind-$node.log"
+    warn "pg_rewind failed: taking a fresh base backup of $other instead"
+    rm -rf "$data"
+    mkdir -m 700 "$data"
+    [[ $EUID -eq 0 ]] && chown "$SVC_USER:" "$data"
+    (cd "$STACK_DIR" && as_svc env PGPASSWORD="$REPL_PASSWORD" PGCONNECT_TIMEOUT=5 \
+        timeout "$BASEBACKUP_TIMEOUT" "$PG_BIN/pg_basebackup" -D "$data" -X stream -c fast \
+        -h "$HOST" -p "$src_port" -U "$REPL_USER" -w >"$LOG_DIR/basebackup-$node.log" 2>&1) \
+      || { tail_log "$LOG_DIR/basebackup-$node.log"; die "pg_basebackup of $other failed"; }
+  fi
+  # follow the new primary: standby.signal + primary_conninfo (pg_rewind copied the source's auto.conf)
+  as_svc sed -i -e '/^primary_conninfo/d' -e '/^primary_slot_name/d' "$data/postgresql.auto.conf"
+  printf "primary_conninfo = 'host=%s port=%s user=%s password=%s application_name=stack_%s'\nprimary_slot_name = '%s'\n" \
+    "$HOST" "$src_port" "$REPL_USER" "$REPL_PASSWORD" "$node" "$REPL_SLOT" | as_svc tee -a "$data/postgresql.auto.conf" >/dev/null
+  as_svc touch "$data/standby.signal"
+  rm -f "$data/postmaster.opts"
+  pg_write_config "$node" || true
+  pg_start "$node"
+  if wait_until 30 node_streaming "$node"; then
+    log "$node rejoined as a standby of $other (timeline $(pg_super "$node" postgres -c 'select timeline_id from pg_control_checkpoint()'))"
+  else
+    warn "$node runs but is not streaming from $other yet (see $(pg_log "$node"))"
+  fi
+}
+
+node_streaming() {
+  [[ $(pg_super "$1" postgres -c "select coalesce((select status from pg_stat_wal_receiver), 'none')" 2>/dev/null) == streaming ]]
+}
+
+# SIGSTOP / SIGCONT every process of a node: a hung server (not a crash) for fault tests.
+pg_signal_all() {
+  local node=$1 sig=$2 pids=()
+  mapfile -t pids < <(data_dir_pids "$(pg_data "$node")")
+  [[ ${#pids[@]} -gt 0 ]] || die "$node is not running"
+  kill "-$sig" "${pids[@]}"
+  log "$node: SIG$sig sent to ${#pids[@]} processes"
 }
 
 # ----------------------------------------------------------------------------
@@ -1322,6 +1403,18 @@ cmd_node() {
       node_stop "$node"
       node_start "$node"
       ;;
+    rejoin)
+      [[ $node == primary || $node == replica ]] || die "only a PostgreSQL node can rejoin"
+      lock_stack
+      ensure_packages
+      prepare_dirs
+      pg_rejoin "$node"
+      pgb_verify
+      ;;
+    pause | resume)
+      [[ $node == primary || $node == replica ]] || die "only a PostgreSQL node can be paused"
+      if [[ $action == pause ]]; then pg_signal_all "$node" STOP; else pg_signal_all "$node" CONT; fi
+      ;;
     rebuild)
       [[ $node == replica ]] || die "only 'rebuild replica' is supported"
       lock_stack
@@ -1345,7 +1438,7 @@ main() {
     down) [[ $# -eq 1 ]] || usage; cmd_down ;;
     status) [[ $# -eq 1 ]] || usage; cmd_status ;;
     env) [[ $# -eq 1 ]] || usage; cmd_env ;;
-    start | stop | kill | restart | rebuild) [[ $# -eq 2 ]] || usage; cmd_node "$cmd" "$2" ;;
+    start | stop | kill | restart | rebuild | rejoin | pause | resume) [[ $# -eq 2 ]] || usage; cmd_node "$cmd" "$2" ;;
     -h | --help | help) usage ;;
     *) printf '[stack] ERROR: unknown command "%s"\n' "$cmd" >&2; usage ;;
   esac

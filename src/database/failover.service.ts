@@ -92,9 +92,13 @@ export class FailoverService implements OnModuleInit {
 
   onModuleInit(): void {
     this.topology.on((e) => {
-      if (e.kind === 'writer-unhealthy' && this.mode === 'auto') {
-        void this.failover(`writer ${e.writer} failed its health checks`, {}).catch((err: Error) =>
-          this.logger.error({ error: err.message }, 'failover crashed'),
+      // On the transition, and on every later check round while it stays down (an
+      // attempt that found no eligible replica is retried).
+      const writerDown =
+        e.kind === 'writer-unhealthy' || (e.kind === 'checked' && !e.writerHealthy);
+      if (writerDown && this.mode === 'auto' && !this.running) {
+        void this.failover(`writer ${this.topology.writerName} failed its health checks`, {}).catch(
+          (err: Error) => this.logger.error({ error: err.message }, 'failover crashed'),
         );
       }
     });
@@ -187,7 +191,17 @@ export class FailoverService implements OnModuleInit {
           await sleep(this.config.database.health.intervalMs);
           continue;
         }
-        const promotedHere = await this.promoteUnderLock(candidate.probe, probes);
+        let promotedHere: boolean;
+        try {
+          promotedHere = await this.promoteUnderLock(candidate.probe, probes);
+        } catch (err) {
+          this.logger.error(
+            { node: candidate.probe.name, error: (err as Error).message },
+            'promotion attempt failed; retrying',
+          );
+          await sleep(this.config.database.health.intervalMs);
+          continue;
+        }
         const after = await probeAll(this.config, this.config.database.health.timeoutMs);
         after.forEach((p) => this.topology.observe(p));
         const now = after.find((p) => p.name === candidate.probe.name);
@@ -283,30 +297,29 @@ export class FailoverService implements OnModuleInit {
           await sleep(this.config.database.health.intervalMs);
           return false;
         }
-        const promote = async (c: { query: typeof lockClient.query }): Promise<void> => {
+        const promote = async (c: { query: typeof lockClient.query }): Promise<boolean> => {
           const rec = await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
           if (!rec.rows[0].r) {
-            return; // already promoted (by an operator or an earlier attempt)
+            return false; // already promoted (by another instance, an operator, an earlier attempt)
           }
           this.logger.warn(
             { node: candidate.name, lsn: candidate.lsn },
             'promoting replica (pg_promote)',
           );
           await c.query('SELECT pg_promote(true, $1)', [PROMOTE_WAIT_S]);
+          return true;
         };
         if (lockNode.name === candidate.name) {
-          await promote(lockClient);
-        } else {
-          await withDirectClient(
-            directClientConfig(db, candidate.address, {
-              timeoutMs,
-              applicationName: 'database-unit:failover',
-              noQueryTimeout: true,
-            }),
-            promote,
-          );
+          return promote(lockClient);
         }
-        return true;
+        return withDirectClient(
+          directClientConfig(db, candidate.address, {
+            timeoutMs,
+            applicationName: 'database-unit:failover',
+            noQueryTimeout: true,
+          }),
+          promote,
+        );
       },
     );
   }

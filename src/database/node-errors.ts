@@ -1,7 +1,10 @@
 /** Connection errors that mean "this node is gone", not "this query is wrong". */
 export function isNodeDownError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string };
+  const e = err as { code?: string; message?: string; name?: string };
   return (
+    // TypeORM releases a runner whose connection died; later queries on it fail so.
+    e?.name === 'QueryRunnerProviderAlreadyReleasedError' ||
+    e?.name === 'QueryRunnerAlreadyReleasedError' ||
     [
       'ECONNREFUSED',
       'ECONNRESET',
@@ -13,7 +16,7 @@ export function isNodeDownError(err: unknown): boolean {
       '08006',
       '08001',
     ].includes(e?.code ?? '') ||
-    /Connection terminated|connection timeout|Query read timeout|the database system is (shutting down|starting up)/i.test(
+    /Connection terminated|connection timeout|Query read timeout|the database system is (shutting down|starting up)|terminating connection/i.test(
       e?.message ?? '',
     )
   );

@@ -52,6 +52,31 @@ export async function withDirectClient<T>(
     await client.connect();
     return await fn(client);
   } finally {
-    await client.end().catch(() => undefined);
+    await closeWithin(client, END_TIMEOUT_MS);
+  }
+}
+
+const END_TIMEOUT_MS = 1_000;
+
+/**
+ * `end()` waits for the server to close the socket: a hung server (SIGSTOP, a dead
+ * link) never does, and a health check would never finish. Give it a moment, then
+ * destroy the socket.
+ */
+async function closeWithin(client: pg.Client, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = client.end().then(
+    () => true,
+    () => true,
+  );
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const clean = await Promise.race([ended, timedOut]);
+  clearTimeout(timer);
+  if (!clean) {
+    (
+      client as unknown as { connection?: { stream?: { destroy(): void } } }
+    ).connection?.stream?.destroy();
   }
 }

@@ -318,16 +318,39 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
       notices.push(n.message ?? '');
     };
     let client: pg.PoolClient | null = null;
+    let writerNode: string | undefined;
+    // A connection that timed out or failed mid-statement may still be busy on the
+    // server (e.g. a COMMIT waiting for a standby): it must not go back to the pool.
+    let poisoned = false;
     try {
-      client = (await runner.connect()) as pg.PoolClient;
-      client.on('notice', onNotice);
-      await runner.startTransaction();
       let result: T;
       try {
+        client = (await runner.connect()) as pg.PoolClient;
+        writerNode = NODE_OF.get(client);
+        client.on('notice', onNotice);
+        await runner.startTransaction();
         result = await fn(runner.manager);
       } catch (err) {
-        if (runner.isTransactionActive && !isNodeDownError(err)) {
-          await runner.rollbackTransaction();
+        if (isNodeDownError(err)) {
+          poisoned = true;
+          // Nothing was committed: safe to retry.
+          this.topology.recordFailure(
+            this.topology.writerName,
+            (err as Error).message,
+            undefined,
+            true,
+          );
+          throw new WriterUnavailableError(
+            `the writer ${writerNode ?? this.topology.writerName} failed during the transaction: ${(err as Error).message}`,
+            retryAfter,
+          );
+        }
+        if (runner.isTransactionActive && !runner.isReleased) {
+          await runner
+            .rollbackTransaction()
+            .catch((rollbackErr: Error) =>
+              this.logger.warn({ error: rollbackErr.message }, 'rollback failed'),
+            );
         }
         throw err;
       }
@@ -335,6 +358,7 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
         await runner.commitTransaction();
       } catch (err) {
         if (isNodeDownError(err)) {
+          poisoned = true;
           throw new WriteOutcomeUnknownError(
             'the connection to the writer was lost during COMMIT: the write may or may not have been applied',
             retryAfter,
@@ -356,6 +380,9 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
       return result;
     } finally {
       client?.off('notice', onNotice);
+      if (poisoned && client) {
+        destroyConnection(client);
+      }
       await runner.release();
     }
   }
@@ -403,3 +430,10 @@ function connect(pool: pg.Pool): Promise<Obtained> {
 }
 
 export { isNodeDownError };
+
+/** Closes a pooled client's socket: the pool then drops it instead of reusing it. */
+function destroyConnection(client: pg.PoolClient): void {
+  (
+    client as unknown as { connection?: { stream?: { destroy(): void } } }
+  ).connection?.stream?.destroy();
+}

@@ -30,6 +30,7 @@ export interface NodeState {
 
 export type TopologyEvent =
   | { kind: 'writer-unhealthy'; writer: string }
+  | { kind: 'checked'; writerHealthy: boolean }
   | { kind: 'writer-changed'; from: string; to: string }
   | { kind: 'fenced'; node: string; timeline: number | null };
 
@@ -117,6 +118,7 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
     }
     this.reconcileWriter();
     this.updateLag();
+    this.emit({ kind: 'checked', writerHealthy: this.isHealthy(this.writer) });
   }
 
   /**
@@ -134,16 +136,20 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
     }
     const current = this.mustGet(this.writer);
     const currentTimeline = current.lastProbe.timeline ?? 0;
+    const currentDown = current.consecutiveFailures > 0 || current.lastProbe.role !== 'primary';
     if (
       top.name !== this.writer &&
-      ((top.lastProbe.timeline ?? 0) > currentTimeline || current.lastProbe.role !== 'primary')
+      ((top.lastProbe.timeline ?? 0) > currentTimeline ||
+        (currentDown && (top.lastProbe.timeline ?? 0) >= currentTimeline))
     ) {
       this.setWriter(top.name);
     }
     const writerTimeline = this.mustGet(this.writer).lastProbe.timeline ?? 0;
     for (const s of this.states.values()) {
+      // Only a node answering as a primary right now: a dead one keeps its last role.
       const fenced =
         s.name !== this.writer &&
+        s.consecutiveFailures === 0 &&
         s.lastProbe.role === 'primary' &&
         (s.lastProbe.timeline ?? 0) <= writerTimeline;
       if (fenced && !s.fenced) {

@@ -19,7 +19,10 @@ export interface NodeProbe {
 
 const PROBE_SQL = `
   SELECT pg_is_in_recovery() AS in_recovery,
-         (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline,
+         -- A primary's current timeline is in its WAL file name: pg_control_checkpoint()
+         -- only shows the new one after the first checkpoint following a promotion.
+         CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())
+              ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
          CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text
               ELSE pg_current_wal_lsn()::text END AS lsn,
          CASE WHEN NOT pg_is_in_recovery() THEN NULL
