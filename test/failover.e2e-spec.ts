@@ -305,16 +305,107 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
     );
   });
 
+  it('a commit whose wait for the synchronous standby is cancelled answers 503, never 2xx', async () => {
+    const app = apps[0];
+    expect((await topology(app)).writer).toBe(A);
+    await su(PORTS.primary, `ALTER SYSTEM SET synchronous_standby_names = 'nobody'`);
+    await su(PORTS.primary, 'SELECT pg_reload_conf()');
+    try {
+      const before = Number(
+        (await su(PORTS.primary, 'SELECT count(*) AS n FROM ops_probes')).rows[0].n,
+      );
+      const pending = request(app.getHttpServer())
+        .post('/v1/ops/probes')
+        .set(bearer(KEYS.all))
+        .send({ note: 'sync-cancel' })
+        .then((r) => r);
+      // The COMMIT waits for a standby that does not exist: cancel that wait.
+      const waiting = await until(
+        () => su(PORTS.primary, `SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'`),
+        (r) => r.rows.length > 0,
+        2_500,
+      );
+      expect(waiting.rows.length).toBeGreaterThan(0);
+      await su(PORTS.primary, `SELECT pg_cancel_backend(${Number(waiting.rows[0].pid)})`);
+      const res = await pending;
+      expect(res.status).toBe(503);
+      expect(String(res.body.message)).toContain('synchronous standby');
+      // PostgreSQL did commit locally: exactly why a 2xx would have been a lie.
+      const after = Number(
+        (await su(PORTS.primary, 'SELECT count(*) AS n FROM ops_probes')).rows[0].n,
+      );
+      expect(after).toBe(before + 1);
+    } finally {
+      await asyncReplication();
+    }
+  });
+
+  it('POST /v1/ops/failover: a planned switchover promotes the target after it caught up; the old writer is fenced', async () => {
+    const app = apps[0];
+    await request(app.getHttpServer())
+      .post('/v1/ops/failover')
+      .set(bearer(KEYS.opsRead))
+      .send({ target: B })
+      .expect(403);
+    await request(app.getHttpServer())
+      .post('/v1/ops/failover')
+      .set(bearer(KEYS.all))
+      .send({ target: 'not a node' })
+      .expect(400);
+    const acked: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const r = await request(app.getHttpServer())
+        .post('/v1/ops/probes')
+        .set(bearer(KEYS.all))
+        .send({ note: 'before-switchover' })
+        .expect(201);
+      acked.push((r.body as { id: string }).id);
+    }
+    const res = await request(app.getHttpServer())
+      .post('/v1/ops/failover')
+      .set(bearer(KEYS.all))
+      .send({ target: B })
+      .expect(200);
+    expect(res.body).toMatchObject({
+      planned: true,
+      from: A,
+      to: B,
+      outcome: 'promoted',
+      lagBytes: 0,
+    });
+    const t = await until(
+      () => topology(app),
+      (x) => x.writer === B && x.nodes.find((n) => n.name === A)?.fenced === true,
+    );
+    expect(t.writer).toBe(B);
+    expect(await lost(acked, PORTS.replica)).toBe(0);
+    const w = await request(app.getHttpServer())
+      .post('/v1/ops/probes')
+      .set(bearer(KEYS.all))
+      .send({ note: 'after-switchover' })
+      .expect(201);
+    expect(w.body.servedBy.port).toBe(PORTS.replica);
+    await iso.run('rejoin', 'primary');
+    await until(
+      () => topology(app),
+      (x) => {
+        const n = x.nodes.find((y) => y.name === A);
+        return n?.role === 'replica' && n.healthy && !n.fenced;
+      },
+    );
+  });
+
   it('asynchronous control run: writes resume without a 500; acknowledged writes lost are reported', async () => {
     const app = apps[0];
     await asyncReplication();
-    const loop = await writerLoop(app, () => iso.run('kill', 'primary').then(() => undefined));
+    // The writer is B after the switchover: kill it, A takes over.
+    const loop = await writerLoop(app, () => iso.run('kill', 'replica').then(() => undefined));
     expect(loop.otherFailures).toBe(0);
     await until(
       () => topology(app),
-      (x) => x.writer === B,
+      (x) => x.writer === A,
     );
-    const lostWrites = await lost(loop.acked, PORTS.replica);
+    const lostWrites = await lost(loop.acked, PORTS.primary);
     results.asyncKill = {
       timeToFirstWriteMs: loop.firstAckAfterKillMs,
       acked: loop.acked.length,
