@@ -7,6 +7,7 @@ import { AuditLog1795651205000 } from './1795651205000-AuditLog.js';
 import { Consent1795651206000 } from './1795651206000-Consent.js';
 import { EncryptPersonalData1795651207000 } from './1795651207000-EncryptPersonalData.js';
 import { GdprRequests1795651208000 } from './1795651208000-GdprRequests.js';
+import { IdempotencyKeys1795651209000 } from './1795651209000-IdempotencyKeys.js';
 
 /** Every migration, in order. Listed (not globbed) so bundlers and Jest's ESM loader see them. */
 export const MIGRATIONS = [
@@ -19,4 +20,5 @@ export const MIGRATIONS = [
   Consent1795651206000,
   EncryptPersonalData1795651207000,
   GdprRequests1795651208000,
+  IdempotencyKeys1795651209000,
 ];

@@ -3,6 +3,7 @@ import { ScheduleModule } from '@nestjs/schedule';
 import { AuditModule } from './audit/audit.module.js';
 import { CacheInfraModule } from './cache/cache.module.js';
 import { ComplianceModule } from './compliance/compliance.module.js';
+import { IdempotencyModule } from './common/idempotency.js';
 import { LifecycleService } from './common/lifecycle.service.js';
 import { PersonalDataModule } from './common/personal-data.js';
 import { RequestContextMiddleware } from './common/request-context.middleware.js';
@@ -33,6 +34,7 @@ export class AppModule implements NestModule {
         DatabaseModule,
         CryptoModule,
         PersonalDataModule,
+        IdempotencyModule,
         CacheInfraModule,
         AuditModule,
         HealthModule,

@@ -14,6 +14,8 @@ export interface RequestContext {
   minLsn?: string;
   /** The writer's LSN after this request's last write: answered as `x-write-lsn`. */
   writeLsn?: string;
+  /** The request's Idempotency-Key: its first write marks the key committed in the same transaction. */
+  idempotency?: { apiKeyId: string; key: string };
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

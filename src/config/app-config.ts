@@ -29,6 +29,7 @@ export interface DatabaseConfig {
   /** Replicas over either bound are skipped for reads. */
   readMaxLag: { seconds: number; bytes: number };
   queryTimeoutMs: number;
+  idempotencyTtlHours: number;
   failover: { mode: 'auto' | 'manual' | 'off'; maxLagBytes: number; retryAfterSeconds: number };
 }
 
@@ -217,6 +218,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       },
       readMaxLag: { seconds: vars.DB_READ_MAX_LAG_SECONDS, bytes: vars.DB_READ_MAX_LAG_BYTES },
       queryTimeoutMs: vars.DB_QUERY_TIMEOUT_MS,
+      idempotencyTtlHours: vars.IDEMPOTENCY_TTL_HOURS,
       failover: {
         mode: vars.FAILOVER_MODE,
         maxLagBytes: vars.FAILOVER_MAX_LAG_BYTES,

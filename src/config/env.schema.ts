@@ -183,6 +183,12 @@ export class EnvironmentVariables {
   @Min(100)
   DB_QUERY_TIMEOUT_MS = 30_000;
 
+  /** How long a mutating request's Idempotency-Key and its first result are kept. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  IDEMPOTENCY_TTL_HOURS = 24;
+
   // --- failover -----------------------------------------------------------------------
   @IsIn(['auto', 'manual', 'off'])
   FAILOVER_MODE: 'auto' | 'manual' | 'off' = 'auto';

@@ -330,6 +330,7 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
         client.on('notice', onNotice);
         await runner.startTransaction();
         result = await fn(runner.manager);
+        await this.markIdempotentWrite(runner.manager);
       } catch (err) {
         if (isNodeDownError(err)) {
           poisoned = true;
@@ -384,6 +385,17 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
         destroyConnection(client);
       }
       await runner.release();
+    }
+  }
+
+  /** With an Idempotency-Key, the key is marked committed in the writing transaction. */
+  private async markIdempotentWrite(m: EntityManager): Promise<void> {
+    const idem = RequestContextStore.get()?.idempotency;
+    if (idem) {
+      await m.query(
+        `UPDATE idempotency_keys SET committed = true WHERE api_key_id = $1 AND key = $2 AND NOT committed`,
+        [idem.apiKeyId, idem.key],
+      );
     }
   }
 
