@@ -16,20 +16,10 @@ import {
 import { keysMatching, redisClient } from './support/redis.js';
 import { REPO_ROOT, stack, stackEnv } from './support/stack.js';
 import { axis, recipeBody } from './support/vectors.js';
+import { until as untilFor } from './support/wait.js';
 
-async function until<T>(
-  probe: () => Promise<T>,
-  accept: (v: T) => boolean,
-  ms = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  let value = await probe();
-  while (!accept(value) && Date.now() < deadline) {
-    await sleep(50);
-    value = await probe();
-  }
-  return value;
-}
+const until = <T>(probe: () => Promise<T>, accept: (v: T) => boolean, ms = 10_000): Promise<T> =>
+  untilFor(probe, accept, ms);
 
 describe('two-level cache (real Redis, real PostgreSQL)', () => {
   let env: Record<string, string>;

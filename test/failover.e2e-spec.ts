@@ -7,6 +7,7 @@ import type { FailoverRecord } from '../src/database/failover.service.js';
 import { bearer, bootApp, KEYS, testConfig } from './support/app.js';
 import { superQuery } from './support/databases.js';
 import { IsolatedStack, REPO_ROOT } from './support/stack.js';
+import { until as untilFor } from './support/wait.js';
 
 interface TopologyNode {
   name: string;
@@ -22,6 +23,9 @@ interface LoopResult {
   missingRetryAfter: number;
   firstAckAfterKillMs: number | null;
 }
+
+const until = <T>(probe: () => Promise<T>, accept: (v: T) => boolean, ms = 30_000): Promise<T> =>
+  untilFor(probe, accept, ms, 100);
 
 const PORTS = { primary: 57432, replica: 57433, pgbouncer: 57532, redis: 57379 };
 const A = `127.0.0.1:${PORTS.primary}`;
@@ -90,17 +94,6 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
       .get('/v1/ops/topology')
       .set(bearer(KEYS.opsRead));
     return res.body as never;
-  }
-
-  async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const v = await what();
-      if (ok(v) || Date.now() > deadline) {
-        return v;
-      }
-      await sleep(100);
-    }
   }
 
   /**

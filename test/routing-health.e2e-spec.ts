@@ -10,6 +10,7 @@ import {
   superQuery,
 } from './support/databases.js';
 import { stack, stackEnv } from './support/stack.js';
+import { until } from './support/wait.js';
 
 interface Probe {
   id: string;
@@ -74,17 +75,6 @@ describe('routing: lag bound, read-your-writes by LSN, dead replica (real stack)
   async function node(name: string): Promise<TopologyNode> {
     const res = await request(http()).get('/v1/ops/topology').set(bearer(KEYS.opsRead)).expect(200);
     return (res.body.nodes as TopologyNode[]).find((n) => n.name === name)!;
-  }
-
-  async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, ms = 15_000): Promise<T> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const v = await what();
-      if (ok(v) || Date.now() > deadline) {
-        return v;
-      }
-      await sleep(100);
-    }
   }
 
   it('with x-write-lsn a read never returns the pre-write state; without it the lagging replica may', async () => {
