@@ -17,6 +17,15 @@ export interface DatabaseConfig {
   connectTimeoutMs: number;
   bootTimeoutMs: number;
   pool: { default: number; min: number; max: number; reserve: number };
+  poolControl: {
+    evalIntervalMs: number;
+    scaleUpThreshold: number;
+    scaleDownThreshold: number;
+    scaleUpStep: number;
+    scaleDownStep: number;
+    maxConnectionsShare: number;
+    alertWaitMs: number;
+  };
   readDefault: 'replica' | 'primary';
   migrationsRun: boolean;
   routeViaPgBouncer: boolean;
@@ -206,6 +215,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         min: vars.DB_POOL_MIN,
         max: vars.DB_POOL_MAX,
         reserve: vars.DB_POOL_RESERVE,
+      },
+      poolControl: {
+        evalIntervalMs: vars.DB_POOL_EVAL_INTERVAL_MS,
+        scaleUpThreshold: vars.DB_POOL_SCALE_UP_THRESHOLD,
+        scaleDownThreshold: vars.DB_POOL_SCALE_DOWN_THRESHOLD,
+        scaleUpStep: vars.DB_POOL_SCALE_UP_STEP,
+        scaleDownStep: vars.DB_POOL_SCALE_DOWN_STEP,
+        maxConnectionsShare: vars.DB_POOL_MAX_CONNECTIONS_SHARE,
+        alertWaitMs: vars.DB_POOL_ALERT_WAIT_MS,
       },
       readDefault: vars.DB_READ_DEFAULT,
       migrationsRun: vars.DB_MIGRATIONS_RUN,

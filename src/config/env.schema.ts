@@ -183,6 +183,48 @@ export class EnvironmentVariables {
   @Min(100)
   DB_QUERY_TIMEOUT_MS = 30_000;
 
+  // --- adaptive pool sizing (spec: connection_pooling.dynamic_scaling) -----------------
+  /** 0 turns the controller off. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  DB_POOL_EVAL_INTERVAL_MS = 60_000;
+
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(0)
+  @Max(1)
+  DB_POOL_SCALE_UP_THRESHOLD = 0.8;
+
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(0)
+  @Max(1)
+  DB_POOL_SCALE_DOWN_THRESHOLD = 0.3;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  DB_POOL_SCALE_UP_STEP = 5;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  DB_POOL_SCALE_DOWN_STEP = 2;
+
+  /** This instance's pools never exceed this share of a server's max_connections. */
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(0.01)
+  @Max(1)
+  DB_POOL_MAX_CONNECTIONS_SHARE = 0.5;
+
+  /** Alert metric when waiting for a connection takes longer than this. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  DB_POOL_ALERT_WAIT_MS = 100;
+
   /** How long a mutating request's Idempotency-Key and its first result are kept. */
   @Transform(toInt)
   @IsInt()

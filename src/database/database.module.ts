@@ -7,6 +7,7 @@ import { DatabaseBootModule } from './database-boot.module.js';
 import { buildDataSourceOptions } from './data-source.js';
 import { BOOT_TOPOLOGY } from './database.tokens.js';
 import { FailoverService } from './failover.service.js';
+import { PoolControllerService } from './pool-controller.service.js';
 import { JobLeadershipService } from './job-leadership.service.js';
 import { JobRunsRepository } from './job-runs.repository.js';
 import { ReadRouterService } from './read-router.service.js';
@@ -32,6 +33,7 @@ import { TopologyService } from './topology.service.js';
     TopologyService,
     ReadRouterService,
     FailoverService,
+    PoolControllerService,
     JobLeadershipService,
     JobRunsRepository,
   ],
@@ -40,6 +42,7 @@ import { TopologyService } from './topology.service.js';
     TopologyService,
     ReadRouterService,
     FailoverService,
+    PoolControllerService,
     JobLeadershipService,
     JobRunsRepository,
   ],

@@ -73,6 +73,16 @@ export class JobLeadershipService implements OnModuleDestroy {
     }
   }
 
+  /** Leadership only (no run record): for frequent leader-only work such as pool control. */
+  async tryLead(lock: AdvisoryLock): Promise<boolean> {
+    try {
+      return await this.acquire(lock);
+    } catch (err) {
+      this.logger.warn({ lock, error: (err as Error).message }, 'leadership check failed');
+      return false;
+    }
+  }
+
   private async acquire(lock: AdvisoryLock): Promise<boolean> {
     const client = await this.connection();
     if (this.held.has(lock)) {

@@ -13,4 +13,5 @@ export enum AdvisoryLock {
   ComplianceReport = 400,
   ExportPurge = 500,
   Failover = 600,
+  PgBouncerPoolControl = 700,
 }

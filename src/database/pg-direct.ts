@@ -63,7 +63,7 @@ const END_TIMEOUT_MS = 1_000;
  * link) never does, and a health check would never finish. Give it a moment, then
  * destroy the socket.
  */
-async function closeWithin(client: pg.Client, ms: number): Promise<void> {
+export async function closeWithin(client: pg.Client, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const ended = client.end().then(
     () => true,

@@ -106,10 +106,13 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
     }
     const writer = this.topology.writerName;
     try {
-      const obtained =
-        this.viaPgBouncer && writer === this.bootWriter
-          ? await toMaster()
-          : await connect(this.poolFor(writer));
+      const started = performance.now();
+      const viaBouncer = this.viaPgBouncer && writer === this.bootWriter;
+      const obtained = viaBouncer ? await toMaster() : await connect(this.poolFor(writer));
+      this.onAcquire?.(
+        viaBouncer ? this.labels.writeLabel : writer,
+        (performance.now() - started) / 1000,
+      );
       NODE_OF.set(obtained[0], writer);
       this.markServed(
         'primary',
@@ -168,7 +171,9 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
   ): Promise<Obtained | null> {
     let obtained: Obtained;
     try {
+      const started = performance.now();
       obtained = await connect(pool);
+      this.onAcquire?.(label, (performance.now() - started) / 1000);
     } catch (err) {
       if (!isNodeDownError(err)) {
         throw err;
@@ -413,6 +418,19 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
     }
     ctx.writeLsn = lsn;
   }
+
+  /** Every pool this service uses, by label (node name, or PgBouncer entry). */
+  allPools(): Array<{ label: string; pool: pg.Pool }> {
+    const out = new Map<string, pg.Pool>(this.pools);
+    if (this.viaPgBouncer) {
+      out.set(this.labels.writeLabel, this.driver.master);
+      this.labels.readLabels.forEach((l, i) => out.set(l, this.driver.slaves[i]));
+    }
+    return [...out.entries()].map(([label, pool]) => ({ label, pool }));
+  }
+
+  /** Seconds spent waiting for pooled connections, by pool label (pool controller). */
+  onAcquire?: (label: string, seconds: number) => void;
 
   get readDefault(): AppConfig['database']['readDefault'] {
     return this.config.database.readDefault;

@@ -12,6 +12,7 @@ import type { JobRunRow } from '../database/job-runs.repository.js';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { RequireScopes } from '../security/auth.decorators.js';
 import { FailoverService } from '../database/failover.service.js';
+import { PoolControllerService } from '../database/pool-controller.service.js';
 import type { FailoverRecord } from '../database/failover.service.js';
 import { CreateProbeDto, FailoverRequestDto, ProbeResponseDto } from './dto/probe.dto.js';
 import { OpsService, TopologyView } from './ops.service.js';
@@ -22,6 +23,7 @@ export class OpsController {
   constructor(
     private readonly ops: OpsService,
     private readonly failovers: FailoverService,
+    private readonly poolController: PoolControllerService,
   ) {}
 
   @Get('topology')
@@ -29,6 +31,15 @@ export class OpsController {
   @ApiOperation({ summary: 'Nodes, roles, timeline, lag, health, which serves reads and writes' })
   topology(): Promise<TopologyView> {
     return this.ops.topology();
+  }
+
+  @Get('pools')
+  @RequireScopes('ops:read')
+  @ApiOperation({
+    summary: 'Pool sizes, utilization, waits, PgBouncer pool state and recent scaling events',
+  })
+  pools(): ReturnType<PoolControllerService['view']> {
+    return this.poolController.view();
   }
 
   @Post('failover')

@@ -45,6 +45,8 @@ export function testConfig(
     JOBS_ENABLED: 'false',
     // Tests that stop the shared stack's primary must not promote its replica.
     FAILOVER_MODE: 'off',
+    // Pool control off unless a test turns it on: it would resize the shared PgBouncer.
+    DB_POOL_EVAL_INTERVAL_MS: '0',
     DB_HEALTH_TIMEOUT_MS: '2000',
     DB_HEALTH_INTERVAL_MS: '1000',
     SHUTDOWN_DRAIN_MS: '0',
