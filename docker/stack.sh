@@ -115,6 +115,8 @@ usage: $(basename "$0") COMMAND [NODE]
   rejoin NODE        after a failover: make the former primary NODE a standby of the new
                      primary (pg_rewind, or a fresh base backup when that fails)
   pause NODE         SIGSTOP every process of a PostgreSQL node (a hung server)
+  add-replica PORT   clone and start a further standby of the primary on PORT (tests)
+  start-replica PORT / kill-replica PORT / drop-replica PORT   that standby
   resume NODE        SIGCONT them
 NODE: ${NODES[*]}
 EOF
@@ -1201,6 +1203,74 @@ pg_signal_all() {
 }
 
 # ----------------------------------------------------------------------------
+# Extra replicas (a second standby for routing tests), by port
+# ----------------------------------------------------------------------------
+extra_data() { echo "$STACK_DIR/extra-$1"; }
+
+extra_pids() { data_dir_pids "$(extra_data "$1")"; }
+
+extra_ready() { "$PG_BIN/pg_isready" -q -h "$HOST" -p "$1" -t 2 >/dev/null 2>&1; }
+
+# add-replica PORT: clone a further standby of the primary node on PORT and start it.
+extra_add() {
+  local port=$1 data slot
+  data=$(extra_data "$port")
+  slot=stack_extra_$port
+  { pg_pid primary >/dev/null && [[ $(pg_role primary) == primary ]]; } \
+    || die "add-replica: the primary node must be running as the primary"
+  port_free "$port" || die "port $port is already in use"
+  if [[ ! -f $data/PG_VERSION ]]; then
+    rm -rf "$data"
+    mkdir -m 700 "$data"
+    [[ $EUID -eq 0 ]] && chown "$SVC_USER:" "$data"
+    pg_super primary postgres -c \
+      "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = '$slot' and not active" >/dev/null || true
+    log "cloning an extra replica on port $port (pg_basebackup, slot $slot)"
+    (cd "$STACK_DIR" && as_svc env PGPASSWORD="$REPL_PASSWORD" PGCONNECT_TIMEOUT=5 \
+        timeout "$BASEBACKUP_TIMEOUT" "$PG_BIN/pg_basebackup" -D "$data" -R -X stream -c fast \
+        -C -S "$slot" -h "$HOST" -p "$PRIMARY_PORT" -U "$REPL_USER" -w >"$LOG_DIR/basebackup-extra-$port.log" 2>&1) \
+      || { tail_log "$LOG_DIR/basebackup-extra-$port.log"; die "pg_basebackup for the extra replica failed"; }
+    pg_conf_content replica | sed "s/^port = .*/port = $port/" | as_svc tee "$data/stack.conf" >/dev/null
+    rm -f "$data/postmaster.opts" "$data/postmaster.pid"
+  fi
+  extra_start "$port"
+}
+
+extra_start() {
+  local port=$1 data
+  data=$(extra_data "$port")
+  [[ -f $data/PG_VERSION ]] || die "no extra replica on port $port (add-replica first)"
+  if [[ -n $(extra_pids "$port") ]] && extra_ready "$port"; then
+    log "extra replica on $port already running"
+    return 0
+  fi
+  # after a kill -9: the stale pid file and socket lock would block the start
+  rm -f "$data/postmaster.pid" "$RUN_DIR/.s.PGSQL.$port" "$RUN_DIR/.s.PGSQL.$port.lock"
+  (cd "$STACK_DIR" && as_svc "$PG_BIN/pg_ctl" -D "$data" -l "$LOG_DIR/extra-$port.log" -w -t "$WAIT_TIMEOUT" -s start >/dev/null) \
+    || { tail_log "$LOG_DIR/extra-$port.log"; die "extra replica on $port failed to start"; }
+  wait_until "$WAIT_TIMEOUT" extra_ready "$port" || die "extra replica on $port not ready"
+  log "extra replica ready on $HOST:$port"
+}
+
+extra_kill() {
+  local port=$1 pids=()
+  mapfile -t pids < <(extra_pids "$port")
+  [[ ${#pids[@]} -gt 0 ]] || { log "extra replica on $port is not running"; return 0; }
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+  wait_until 30 port_free "$port" || die "extra replica on $port: port still busy"
+  log "extra replica on $port killed"
+}
+
+extra_drop() {
+  local port=$1
+  extra_kill "$port"
+  rm -rf "$(extra_data "$port")"
+  pg_super primary postgres -c \
+    "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = 'stack_extra_$port' and not active" >/dev/null || true
+  log "extra replica on $port removed"
+}
+
+# ----------------------------------------------------------------------------
 # Node dispatch
 # ----------------------------------------------------------------------------
 node_start() {
@@ -1358,6 +1428,11 @@ cmd_down() {
   resolve_pg_bin 2>/dev/null || PG_BIN=${STACK_PG_BIN:-/usr/lib/postgresql/$PG_DEFAULT_MAJOR/bin}
   lock_stack
   pgb_stop
+  local extra
+  for extra in "$STACK_DIR"/extra-*; do
+    [[ -f $extra/postmaster.pid ]] || continue
+    (cd "$STACK_DIR" && as_svc "$PG_BIN/pg_ctl" -D "$extra" -m fast -w -t "$WAIT_TIMEOUT" -s stop >/dev/null 2>&1) || true
+  done
   pg_stop replica
   pg_stop primary
   redis_stop
@@ -1439,6 +1514,16 @@ main() {
     status) [[ $# -eq 1 ]] || usage; cmd_status ;;
     env) [[ $# -eq 1 ]] || usage; cmd_env ;;
     start | stop | kill | restart | rebuild | rejoin | pause | resume) [[ $# -eq 2 ]] || usage; cmd_node "$cmd" "$2" ;;
+    add-replica | start-replica | kill-replica | drop-replica)
+      [[ $# -eq 2 && $2 =~ ^[0-9]+$ ]] || usage
+      resolve_pg_bin 2>/dev/null || PG_BIN=${STACK_PG_BIN:-/usr/lib/postgresql/$PG_DEFAULT_MAJOR/bin}
+      case $cmd in
+        add-replica) lock_stack; ensure_packages; prepare_dirs; extra_add "$2" ;;
+        start-replica) lock_stack; extra_start "$2" ;;
+        kill-replica) extra_kill "$2" ;;
+        drop-replica) lock_stack; extra_drop "$2" ;;
+      esac
+      ;;
     -h | --help | help) usage ;;
     *) printf '[stack] ERROR: unknown command "%s"\n' "$cmd" >&2; usage ;;
   esac
