@@ -17,6 +17,18 @@ npm run --silent build
 
 export TZ=UTC
 mkdir -p .stack
+JEST=(node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --runInBand --json)
+rm -f .stack/jest-results-pgbouncer.json
 # The e2e files stop and kill shared nodes of the stack, so they run one at a time.
-exec node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js \
-  --runInBand --json --outputFile=.stack/jest-results.json "$@"
+status=0
+"${JEST[@]}" --outputFile=.stack/jest-results.json "$@" || status=$?
+if [[ $# -eq 0 ]]; then
+  # The whole suite also runs every feature's e2e file once more with all queries going
+  # through PgBouncer in transaction pooling (no session state may leak between them).
+  echo "[test] feature e2e files again, through PgBouncer (TEST_VIA_PGBOUNCER=1)"
+  TEST_VIA_PGBOUNCER=1 "${JEST[@]}" --selectProjects e2e --outputFile=.stack/jest-results-pgbouncer.json \
+    test/users.e2e-spec.ts test/consent.e2e-spec.ts test/audit.e2e-spec.ts test/recipes.e2e-spec.ts \
+    test/gdpr.e2e-spec.ts test/idempotency.e2e-spec.ts test/compliance.e2e-spec.ts \
+    test/search.e2e-spec.ts test/cache.e2e-spec.ts || status=$?
+fi
+exit $status

@@ -47,6 +47,11 @@ export function testConfig(
     FAILOVER_MODE: 'off',
     // Pool control off unless a test turns it on: it would resize the shared PgBouncer.
     DB_POOL_EVAL_INTERVAL_MS: '0',
+    // TEST_VIA_PGBOUNCER=1: every query goes through PgBouncer in transaction pooling
+    // (its `*` entry serves any test database; reads then use the primary behind it).
+    ...(process.env.TEST_VIA_PGBOUNCER === '1'
+      ? { DB_ROUTE_VIA_PGBOUNCER: 'true', PGBOUNCER_DB_RW: database, PGBOUNCER_DB_RO: database }
+      : {}),
     DB_HEALTH_TIMEOUT_MS: '2000',
     DB_HEALTH_INTERVAL_MS: '1000',
     SHUTDOWN_DRAIN_MS: '0',
