@@ -7,43 +7,25 @@
  *
  * Knobs (env): BENCH_FAILOVER_RUNS (5).
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import pg from 'pg';
+import { BenchStack } from './lib/isolated-stack.js';
 import { hostInfo } from './lib/machine.js';
 import { log } from './lib/progress.js';
 import { freePort, HttpClient, ServiceProcess } from './lib/service.js';
 import { round } from './lib/stats.js';
 
-const run = promisify(execFile);
 const REPO_DIR = path.resolve(import.meta.dirname, '..', '..');
-const STACK_DIR = path.join(REPO_DIR, '.stack', 'bench-failover');
 const PORTS = { primary: 57442, replica: 57443, pgbouncer: 57542, redis: 57389 };
 const RUNS = Number(process.env.BENCH_FAILOVER_RUNS ?? 5);
 const AFTER_OUTAGE_WRITES = 20;
 
-const stackEnv = {
-  ...process.env,
-  STACK_DIR,
-  STACK_PG_PRIMARY_PORT: String(PORTS.primary),
-  STACK_PG_REPLICA_PORT: String(PORTS.replica),
-  STACK_PGBOUNCER_PORT: String(PORTS.pgbouncer),
-  STACK_REDIS_PORT: String(PORTS.redis),
-  STACK_PG_SHARED_BUFFERS: '128MB',
-};
-
-async function stack(...args: string[]): Promise<string> {
-  const { stdout } = await run('bash', ['docker/stack.sh', ...args], {
-    cwd: REPO_DIR,
-    env: stackEnv,
-    timeout: 300_000,
-  });
-  return stdout;
-}
+const iso = new BenchStack(REPO_DIR, 'bench-failover', PORTS, '128MB');
+const STACK_DIR = iso.dir;
+const stack = (...args: string[]): Promise<string> => iso.run(...args);
 
 async function su(port: number, sql: string): Promise<pg.QueryResult> {
   const c = new pg.Client({
@@ -78,13 +60,7 @@ async function once(mode: 'sync' | 'async'): Promise<RunResult> {
     await su(PORTS.primary, `ALTER SYSTEM SET synchronous_standby_names = '*'`);
     await su(PORTS.primary, 'SELECT pg_reload_conf()');
   }
-  const vars: Record<string, string> = {};
-  for (const line of (await stack('env')).split('\n')) {
-    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-    if (m) {
-      vars[m[1]] = m[2];
-    }
-  }
+  const vars = await iso.vars();
   const secret = randomBytes(24).toString('hex');
   const port = await freePort();
   const service = ServiceProcess.start(

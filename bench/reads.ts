@@ -6,43 +6,25 @@
  *
  * Knobs (env): BENCH_READS_SECONDS (8), BENCH_READS_CONCURRENCY (16).
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
+import { BenchStack } from './lib/isolated-stack.js';
 import { hostInfo } from './lib/machine.js';
 import { log } from './lib/progress.js';
 import { freePort, HttpClient, ServiceProcess } from './lib/service.js';
 import { summarize } from './lib/stats.js';
 
-const run = promisify(execFile);
 const REPO_DIR = path.resolve(import.meta.dirname, '..', '..');
-const STACK_DIR = path.join(REPO_DIR, '.stack', 'bench-reads');
 const PORTS = { primary: 57472, replica: 57473, pgbouncer: 57572, redis: 57409 };
 const EXTRA = 57474;
 const SECONDS = Number(process.env.BENCH_READS_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_READS_CONCURRENCY ?? 16);
 
-const stackEnv = {
-  ...process.env,
-  STACK_DIR,
-  STACK_PG_PRIMARY_PORT: String(PORTS.primary),
-  STACK_PG_REPLICA_PORT: String(PORTS.replica),
-  STACK_PGBOUNCER_PORT: String(PORTS.pgbouncer),
-  STACK_REDIS_PORT: String(PORTS.redis),
-  STACK_PG_SHARED_BUFFERS: '256MB',
-};
-
-async function stack(...args: string[]): Promise<string> {
-  const { stdout } = await run('bash', ['docker/stack.sh', ...args], {
-    cwd: REPO_DIR,
-    env: stackEnv,
-    timeout: 300_000,
-  });
-  return stdout;
-}
+const iso = new BenchStack(REPO_DIR, 'bench-reads', PORTS, '256MB');
+const STACK_DIR = iso.dir;
+const stack = (...args: string[]): Promise<string> => iso.run(...args);
 
 interface Case {
   name: string;
@@ -144,13 +126,7 @@ async function main(): Promise<void> {
   await rm(STACK_DIR, { recursive: true, force: true });
   await stack('up');
   await stack('add-replica', String(EXTRA));
-  const vars: Record<string, string> = {};
-  for (const line of (await stack('env')).split('\n')) {
-    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-    if (m) {
-      vars[m[1]] = m[2];
-    }
-  }
+  const vars = await iso.vars();
   const results: Array<Record<string, unknown>> = [];
   try {
     for (const c of CASES) {
