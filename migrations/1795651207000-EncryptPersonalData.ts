@@ -151,7 +151,7 @@ async function withCrypto(
     return;
   }
   const { config, topology } = migrationContext();
-  const crypto = await createPersonalDataCrypto(config, topology.writer.address, { cache: false });
+  const crypto = await createPersonalDataCrypto(config, topology.writer.address);
   try {
     await fn(crypto);
   } finally {

@@ -75,8 +75,13 @@ export async function closeWithin(client: pg.Client, ms: number): Promise<void> 
   const clean = await Promise.race([ended, timedOut]);
   clearTimeout(timer);
   if (!clean) {
-    (
-      client as unknown as { connection?: { stream?: { destroy(): void } } }
-    ).connection?.stream?.destroy();
+    destroySocket(client);
   }
+}
+
+/** Closes a client's socket at once: a pool then drops the client instead of reusing it. */
+export function destroySocket(client: pg.Client | pg.PoolClient): void {
+  (
+    client as unknown as { connection?: { stream?: { destroy(): void } } }
+  ).connection?.stream?.destroy();
 }

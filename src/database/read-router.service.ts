@@ -7,7 +7,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import { DependencyUnavailableError } from '../common/errors.js';
 import { RequestContext, RequestContextStore } from '../common/request-context.js';
 import { isNodeDownError } from './node-errors.js';
-import { directClientConfig } from './pg-direct.js';
+import { destroySocket, directClientConfig } from './pg-direct.js';
 import { lsnToBigInt } from './topology.js';
 import { ROUTE_LABELS } from './database.tokens.js';
 import { TopologyService } from './topology.service.js';
@@ -387,7 +387,7 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
     } finally {
       client?.off('notice', onNotice);
       if (poisoned && client) {
-        destroyConnection(client);
+        destroySocket(client);
       }
       await runner.release();
     }
@@ -460,10 +460,3 @@ function connect(pool: pg.Pool): Promise<Obtained> {
 }
 
 export { isNodeDownError };
-
-/** Closes a pooled client's socket: the pool then drops it instead of reusing it. */
-function destroyConnection(client: pg.PoolClient): void {
-  (
-    client as unknown as { connection?: { stream?: { destroy(): void } } }
-  ).connection?.stream?.destroy();
-}

@@ -254,18 +254,7 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
    * lag bounds (DB_READ_MAX_LAG_SECONDS / _BYTES) as of the last check round.
    */
   readCandidates(): string[] {
-    const bound = this.config.database.readMaxLag;
-    return [...this.states.values()]
-      .filter(
-        (s) =>
-          s.name !== this.writer &&
-          s.healthy &&
-          !s.fenced &&
-          s.role === 'replica' &&
-          (s.lagBytes === null || s.lagBytes <= bound.bytes) &&
-          (s.lastProbe.replayLagSeconds ?? 0) <= bound.seconds,
-      )
-      .map((s) => s.name);
+    return this.names().filter((name) => this.exclusion(name) === null);
   }
 
   /** Why a node is not a read candidate (diagnostics), or null. */

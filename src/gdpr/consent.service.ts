@@ -51,7 +51,6 @@ export class ConsentService {
     await this.router.write((m) =>
       this.consents.publish(m, dto.purpose, dto.text, sha, dto.effectiveAt ?? null),
     );
-    readOwnWrites();
     return (await this.policies()).find((p) => p.purpose === dto.purpose)!;
   }
 
@@ -87,7 +86,6 @@ export class ConsentService {
         details: { policyVersion: dto.policyVersion, source: dto.source },
       });
     });
-    readOwnWrites();
     return (await this.effective(userId)).find((c) => c.purpose === purpose)!;
   }
 
@@ -140,14 +138,6 @@ export class ConsentService {
       throw new NotFoundError('user', userId);
     }
     return (await this.consents.history(userId)).map(toEvent);
-  }
-}
-
-/** The rest of this request reads from the writer: it must see what it just wrote. */
-function readOwnWrites(): void {
-  const ctx = RequestContextStore.get();
-  if (ctx) {
-    ctx.consistency = 'strong';
   }
 }
 

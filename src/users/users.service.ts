@@ -46,6 +46,9 @@ export class UsersService {
     userId: string,
     load: () => Promise<T | null>,
   ): Promise<T | null> {
+    if (this.cache.bypass(type)) {
+      return load();
+    }
     const entry = await this.cache.read<SealedEntry | null>(type, userId, async () => {
       const value = await load();
       return value === null ? null : this.sealEntry(type, userId, value);
