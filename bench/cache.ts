@@ -10,7 +10,8 @@
  * bench/results/cache-<date>.json. See bench/README.md.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +29,15 @@ import {
   type Versions,
 } from './lib/cache-data.js';
 import { controlRun, killRun, type DurabilityRun } from './lib/cache-durability.js';
+import {
+  ensureEmbeddings,
+  mixedLoop,
+  searchBodies,
+  searchCacheCounts,
+  type MixedLoopResult,
+  type SearchCacheCounts,
+  type WriteKind,
+} from './lib/cache-search.js';
 import { measureInProcess, type InProcessResult } from './lib/cache-inprocess.js';
 import {
   closedLoop,
@@ -38,7 +48,14 @@ import {
   type Sample,
 } from './lib/cache-workload.js';
 import { hostInfo } from './lib/machine.js';
+import {
+  renderMonitoringAb,
+  runMonitoringAb,
+  type AbService,
+  type MonitoringAbReport,
+} from './lib/monitoring-ab.js';
 import { log, timed } from './lib/progress.js';
+import { runBench, writeReport } from './lib/paths.js';
 import { Rng } from './lib/rng.js';
 import { HttpClient, ServiceProcess, freePort } from './lib/service.js';
 import { loadStackEnv, withClient, type StackEnv } from './lib/stack.js';
@@ -70,6 +87,16 @@ interface Options {
   skipDurability: boolean;
   noKill: boolean;
   tag: string;
+  searchRecipes: number;
+  searchQueries: number;
+  mixedWriteShare: number;
+  mixedWarmupS: number;
+  mixedDurationS: number;
+  skipMixed: boolean;
+  baselineDir: string;
+  monitoringAb: boolean;
+  abRounds: number;
+  abCloudwatchIntervalS: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -95,6 +122,16 @@ function parseOptions(argv: string[]): Options {
       'skip-durability': { type: 'boolean', default: false },
       'no-kill': { type: 'boolean', default: false },
       tag: { type: 'string', default: '' },
+      'search-recipes': { type: 'string', default: '2000' },
+      'search-queries': { type: 'string', default: '1000' },
+      'mixed-write-share': { type: 'string', default: '0.05' },
+      'mixed-warmup-s': { type: 'string', default: '10' },
+      'mixed-duration-s': { type: 'string', default: '20' },
+      'skip-mixed': { type: 'boolean', default: false },
+      'baseline-dir': { type: 'string', default: '' },
+      'monitoring-ab': { type: 'boolean', default: false },
+      'ab-rounds': { type: 'string', default: '8' },
+      'ab-cloudwatch-interval-s': { type: 'string', default: '5' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -106,6 +143,9 @@ function parseOptions(argv: string[]): Options {
         '  [--inproc-iterations 20000] [--inproc-ids 1000]\n' +
         '  [--wb-updates 500] [--wb-rate 100] [--wb-settle-s 5] [--wb-probe 20] [--flush-ms 1000]\n' +
         '  [--skip-http] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
+        '  [--search-recipes 2000] [--search-queries 1000] [--mixed-write-share 0.05]\n' +
+        '  [--mixed-warmup-s 10] [--mixed-duration-s 20] [--skip-mixed] [--baseline-dir DIR]\n' +
+        '  [--monitoring-ab [--ab-rounds 8] [--ab-cloudwatch-interval-s 5]]\n' +
         '  [--tag NAME (results file cache-<date>-NAME.json)]\n',
     );
     process.exit(0);
@@ -120,6 +160,12 @@ function parseOptions(argv: string[]): Options {
   const zipfS = Number(values['zipf-s']);
   if (!Number.isFinite(zipfS) || zipfS <= 0 || zipfS > 5) {
     throw new Error(`--zipf-s must be a number in (0, 5], got '${values['zipf-s']}'`);
+  }
+  const writeShare = Number(values['mixed-write-share']);
+  if (!Number.isFinite(writeShare) || writeShare <= 0 || writeShare >= 1) {
+    throw new Error(
+      `--mixed-write-share must be a number in (0, 1), got '${values['mixed-write-share']}'`,
+    );
   }
   if (!/^[a-z0-9-]{0,40}$/.test(values.tag)) {
     throw new Error(`--tag must be lowercase letters, digits and dashes, got '${values.tag}'`);
@@ -144,7 +190,27 @@ function parseOptions(argv: string[]): Options {
     skipDurability: values['skip-durability'],
     noKill: values['no-kill'],
     tag: values.tag,
+    searchRecipes: int('search-recipes', values['search-recipes'], 100, 1_000_000),
+    searchQueries: int('search-queries', values['search-queries'], 10, 100_000),
+    mixedWriteShare: writeShare,
+    mixedWarmupS: int('mixed-warmup-s', values['mixed-warmup-s'], 0, 3600),
+    mixedDurationS: int('mixed-duration-s', values['mixed-duration-s'], 1, 3600),
+    skipMixed: values['skip-mixed'],
+    baselineDir: values['baseline-dir'] ? path.resolve(values['baseline-dir']) : '',
+    monitoringAb: values['monitoring-ab'],
+    abRounds: int('ab-rounds', values['ab-rounds'], 2, 64),
+    abCloudwatchIntervalS: int(
+      'ab-cloudwatch-interval-s',
+      values['ab-cloudwatch-interval-s'],
+      1,
+      3600,
+    ),
   };
+  if (opts.baselineDir && !existsSync(path.join(opts.baselineDir, 'dist/src/main.js'))) {
+    throw new Error(
+      `--baseline-dir: ${opts.baselineDir}/dist/src/main.js is missing (build it there)`,
+    );
+  }
   if (!opts.skipDurability && 2 * opts.wbUpdates + opts.wbProbe > opts.recipes) {
     throw new Error('--recipes must be at least 2 x --wb-updates + --wb-probe (distinct recipes)');
   }
@@ -179,16 +245,23 @@ function serviceEnv(env: StackEnv, opts: Options, cacheEnabled: boolean): Record
   };
 }
 
-async function startService(env: StackEnv, opts: Options, cacheEnabled: boolean): Promise<Running> {
+async function startService(
+  env: StackEnv,
+  opts: Options,
+  cacheEnabled: boolean,
+  serviceDir = REPO_DIR,
+  extraEnv: Record<string, string> = {},
+): Promise<Running> {
   const removed = await flushBenchKeys(env.vars.REDIS_URL);
   log(`redis: unlinked ${removed} keys of ${CACHE_BENCH_DB}`);
   const secret = randomBytes(24).toString('hex');
   const hash = createHash('sha256').update(secret, 'utf8').digest('hex');
   const port = await freePort();
   const service = ServiceProcess.start(
-    REPO_DIR,
+    serviceDir,
     {
       ...serviceEnv(env, opts, cacheEnabled),
+      ...extraEnv,
       API_KEYS: JSON.stringify([
         { id: 'bench-cache', hash, scopes: ['recipes:read', 'recipes:write'] },
       ]),
@@ -390,6 +463,196 @@ async function httpRun(
 }
 
 // ---------------------------------------------------------------------------
+// --monitoring-ab (issue 12): cached GETs with monitoring off versus on
+
+async function monitoringAb(
+  env: StackEnv,
+  opts: Options,
+  byRank: readonly string[],
+): Promise<MonitoringAbReport> {
+  return runMonitoringAb({
+    workload: `bench:cache cached GET /v1/recipes/:id (cache on, zipf ${opts.zipfS}, c=${opts.concurrency})`,
+    rounds: opts.abRounds,
+    warmupS: opts.warmupS,
+    durationS: opts.durationS,
+    cloudwatchIntervalS: opts.abCloudwatchIntervalS,
+    start: async (monitoringEnv): Promise<AbService> => {
+      const r = await startService(env, opts, true, REPO_DIR, monitoringEnv);
+      // the same seeded id sequence in every round
+      const zipf = new Zipf(byRank.length, opts.zipfS);
+      const rng = new Rng(opts.seed ^ 0x5bd1e995);
+      const next = (): string => byRank[zipf.sample(rng)];
+      const send = async (id: string): Promise<number> =>
+        (await r.load.request('GET', `/v1/recipes/${id}`, undefined, r.auth)).status;
+      const seen = new Set<string>();
+      const loop = (label: string, durationS: number) =>
+        closedLoop({ concurrency: opts.concurrency, durationS, next, send, seen, label });
+      return {
+        bootS: r.bootS,
+        warmup: (label) => loop(label, opts.warmupS),
+        measure: (label) => loop(label, opts.durationS),
+        evidence: async () => {
+          const s = await scrape(r.http);
+          return {
+            cloudwatchDatumsSent: metricSum(s, 'dbu_cloudwatch_datums_sent_total'),
+            cloudwatchPutFailures: metricSum(s, 'dbu_cloudwatch_put_failures_total'),
+            alertEvaluations: metricSum(s, 'dbu_alert_evaluations_total'),
+            samplerLeader: metricSum(s, 'dbu_monitoring_sampler_leader'),
+          };
+        },
+        stop: () => stopService(r),
+      };
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Search results under writes (issue 10, part 2)
+
+interface MixedRun {
+  label: string;
+  /** the service under test: this checkout, or --baseline-dir */
+  build: 'this checkout' | 'baseline';
+  writeShare: number;
+  writeKind: WriteKind | null;
+  warmup: MixedLoopResult | null;
+  measured: MixedLoopResult;
+  counts: SearchCacheCounts;
+  hitRates: {
+    /** searches answered by L1 or L2 */
+    ofSearches: number | null;
+    /** cache lookups answered by L1 or L2 (searches run uncached while the generation is unusable are not lookups) */
+    ofLookups: number | null;
+    l1: number | null;
+  };
+  /** generation bumps per second of the measured phase */
+  bumpsPerS: number;
+}
+
+async function mixedRun(
+  env: StackEnv,
+  opts: Options,
+  run: { label: string; writeShare: number; writeKind: WriteKind | null; baseline: boolean },
+  bodies: readonly Buffer[],
+  writeIds: readonly string[],
+): Promise<MixedRun> {
+  const r = await startService(env, opts, true, run.baseline ? opts.baselineDir : REPO_DIR);
+  try {
+    const zipf = new Zipf(bodies.length, opts.zipfS);
+    // the same seeded sequence in every run
+    const rng = new Rng(opts.seed ^ 0x1b873593);
+    const seen = new Set<number>();
+    const loop = (label: string, durationS: number): Promise<MixedLoopResult> =>
+      mixedLoop({
+        http: r.load,
+        auth: r.auth,
+        bodies,
+        zipf,
+        rng,
+        writeShare: run.writeShare,
+        writeKind: run.writeKind ?? 'patch',
+        writeIds,
+        writeSeed: opts.seed ^ 0x85ebca6b,
+        concurrency: opts.concurrency,
+        durationS,
+        seen,
+        label,
+      });
+    const warmup =
+      opts.mixedWarmupS > 0 ? await loop(`${run.label} warm-up`, opts.mixedWarmupS) : null;
+    const before = await scrape(r.http);
+    const measured = await loop(`${run.label} measured`, opts.mixedDurationS);
+    const after = await scrape(r.http);
+    const counts = searchCacheCounts(before, after);
+    const ratio = (a: number, b: number): number | null => (b > 0 ? round(a / b, 4) : null);
+    const hits = counts.l1Hits + counts.l2Hits;
+    const lookups = counts.l1Hits + counts.l1Misses;
+    const result: MixedRun = {
+      label: run.label,
+      build: run.baseline ? 'baseline' : 'this checkout',
+      writeShare: run.writeShare,
+      writeKind: run.writeKind,
+      warmup,
+      measured,
+      counts,
+      hitRates: {
+        ofSearches: ratio(hits, measured.searches),
+        ofLookups: ratio(hits, lookups),
+        l1: ratio(counts.l1Hits, lookups),
+      },
+      bumpsPerS: round(counts.bumps / measured.seconds, 2),
+    };
+    log(
+      `${run.label}: ${measured.rps} req/s, search hit rate ${result.hitRates.ofSearches ?? '-'} (ideal ${measured.ideal}), ${counts.bumps} bumps`,
+    );
+    return result;
+  } finally {
+    await stopService(r);
+  }
+}
+
+async function mixedPhase(
+  env: StackEnv,
+  opts: Options,
+  byRank: readonly string[],
+): Promise<MixedRun[]> {
+  const embedded = byRank.slice(0, Math.min(opts.searchRecipes, byRank.length));
+  await ensureEmbeddings(env, CACHE_BENCH_DB, embedded, embedded.length, opts.seed);
+  await waitForReplica(env);
+  const bodies = searchBodies(opts.searchQueries, opts.seed ^ 0x27d4eb2f);
+  const share = opts.mixedWriteShare;
+  const pctLabel = `${Math.round(100 * (1 - share))}/${Math.round(100 * share)}`;
+  const runs: Array<{
+    label: string;
+    writeShare: number;
+    writeKind: WriteKind | null;
+    baseline: boolean;
+  }> = [
+    { label: 'reads only', writeShare: 0, writeKind: null, baseline: false },
+    {
+      label: `${pctLabel}, PATCH title (write-behind)`,
+      writeShare: share,
+      writeKind: 'patch',
+      baseline: false,
+    },
+    {
+      label: `${pctLabel}, create (write-through)`,
+      writeShare: share,
+      writeKind: 'create',
+      baseline: false,
+    },
+  ];
+  if (opts.baselineDir) {
+    runs.push(
+      {
+        label: `baseline ${pctLabel}, PATCH title`,
+        writeShare: share,
+        writeKind: 'patch',
+        baseline: true,
+      },
+      {
+        label: `baseline ${pctLabel}, create`,
+        writeShare: share,
+        writeKind: 'create',
+        baseline: true,
+      },
+    );
+  }
+  const out: MixedRun[] = [];
+  for (const run of runs) {
+    out.push(await mixedRun(env, opts, run, bodies, embedded));
+    if (run.writeKind === 'create') {
+      // gone again, so that every run starts from the same recipes
+      await withClient(cacheDbConfig(env, env.primary), (c) =>
+        c.query(`DELETE FROM recipes WHERE title LIKE 'Mixed create %'`),
+      );
+      await waitForReplica(env);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
 // Durability phase
 
 async function durability(
@@ -567,6 +830,50 @@ function render(report: Report): string {
     }
     out.push('');
   }
+  const mixed = report.results.mixed;
+  if (mixed && mixed.length > 0) {
+    out.push(
+      `POST /v1/recipes/search (limit 20, maxDistance 0.8) over ${p.searchQueries} query vectors (Zipf s=${p.zipfS}), ` +
+        `${p.searchRecipes} recipes with embeddings, c=${p.concurrency}, warm-up ${p.mixedWarmupS}s, measured ${p.mixedDurationS}s`,
+    );
+    out.push(
+      table(
+        [
+          'run',
+          'build',
+          'req/s',
+          'searches',
+          'writes',
+          'search p50 ms',
+          'search p95 ms',
+          'write p50 ms',
+          'errors',
+          'bumps/s',
+          'L1 hit',
+          'hit (lookups)',
+          'hit (searches)',
+          'ideal',
+        ],
+        mixed.map((m) => [
+          m.label,
+          m.build,
+          m.measured.rps.toFixed(0),
+          String(m.measured.searches),
+          String(m.measured.writes),
+          m.measured.searchLatencyMs.p50.toFixed(2),
+          m.measured.searchLatencyMs.p95.toFixed(2),
+          m.measured.writeLatencyMs ? m.measured.writeLatencyMs.p50.toFixed(2) : '-',
+          String(m.measured.errors),
+          m.bumpsPerS.toFixed(1),
+          pct(m.hitRates.l1),
+          pct(m.hitRates.ofLookups),
+          pct(m.hitRates.ofSearches),
+          pct(m.measured.ideal),
+        ]),
+      ),
+    );
+    out.push('');
+  }
   const ip = report.results.inProcess;
   if (ip) {
     out.push(
@@ -683,6 +990,8 @@ interface Report {
   dataset: { database: string; recipes: number; loaded: boolean; zipfHead: Record<string, number> };
   results: {
     http: { cacheOn: HttpRun | null; cacheOff: HttpRun | null };
+    /** search results under a read/write mix */
+    mixed: MixedRun[] | null;
     inProcess: InProcessResult | null;
     durability: { control: DurabilityRun; kill: DurabilityRun | null } | null;
   };
@@ -749,6 +1058,30 @@ async function main(): Promise<void> {
   const versions = await serverVersions(env, redisUrl);
   const tag = `${Date.now().toString(36)}`;
 
+  if (opts.monitoringAb) {
+    // only the A/B of the HTTP phase; its own report file (the day's main report stays)
+    const ab = await phase('monitoring A/B', () => monitoringAb(env, opts, byRank));
+    await flushBenchKeys(redisUrl);
+    const abReport = {
+      benchmark: 'cache',
+      mode: 'monitoring-ab',
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      machine: await machineInfo(versions),
+      loadAverage: { start: loadStart, end: os.loadavg().map((x) => round(x, 2)) },
+      interference,
+      parameters: opts,
+      dataset: { database: CACHE_BENCH_DB, recipes: ids.length, loaded: !opts.skipLoad },
+      results: { monitoringAb: ab },
+      phasesS: phases,
+    };
+    const file = await writeReport('cache', startedAt, opts.tag || 'monitoring-ab', abReport);
+    process.stdout.write(
+      `${renderMonitoringAb(ab)}\n\nphases (s): ${JSON.stringify(phases)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
+    );
+    return;
+  }
+
   let inProcess: InProcessResult | null = null;
   if (!opts.skipInproc) {
     inProcess = await phase('in-process', async () => {
@@ -772,6 +1105,9 @@ async function main(): Promise<void> {
     cacheOn = await phase('HTTP cache on', () => httpRun(env, opts, byRank, true));
     cacheOff = await phase('HTTP cache off', () => httpRun(env, opts, byRank, false));
   }
+  const mixed = opts.skipMixed
+    ? null
+    : await phase('search results under writes', () => mixedPhase(env, opts, byRank));
   const dur = opts.skipDurability
     ? null
     : await phase('write-behind durability', () => durability(env, opts, byRank, tag));
@@ -793,25 +1129,15 @@ async function main(): Promise<void> {
         [1, 10, 100, 1000].map((k) => [`top${k}`, round(zipf.headShare(k), 4)]),
       ),
     },
-    results: { http: { cacheOn, cacheOff }, inProcess, durability: dur },
+    results: { http: { cacheOn, cacheOff }, mixed, inProcess, durability: dur },
     targets: [],
     phasesS: phases,
   };
   report.targets = evaluateTargets(report);
-  const dir = path.join(REPO_DIR, 'bench/results');
-  await mkdir(dir, { recursive: true });
-  const suffix = opts.tag ? `-${opts.tag}` : '';
-  const file = path.join(dir, `cache-${report.startedAt.slice(0, 10)}${suffix}.json`);
-  await writeFile(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
-  await rename(`${file}.tmp`, file);
+  const file = await writeReport('cache', report.startedAt, opts.tag, report);
   process.stdout.write(
     `${render(report)}\n\nphases (s): ${JSON.stringify(phases)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
   );
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(
-    `bench:cache failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
-  process.exit(1);
-});
+runBench('cache', main);

@@ -15,11 +15,12 @@ import pg from 'pg';
 import { BenchStack } from './lib/isolated-stack.js';
 import { hostInfo } from './lib/machine.js';
 import { log } from './lib/progress.js';
+import { resultsDir } from './lib/paths.js';
 import { freePort, HttpClient, ServiceProcess } from './lib/service.js';
 import { round } from './lib/stats.js';
 
 const REPO_DIR = path.resolve(import.meta.dirname, '..', '..');
-const PORTS = { primary: 57442, replica: 57443, pgbouncer: 57542, redis: 57389 };
+const PORTS = { primary: 28442, replica: 28443, pgbouncer: 28542, redis: 28389 };
 const RUNS = Number(process.env.BENCH_FAILOVER_RUNS ?? 5);
 const AFTER_OUTAGE_WRITES = 20;
 
@@ -202,7 +203,7 @@ async function main(): Promise<void> {
       timeToFirstWriteMs: r.timeToFirstWriteMs === null ? null : round(r.timeToFirstWriteMs, 0),
     })),
   };
-  const out = path.join(REPO_DIR, 'bench', 'results', `failover-${report.date.slice(0, 10)}.json`);
+  const out = path.join(resultsDir(), `failover-${report.date.slice(0, 10)}.json`);
   await mkdir(path.dirname(out), { recursive: true });
   await writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
   log(JSON.stringify(summary, null, 2));

@@ -13,12 +13,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BenchStack } from './lib/isolated-stack.js';
 import { hostInfo } from './lib/machine.js';
 import { log } from './lib/progress.js';
+import { resultsDir } from './lib/paths.js';
 import { freePort, HttpClient, ServiceProcess } from './lib/service.js';
 import { summarize } from './lib/stats.js';
 
 const REPO_DIR = path.resolve(import.meta.dirname, '..', '..');
-const PORTS = { primary: 57472, replica: 57473, pgbouncer: 57572, redis: 57409 };
-const EXTRA = 57474;
+const PORTS = { primary: 28472, replica: 28473, pgbouncer: 28572, redis: 28409 };
+const EXTRA = 28474;
 const SECONDS = Number(process.env.BENCH_READS_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_READS_CONCURRENCY ?? 16);
 
@@ -147,7 +148,7 @@ async function main(): Promise<void> {
     settings: { seconds: SECONDS, concurrency: CONCURRENCY, route: 'GET /v1/ops/probes/:id' },
     results,
   };
-  const out = path.join(REPO_DIR, 'bench', 'results', `reads-${report.date.slice(0, 10)}.json`);
+  const out = path.join(resultsDir(), `reads-${report.date.slice(0, 10)}.json`);
   await mkdir(path.dirname(out), { recursive: true });
   await writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
   log(`report: ${path.relative(REPO_DIR, out)}`);

@@ -10,7 +10,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -33,8 +32,16 @@ import {
   type FilterCase,
   type SearchFilters,
 } from './lib/dataset.js';
+import { metricSum, parseMetrics } from './lib/cache-workload.js';
 import { hostInfo } from './lib/machine.js';
+import {
+  renderMonitoringAb,
+  runMonitoringAb,
+  type AbService,
+  type MonitoringAbReport,
+} from './lib/monitoring-ab.js';
 import { log, Progress, timed } from './lib/progress.js';
+import { runBench, writeReport } from './lib/paths.js';
 import { Rng } from './lib/rng.js';
 import { HttpClient, ServiceProcess, freePort } from './lib/service.js';
 import {
@@ -50,7 +57,9 @@ import {
   BENCH_DB,
   clientConfig,
   connect,
+  ensureOwnedDatabase,
   loadStackEnv,
+  ownerConfig,
   superuserConfig,
   withClient,
   type StackEnv,
@@ -89,6 +98,10 @@ interface Options {
   tag: string;
   /** extra VAR=value settings for the service under test, e.g. VECTOR_RECALL_SAMPLE_RATE=0 */
   serviceEnv: Record<string, string>;
+  monitoringAb: boolean;
+  abRounds: number;
+  abWarmupS: number;
+  abCloudwatchIntervalS: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -113,6 +126,10 @@ function parseOptions(argv: string[]): Options {
       concurrency: { type: 'string', default: '1,8' },
       tag: { type: 'string', default: '' },
       'service-env': { type: 'string', multiple: true, default: [] },
+      'monitoring-ab': { type: 'boolean', default: false },
+      'ab-rounds': { type: 'string', default: '8' },
+      'ab-warmup-s': { type: 'string', default: '5' },
+      'ab-cloudwatch-interval-s': { type: 'string', default: '5' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -124,7 +141,8 @@ function parseOptions(argv: string[]): Options {
         '  [--limit 20] (search knobs default to the service defaults, and are passed to it)\n' +
         '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
         '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
-        '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n',
+        '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n' +
+        '  [--monitoring-ab [--ab-rounds 8] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]]\n',
     );
     process.exit(0);
   }
@@ -170,6 +188,15 @@ function parseOptions(argv: string[]): Options {
         return [m[1], m[2]];
       }),
     ),
+    monitoringAb: values['monitoring-ab'],
+    abRounds: int('ab-rounds', values['ab-rounds'], 2, 64),
+    abWarmupS: int('ab-warmup-s', values['ab-warmup-s'], 0, 3600),
+    abCloudwatchIntervalS: int(
+      'ab-cloudwatch-interval-s',
+      values['ab-cloudwatch-interval-s'],
+      1,
+      3600,
+    ),
   };
 }
 
@@ -198,17 +225,6 @@ function makeQueries(model: EmbeddingModel, seed: number, count: number): Query[
 
 // ---------------------------------------------------------------------------
 // Database set-up and load
-
-async function ensureDatabase(env: StackEnv): Promise<boolean> {
-  return withClient(clientConfig(env, env.primary, 'postgres'), async (c) => {
-    const { rowCount } = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [BENCH_DB]);
-    if (rowCount) {
-      return false;
-    }
-    await c.query(`CREATE DATABASE ${BENCH_DB} TEMPLATE template1`);
-    return true;
-  });
-}
 
 async function migrate(env: StackEnv): Promise<void> {
   const cli = path.join(REPO_DIR, 'dist/src/database/migrate.cli.js');
@@ -245,9 +261,12 @@ interface LoadReport {
   index: IndexBuild;
 }
 
-async function ensureMetaTable(c: pg.ClientBase): Promise<void> {
-  await c.query(
-    `CREATE TABLE IF NOT EXISTS bench_meta (key text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`,
+/** Made by the owner (the service's role cannot create tables); the schema's default privileges give it to the service. */
+async function ensureMetaTable(env: StackEnv): Promise<void> {
+  await withClient(ownerConfig(env, env.primary), (c) =>
+    c.query(
+      `CREATE TABLE IF NOT EXISTS bench_meta (key text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`,
+    ),
   );
 }
 
@@ -258,7 +277,7 @@ async function loadDataset(
 ): Promise<LoadReport> {
   const cfg = clientConfig(env, env.primary);
   return withClient(cfg, async (c) => {
-    await ensureMetaTable(c);
+    await ensureMetaTable(env);
     await c.query(`DELETE FROM bench_meta WHERE key = 'load'`);
     const existing = await c.query<{ def: string }>(
       `SELECT pg_get_indexdef(to_regclass($1)) AS def WHERE to_regclass($1) IS NOT NULL`,
@@ -325,9 +344,10 @@ async function loadDataset(
 }
 
 async function buildIndex(env: StackEnv, opts: Options, definition: string): Promise<IndexBuild> {
-  const cfg = clientConfig(env, env.primary);
-  const builder = await connect(cfg);
-  const monitor = await connect(cfg);
+  // CREATE INDEX needs CREATE on the schema, which the service's role has not: the
+  // owner builds it (a member of the service's role, which owns recipes and the index).
+  const builder = await connect(ownerConfig(env, env.primary));
+  const monitor = await connect(clientConfig(env, env.primary));
   const notices: string[] = [];
   builder.on('notice', (n) => {
     notices.push(n.message ?? '(notice without message)');
@@ -388,7 +408,7 @@ async function buildIndex(env: StackEnv, opts: Options, definition: string): Pro
 
 async function readLoadReport(env: StackEnv): Promise<LoadReport> {
   return withClient(clientConfig(env, env.primary), async (c) => {
-    await ensureMetaTable(c);
+    await ensureMetaTable(env);
     const { rows } = await c.query<{ value: LoadReport }>(
       `SELECT value FROM bench_meta WHERE key = 'load'`,
     );
@@ -738,6 +758,7 @@ async function measureRawSql(
     maxScanTuples: opts.maxScanTuples,
     exactMaxRows: opts.exactMaxRows,
     timeoutMs: opts.timeoutMs,
+    maxDistance: MAX_DISTANCE,
   };
   const maxC = Math.max(1, ...opts.concurrency);
   const clients: pg.Client[] = [];
@@ -862,6 +883,43 @@ function searchBody(q: Query, filters: SearchFilters, limit: number): Buffer {
   return Buffer.from(`{"embedding":${q.literal},${rest.slice(1)}`);
 }
 
+/** The service's settings for the HTTP side (and each --monitoring-ab round). */
+function httpServiceEnv(
+  env: StackEnv,
+  opts: Options,
+  secret: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    ...env.vars,
+    NODE_ENV: 'production',
+    DB_NAME: BENCH_DB,
+    API_KEYS: JSON.stringify([
+      {
+        id: 'bench',
+        hash: createHash('sha256').update(secret, 'utf8').digest('hex'),
+        scopes: ['recipes:read'],
+      },
+    ]),
+    RATE_LIMIT_LIMIT: '10000000',
+    LOG_LEVEL: 'warn',
+    JOBS_ENABLED: 'false',
+    DB_MIGRATIONS_RUN: 'false',
+    SHUTDOWN_DRAIN_MS: '0',
+    // a fresh cache namespace per run: results cached by an earlier run (same seeded
+    // queries) must not be served from Redis
+    CACHE_KEY_VERSION: `b${Date.now().toString(36)}`,
+    // the raw SQL side's knobs, so both sides run the same search
+    VECTOR_EF_SEARCH: String(opts.efSearch),
+    VECTOR_EF_SEARCH_PER_RESULT: String(opts.efPerResult),
+    VECTOR_MAX_SCAN_TUPLES: String(opts.maxScanTuples),
+    VECTOR_EXACT_MAX_ROWS: String(opts.exactMaxRows),
+    VECTOR_QUERY_TIMEOUT_MS: String(opts.timeoutMs),
+    ...opts.serviceEnv,
+    ...extra,
+  };
+}
+
 async function measureHttp(
   env: StackEnv,
   opts: Options,
@@ -884,37 +942,7 @@ async function measureHttp(
   }
   const secret = randomBytes(24).toString('hex');
   const port = await freePort();
-  const service = ServiceProcess.start(
-    REPO_DIR,
-    {
-      ...env.vars,
-      NODE_ENV: 'production',
-      DB_NAME: BENCH_DB,
-      API_KEYS: JSON.stringify([
-        {
-          id: 'bench',
-          hash: createHash('sha256').update(secret, 'utf8').digest('hex'),
-          scopes: ['recipes:read'],
-        },
-      ]),
-      RATE_LIMIT_LIMIT: '10000000',
-      LOG_LEVEL: 'warn',
-      JOBS_ENABLED: 'false',
-      DB_MIGRATIONS_RUN: 'false',
-      SHUTDOWN_DRAIN_MS: '0',
-      // a fresh cache namespace per run: results cached by an earlier run (same seeded
-      // queries) must not be served from Redis
-      CACHE_KEY_VERSION: `b${Date.now().toString(36)}`,
-      // the raw SQL side's knobs, so both sides run the same search
-      VECTOR_EF_SEARCH: String(opts.efSearch),
-      VECTOR_EF_SEARCH_PER_RESULT: String(opts.efPerResult),
-      VECTOR_MAX_SCAN_TUPLES: String(opts.maxScanTuples),
-      VECTOR_EXACT_MAX_ROWS: String(opts.exactMaxRows),
-      VECTOR_QUERY_TIMEOUT_MS: String(opts.timeoutMs),
-      ...opts.serviceEnv,
-    },
-    port,
-  );
+  const service = ServiceProcess.start(REPO_DIR, httpServiceEnv(env, opts, secret), port);
   const maxC = Math.max(1, ...opts.concurrency);
   const one = new HttpClient('127.0.0.1', port, 1);
   const many = new HttpClient('127.0.0.1', port, maxC);
@@ -1014,6 +1042,89 @@ async function measureHttp(
 }
 
 // ---------------------------------------------------------------------------
+// --monitoring-ab (issue 12): unfiltered searches with monitoring off versus on
+
+async function monitoringAb(
+  env: StackEnv,
+  opts: Options,
+  warmupPool: Query[],
+  pool: Query[],
+): Promise<MonitoringAbReport> {
+  const conc = Math.max(1, ...opts.concurrency);
+  return runMonitoringAb({
+    workload: `bench:search unfiltered POST /v1/recipes/search (limit ${opts.limit}, c=${conc}, fresh result-cache namespace per round)`,
+    rounds: opts.abRounds,
+    warmupS: opts.abWarmupS,
+    durationS: opts.durationS,
+    cloudwatchIntervalS: opts.abCloudwatchIntervalS,
+    start: async (monitoringEnv): Promise<AbService> => {
+      const secret = randomBytes(24).toString('hex');
+      const port = await freePort();
+      const service = ServiceProcess.start(
+        REPO_DIR,
+        httpServiceEnv(env, opts, secret, monitoringEnv),
+        port,
+      );
+      const one = new HttpClient('127.0.0.1', port, 1);
+      const many = new HttpClient('127.0.0.1', port, conc);
+      const auth = { authorization: `Bearer ${secret}` };
+      const stop = async (): Promise<void> => {
+        one.close();
+        many.close();
+        await service.stop();
+      };
+      let bootS: number;
+      try {
+        bootS = await service.waitReady(one, 120_000);
+      } catch (err) {
+        await stop();
+        throw err;
+      }
+      const call = async (q: Query): Promise<void> => {
+        const res = await many.request(
+          'POST',
+          '/v1/recipes/search',
+          searchBody(q, {}, opts.limit),
+          auth,
+        );
+        if (res.status !== 200) {
+          throw new Error(
+            `POST /v1/recipes/search answered ${res.status}: ${res.body.slice(0, 500)}`,
+          );
+        }
+      };
+      const workers = Array.from({ length: conc }, () => call);
+      const run = async (qs: Query[], durationS: number, label: string) => {
+        const t = await throughput(workers, qs, durationS, label);
+        return {
+          seconds: t.seconds,
+          completed: t.completed,
+          errors: 0,
+          rps: t.qps,
+          latencyMs: t.latencyMs,
+        };
+      };
+      return {
+        bootS,
+        warmup: (label) => run(warmupPool, opts.abWarmupS, label),
+        measure: (label) => run(pool, opts.durationS, label),
+        evidence: async () => {
+          const res = await one.request('GET', '/metrics');
+          const m = parseMetrics(res.body);
+          return {
+            cloudwatchDatumsSent: metricSum(m, 'dbu_cloudwatch_datums_sent_total'),
+            cloudwatchPutFailures: metricSum(m, 'dbu_cloudwatch_put_failures_total'),
+            alertEvaluations: metricSum(m, 'dbu_alert_evaluations_total'),
+            samplerLeader: metricSum(m, 'dbu_monitoring_sampler_leader'),
+          };
+        },
+        stop,
+      };
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------
 // Ground truth
 
 /** JSON with object keys sorted: jsonb does not keep key order. */
@@ -1052,7 +1163,7 @@ async function groundTruth(
       const progress = new Progress(`exact ${fc.name}`, queries.length, 'queries', 10_000);
       truth[fc.name] = [];
       for (const q of queries) {
-        truth[fc.name].push(await exactSearch(c, q.literal, fc.filters, opts.limit));
+        truth[fc.name].push(await exactSearch(c, q.literal, fc.filters, opts.limit, MAX_DISTANCE));
         progress.update(truth[fc.name].length);
       }
       progress.done(queries.length);
@@ -1386,7 +1497,7 @@ async function main(): Promise<void> {
     `primary ${env.primary.host}:${env.primary.port}, replica ${env.replica.host}:${env.replica.port}, database ${BENCH_DB}`,
   );
   await phase('setup', async () => {
-    if (await ensureDatabase(env)) {
+    if (await ensureOwnedDatabase(env, BENCH_DB)) {
       log(`created database ${BENCH_DB}`);
     }
     await migrate(env);
@@ -1427,6 +1538,32 @@ async function main(): Promise<void> {
   }
   const sz = await sizes(env);
   await phase('replica catch-up', () => waitForReplica(env));
+  if (opts.monitoringAb) {
+    // only the A/B of the HTTP throughput phase; its own report file
+    const conc = Math.max(1, ...opts.concurrency);
+    const abWarmup = await phase('prewarm', () => prewarm(env));
+    const pool = makeQueries(model, opts.seed + 3, Math.min(30_000, opts.durationS * 1_200));
+    const warmPool = makeQueries(model, opts.seed + 2, Math.max(100, opts.abWarmupS * 1_200));
+    const ab = await phase('monitoring A/B', () => monitoringAb(env, opts, warmPool, pool));
+    const abReport = {
+      benchmark: 'search',
+      mode: 'monitoring-ab',
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      machine: await machineInfo(env),
+      parameters: { ...opts, abConcurrency: conc, maxDistance: MAX_DISTANCE },
+      dataset: { rows: sel.total, params: load.dataset },
+      warmup: { beforeAb: abWarmup },
+      results: { monitoringAb: ab },
+      phasesS: phases,
+      loadAverage1mAfterPhase: loadAverage,
+    };
+    const file = await writeReport('search', startedAt, opts.tag || 'monitoring-ab', abReport);
+    process.stdout.write(
+      `${renderMonitoringAb(ab)}\n\nphases (s): ${JSON.stringify(phases)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
+    );
+    return;
+  }
   const truth = await phase('ground truth (exact, primary)', () =>
     groundTruth(env, opts, load, sets.measured),
   );
@@ -1478,20 +1615,10 @@ async function main(): Promise<void> {
     phasesS: phases,
     loadAverage1mAfterPhase: loadAverage,
   };
-  const dir = path.join(REPO_DIR, 'bench/results');
-  await mkdir(dir, { recursive: true });
-  const suffix = opts.tag ? `-${opts.tag}` : '';
-  const file = path.join(dir, `search-${report.startedAt.slice(0, 10)}${suffix}.json`);
-  await writeFile(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
-  await rename(`${file}.tmp`, file);
+  const file = await writeReport('search', report.startedAt, opts.tag, report);
   process.stdout.write(
     `${render(report)}\n\nphases (s): ${JSON.stringify(phases)}\nload average (1 min) after each phase: ${JSON.stringify(loadAverage)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
   );
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(
-    `bench:search failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
-  process.exit(1);
-});
+runBench('search', main);

@@ -8,6 +8,12 @@ import { Consent1795651206000 } from './1795651206000-Consent.js';
 import { EncryptPersonalData1795651207000 } from './1795651207000-EncryptPersonalData.js';
 import { GdprRequests1795651208000 } from './1795651208000-GdprRequests.js';
 import { IdempotencyKeys1795651209000 } from './1795651209000-IdempotencyKeys.js';
+import { ServiceRolePrivileges1795651210000 } from './1795651210000-ServiceRolePrivileges.js';
+import { AuditLogOwnerOnly1795651211000 } from './1795651211000-AuditLogOwnerOnly.js';
+import { Backups1795651212000 } from './1795651212000-Backups.js';
+import { BackupChecksum1795651213000 } from './1795651213000-BackupChecksum.js';
+import { Insights1795651214500 } from './1795651214500-Insights.js';
+import { Alerting1795651216500 } from './1795651216500-Alerting.js';
 
 /** Every migration, in order. Listed (not globbed) so bundlers and Jest's ESM loader see them. */
 export const MIGRATIONS = [
@@ -21,4 +27,10 @@ export const MIGRATIONS = [
   EncryptPersonalData1795651207000,
   GdprRequests1795651208000,
   IdempotencyKeys1795651209000,
+  ServiceRolePrivileges1795651210000,
+  AuditLogOwnerOnly1795651211000,
+  Backups1795651212000,
+  BackupChecksum1795651213000,
+  Insights1795651214500,
+  Alerting1795651216500,
 ];

@@ -7,7 +7,12 @@ cd "$(dirname "$0")/.."
 
 bash scripts/ensure-deps.sh
 bash docker/stack.sh up
-eval "$(bash docker/stack.sh env)"
+# The stack's settings, except those the caller set (e.g. DB_NAME=other npm start).
+stack_env=$(bash docker/stack.sh env)
+while IFS= read -r line; do
+  [[ $line =~ ^export\ ([A-Z0-9_]+)= ]] || continue
+  [[ -n ${!BASH_REMATCH[1]:-} ]] || eval "$line"
+done <<<"$stack_env"
 
 key_file=.stack/dev-api-key
 if [ ! -s "$key_file" ]; then
@@ -27,4 +32,10 @@ export DB_MIGRATIONS_RUN="${DB_MIGRATIONS_RUN:-true}"
 
 npm run --silent build
 echo "[start] API key with every scope: Authorization: Bearer \$(cat $key_file)"
+# `npm start` runs this under `sh -c` and passes a SIGTERM on to that shell only, which
+# dies without forwarding it: the service asks the kernel for SIGTERM when its parent
+# dies, so that one signal to npm drains and stops it (Ctrl-C reaches it directly).
+if setpriv --help 2>/dev/null | grep -q -- '--pdeathsig'; then
+  exec setpriv --pdeathsig TERM node dist/src/main.js
+fi
 exec node dist/src/main.js

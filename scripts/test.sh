@@ -12,13 +12,20 @@ if ! command -v promtool >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "[test] installing chromium (Debian package) for the dashboard's browser test"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 bash docker/stack.sh up
 npm run --silent build
 
 export TZ=UTC
 mkdir -p .stack
 JEST=(node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --runInBand --json)
-rm -f .stack/jest-results-pgbouncer.json
+results=(.stack/jest-results.json)
+rm -f .stack/jest-results.json .stack/jest-results-pgbouncer.json
 # The e2e files stop and kill shared nodes of the stack, so they run one at a time.
 status=0
 "${JEST[@]}" --outputFile=.stack/jest-results.json "$@" || status=$?
@@ -26,9 +33,13 @@ if [[ $# -eq 0 ]]; then
   # The whole suite also runs every feature's e2e file once more with all queries going
   # through PgBouncer in transaction pooling (no session state may leak between them).
   echo "[test] feature e2e files again, through PgBouncer (TEST_VIA_PGBOUNCER=1)"
+  results+=(.stack/jest-results-pgbouncer.json)
   TEST_VIA_PGBOUNCER=1 "${JEST[@]}" --selectProjects e2e --outputFile=.stack/jest-results-pgbouncer.json \
     test/users.e2e-spec.ts test/consent.e2e-spec.ts test/audit.e2e-spec.ts test/recipes.e2e-spec.ts \
     test/gdpr.e2e-spec.ts test/idempotency.e2e-spec.ts test/compliance.e2e-spec.ts \
-    test/search.e2e-spec.ts test/cache.e2e-spec.ts || status=$?
+    test/search.e2e-spec.ts test/cache.e2e-spec.ts test/alerting.e2e-spec.ts || status=$?
 fi
+# Both runs in one closing line; the exit code fails when either run failed.
+echo
+node scripts/test-summary.mjs "${results[@]}" || status=1
 exit $status

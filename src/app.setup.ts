@@ -5,8 +5,16 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { randomUUID } from 'node:crypto';
 import { parseLsn } from './common/request-context.middleware.js';
 import type { RawRequest } from './common/request-context.middleware.js';
+import { CONSISTENCY_HEADER_VALUES } from './common/request-context.js';
 import { AllExceptionsFilter } from './common/http-exception.filter.js';
 import { MetricsService } from './monitoring/metrics.service.js';
+import type { FastifyRequest } from 'fastify';
+import type { AppConfig } from './config/app-config.js';
+import { APP_CONFIG } from './config/config.module.js';
+import { BodyShapeError } from './common/errors.js';
+import { jsonLimitViolation } from './common/json-limits.js';
+
+type ContentTypeParserDone = (err: Error | null, body?: unknown) => void;
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -45,16 +53,46 @@ export async function configureApp(
 ): Promise<void> {
   const logger = new Logger('Http');
   const metrics = app.get(MetricsService);
+  const config = app.get<AppConfig>(APP_CONFIG);
   const fastify = app.getHttpAdapter().getInstance();
+
+  // JSON bodies: depth and key count are checked on the raw text before parsing, on every
+  // route (a body nested thousands of levels deep would overflow the stack in the DTO
+  // transformation); then Fastify's own parser (prototype-poisoning protection) runs.
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  app.useBodyParser(
+    'application/json',
+    { bodyLimit: FASTIFY_OPTIONS.bodyLimit },
+    (request: FastifyRequest, body: Buffer, done: ContentTypeParserDone) => {
+      const text = body.toString('utf8');
+      const problem = jsonLimitViolation(text, config.http.json);
+      if (problem) {
+        done(new BodyShapeError(problem), undefined);
+        return;
+      }
+      void parseJson(request, text, done);
+    },
+  );
 
   fastify.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
+    const bad: string[] = [];
     const lsn = request.headers['x-write-lsn'];
     if (lsn !== undefined && parseLsn(lsn) === null) {
+      bad.push('x-write-lsn must be a PostgreSQL LSN such as 0/16B3748');
+    }
+    const consistency = request.headers['x-consistency'];
+    if (
+      consistency !== undefined &&
+      !(CONSISTENCY_HEADER_VALUES as readonly unknown[]).includes(consistency)
+    ) {
+      bad.push(`x-consistency must be one of: ${CONSISTENCY_HEADER_VALUES.join(', ')}`);
+    }
+    if (bad.length > 0) {
       return reply.code(400).send({
         statusCode: 400,
         error: 'Bad Request',
-        message: ['x-write-lsn must be a PostgreSQL LSN such as 0/16B3748'],
+        message: bad,
         requestId: request.id,
       });
     }

@@ -16,7 +16,7 @@ describe('API keys, scopes, errors and rate limits', () => {
     database = await createTestDatabase(db, 'auth');
     app = await bootApp(testConfig(env, database));
     limited = await bootApp(
-      testConfig(env, database, { RATE_LIMIT_LIMIT: '3', RATE_LIMIT_TTL_MS: '60000' }),
+      testConfig(env, database, { RATE_LIMIT_LIMIT: '3', RATE_LIMIT_TTL_MS: '120000' }),
     );
   });
 

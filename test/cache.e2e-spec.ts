@@ -1,10 +1,13 @@
 import type { RedisClientType } from '@keyv/redis';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
+import { InvalidationBusService } from '../src/cache/invalidation-bus.service.js';
 import { TieredCacheService } from '../src/cache/tiered-cache.service.js';
+import { JobLeadershipService } from '../src/database/job-leadership.service.js';
 import { API_KEYS_JSON, bearer, bootApp, KEYS, testConfig } from './support/app.js';
 import {
   adminQuery,
@@ -12,11 +15,24 @@ import {
   dropTestDatabase,
   StackDb,
   stackDb,
+  superQuery,
 } from './support/databases.js';
 import { keysMatching, redisClient } from './support/redis.js';
 import { REPO_ROOT, stack, stackEnv } from './support/stack.js';
 import { axis, recipeBody } from './support/vectors.js';
 import { until as untilFor } from './support/wait.js';
+
+/** A port the OS says is free now (no fixed ports: other checkouts run these tests too). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
 
 const until = <T>(probe: () => Promise<T>, accept: (v: T) => boolean, ms = 10_000): Promise<T> =>
   untilFor(probe, accept, ms);
@@ -83,6 +99,9 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
   });
 
   afterAll(async () => {
+    await superQuery(env, db.replicaPort, 'postgres', 'SELECT pg_wal_replay_resume()').catch(
+      () => undefined,
+    );
     await stack('start', 'redis');
     for (const app of apps) {
       await app.close();
@@ -211,7 +230,7 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
 
   it('write-behind: a change queued by an instance killed before its flush is persisted by another', async () => {
     const id = await createRecipe(a, 'Before crash');
-    const port = 38124;
+    const port = await freePort();
     const child: ChildProcess = spawn(
       process.execPath,
       [join(REPO_ROOT, 'dist', 'src', 'main.js')],
@@ -450,5 +469,309 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       10_000,
     );
     expect(again).toBe(1);
+  });
+
+  describe('search results stay coherent with writes (issue 10, part 2)', () => {
+    // Two more instances with the spec's 15-minute search TTL: no entry expires during
+    // these tests, so only the coherence mechanism can keep answers fresh.
+    let c: NestFastifyApplication;
+    let d: NestFastifyApplication;
+    interface Hit {
+      id: string;
+      title: string;
+      distance: number;
+    }
+
+    beforeAll(async () => {
+      c = await boot({ CACHE_SEARCH_RESULTS_TTL_S: '900' });
+      d = await boot({ CACHE_SEARCH_RESULTS_TTL_S: '900' });
+    });
+
+    function search(
+      app: NestFastifyApplication,
+      body: Record<string, unknown>,
+      headers: Record<string, string> = {},
+    ): Promise<Hit[]> {
+      return request(app.getHttpServer())
+        .post('/v1/recipes/search')
+        .set(bearer(KEYS.all))
+        .set(headers)
+        .send(body)
+        .expect(200)
+        .then((res) => (res.body as { items: Hit[] }).items);
+    }
+
+    async function create(
+      app: NestFastifyApplication,
+      title: string,
+      embedding: number[],
+    ): Promise<{ id: string; lsn: string }> {
+      const res = await request(app.getHttpServer())
+        .post('/v1/recipes')
+        .set(bearer(KEYS.all))
+        .send(recipeBody({ title, embedding }))
+        .expect(201);
+      return { id: (res.body as { id: string }).id, lsn: String(res.headers['x-write-lsn']) };
+    }
+
+    const ids = (hits: Hit[]): string[] => hits.map((h) => h.id);
+
+    /** Search results answered from either tier of one instance so far. */
+    async function searchHits(app: NestFastifyApplication): Promise<number> {
+      const text = (await request(app.getHttpServer()).get('/metrics').expect(200)).text;
+      return [...text.matchAll(/^cache_hits_total\{([^}]*)\} (\d+)/gm)]
+        .filter((m) => m[1].includes('type="search_results"'))
+        .reduce((sum, m) => sum + Number(m[2]), 0);
+    }
+
+    it('a deleted recipe never comes back from a cached search or /similar, on either instance', async () => {
+      const { id } = await create(c, 'Doomed soup', axis(20));
+      const q = { embedding: axis(20), maxDistance: 0.5 };
+      expect(ids(await search(c, q))).toContain(id);
+      expect(ids(await search(d, q))).toContain(id);
+      await request(d.getHttpServer())
+        .get(`/v1/recipes/${id}/similar`)
+        .set(bearer(KEYS.all))
+        .expect(200);
+      await request(c.getHttpServer())
+        .delete(`/v1/recipes/${id}`)
+        .set(bearer(KEYS.all))
+        .expect(204);
+      expect(ids(await search(c, q))).not.toContain(id);
+      expect(ids(await search(d, q))).not.toContain(id);
+      await request(d.getHttpServer())
+        .get(`/v1/recipes/${id}/similar`)
+        .set(bearer(KEYS.all))
+        .expect(404);
+    });
+
+    it('after a PATCH of the title and a PUT of a new embedding are flushed, no search answers from the entry computed before', async () => {
+      const { id } = await create(c, 'Before', axis(21));
+      const q = { embedding: axis(21), maxDistance: 2 };
+      for (const app of [c, d]) {
+        expect((await search(app, q)).find((h) => h.id === id)).toMatchObject({
+          title: 'Before',
+          distance: 0,
+        });
+      }
+      await request(c.getHttpServer())
+        .patch(`/v1/recipes/${id}`)
+        .set(bearer(KEYS.all))
+        .send({ title: 'After' })
+        .expect(200);
+      await request(c.getHttpServer())
+        .put(`/v1/recipes/${id}/embedding`)
+        .set(bearer(KEYS.all))
+        .send({ embedding: axis(22) })
+        .expect(200);
+      // Write-behind: both changes reach PostgreSQL with the next flush.
+      const persisted = await until(
+        async () =>
+          (
+            await adminQuery(
+              db,
+              db.primaryPort,
+              database,
+              `SELECT title, embedding <=> $2::vector AS d, version FROM recipes WHERE id = $1`,
+              [id, `[${axis(22).join(',')}]`],
+            )
+          ).rows[0] as { title: string; d: number; version: number },
+        (r) => r.title === 'After' && r.d === 0 && r.version === 3,
+        5_000,
+      );
+      expect(persisted).toMatchObject({ title: 'After', d: 0, version: 3 });
+      for (const app of [c, d]) {
+        const hit = (await search(app, q)).find((h) => h.id === id);
+        expect(hit?.title).toBe('After');
+        expect(hit?.distance).toBeCloseTo(1, 5);
+      }
+    });
+
+    it('the writer reads its own create in its next search (x-write-lsn), and so does everyone after it', async () => {
+      const q = { embedding: axis(23), maxDistance: 0.5 };
+      expect(await search(c, q)).toEqual([]);
+      expect(await search(d, q)).toEqual([]);
+      const { id, lsn } = await create(c, 'Fresh', axis(23));
+      expect(lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      expect(ids(await search(d, q, { 'x-write-lsn': lsn }))).toEqual([id]);
+      expect(ids(await search(c, q))).toEqual([id]);
+      expect(ids(await search(d, q))).toEqual([id]);
+    });
+
+    it('a batch upsert on one instance reaches the cached searches of the other', async () => {
+      const q = { embedding: axis(24), maxDistance: 0.5 };
+      expect(await search(c, q)).toEqual([]);
+      const res = await request(d.getHttpServer())
+        .post('/v1/recipes/batch')
+        .set(bearer(KEYS.all))
+        .send({ items: [recipeBody({ title: 'Batched', embedding: axis(24) })] })
+        .expect(200);
+      expect(ids(await search(c, q))).toEqual((res.body as { ids: string[] }).ids);
+    });
+
+    it('never computes an entry on a replica that has not replayed a counted change (replay paused)', async () => {
+      const { id } = await create(c, 'Lagging', axis(31));
+      const q = { embedding: axis(31), maxDistance: 0.5 };
+      expect(ids(await search(d, q))).toEqual([id]);
+      await superQuery(env, db.replicaPort, 'postgres', 'SELECT pg_wal_replay_pause()');
+      try {
+        await request(c.getHttpServer())
+          .delete(`/v1/recipes/${id}`)
+          .set(bearer(KEYS.all))
+          .expect(204);
+        // The replica still has the row: a search computed there would bring it back and
+        // cache it under the new generation.
+        const onReplica = await adminQuery(
+          db,
+          db.replicaPort,
+          database,
+          'SELECT count(*)::int AS n FROM recipes WHERE id = $1',
+          [id],
+        );
+        expect(onReplica.rows[0]).toEqual({ n: 1 });
+        expect(await search(d, q)).toEqual([]);
+        expect(await search(c, q)).toEqual([]);
+      } finally {
+        await superQuery(env, db.replicaPort, 'postgres', 'SELECT pg_wal_replay_resume()');
+      }
+      expect(await search(d, q)).toEqual([]);
+    });
+
+    it('a delete or a new title makes stale only the cached results holding the recipe', async () => {
+      const { id: x } = await create(c, 'Deleted later', axis(32));
+      const { id: y } = await create(c, 'Renamed later', axis(33));
+      const { id: z } = await create(c, 'Left alone', axis(34));
+      const [qx, qy, qz] = [32, 33, 34].map((n) => ({ embedding: axis(n), maxDistance: 0.5 }));
+      expect(ids(await search(d, qx))).toEqual([x]);
+      expect(ids(await search(d, qy))).toEqual([y]);
+      expect(ids(await search(d, qz))).toEqual([z]);
+      await request(c.getHttpServer())
+        .patch(`/v1/recipes/${y}`)
+        .set(bearer(KEYS.all))
+        .send({ title: 'Renamed' })
+        .expect(200);
+      expect(
+        await until(
+          () => dbTitle(y),
+          (t) => t === 'Renamed',
+          5_000,
+        ),
+      ).toBe('Renamed');
+      await request(c.getHttpServer()).delete(`/v1/recipes/${x}`).set(bearer(KEYS.all)).expect(204);
+      const hitsBefore = await searchHits(d);
+      expect(await search(d, qx)).toEqual([]);
+      expect((await search(d, qy)).map((h) => h.title)).toEqual(['Renamed']);
+      expect(await searchHits(d)).toBe(hitsBefore);
+      // The result holding neither is still served from the cache.
+      expect(ids(await search(d, qz))).toEqual([z]);
+      expect(await searchHits(d)).toBe(hitsBefore + 1);
+    });
+
+    it('does not depend on the invalidation message arriving', async () => {
+      const { id } = await create(c, 'Unheard', axis(25));
+      const q = { embedding: axis(25), maxDistance: 0.5 };
+      expect(ids(await search(d, q))).toEqual([id]);
+      // d hears nothing from now on (a lost message, without a lost connection).
+      const bus = d.get<InvalidationBusService, { receive: (raw: string) => void }>(
+        InvalidationBusService,
+      );
+      const receive = bus.receive;
+      bus.receive = () => undefined;
+      try {
+        await request(c.getHttpServer())
+          .delete(`/v1/recipes/${id}`)
+          .set(bearer(KEYS.all))
+          .expect(204);
+        expect(await search(d, q)).toEqual([]);
+      } finally {
+        bus.receive = receive;
+      }
+    });
+
+    it('the invalidate endpoint reports what it removed: by type on every instance and in Redis, by key', async () => {
+      const clear = (): request.Test =>
+        request(d.getHttpServer())
+          .post('/v1/ops/cache/invalidate')
+          .set(bearer(KEYS.all))
+          .send({ type: 'search_results' })
+          .expect(200);
+      await clear();
+      expect(await keysMatching(redis, `${ns()}search_results:*`)).toEqual([]);
+      for (const n of [26, 27, 28]) {
+        await search(c, { embedding: axis(n), maxDistance: 0.5 });
+      }
+      await search(d, { embedding: axis(26), maxDistance: 0.5 });
+      // L2 fills happen just after the responses.
+      expect(
+        (
+          await until(
+            () => keysMatching(redis, `${ns()}search_results:*`),
+            (k) => k.length === 3,
+            2_000,
+          )
+        ).length,
+      ).toBe(3);
+      const res = await clear();
+      const instance = (app: NestFastifyApplication): string =>
+        app.get(JobLeadershipService).instanceId;
+      expect(res.body).toMatchObject({ type: 'search_results', removed: 7, redis: 3 });
+      const perInstance = Object.fromEntries(
+        (res.body.instances as Array<{ instance: string; removed: number }>).map((i) => [
+          i.instance,
+          i.removed,
+        ]),
+      );
+      expect(perInstance).toEqual({
+        [instance(a)]: 0,
+        [instance(b)]: 0,
+        [instance(c)]: 3,
+        [instance(d)]: 1,
+      });
+      expect(res.body.unanswered).toBe(0);
+      expect(await keysMatching(redis, `${ns()}search_results:*`)).toEqual([]);
+
+      // By key: the recipe cached in Redis and in both instances' L1.
+      const { id } = await create(c, 'Counted', axis(29));
+      await request(d.getHttpServer()).get(`/v1/recipes/${id}`).set(bearer(KEYS.all)).expect(200);
+      const byKey = await request(c.getHttpServer())
+        .post('/v1/ops/cache/invalidate')
+        .set(bearer(KEYS.all))
+        .send({ type: 'recipes', keys: [id] })
+        .expect(200);
+      expect(byKey.body).toMatchObject({ type: 'recipes', removed: 3, redis: 1 });
+    });
+
+    it('a Redis restart that restores an older snapshot serves no entry computed before a later write', async () => {
+      const { id } = await create(c, 'Snapshotted', axis(30));
+      const q = { embedding: axis(30), maxDistance: 0.5 };
+      expect(ids(await search(c, q))).toEqual([id]);
+      expect(ids(await search(d, q))).toEqual([id]);
+      await until(
+        () => keysMatching(redis, `${ns()}search_results:*`),
+        (k) => k.length > 0,
+        2_000,
+      );
+      // The snapshot holds the entry and the generation it was computed under...
+      await redis.sendCommand(['SAVE']);
+      // ...and the delete's generation is newer than the snapshot.
+      await request(c.getHttpServer())
+        .delete(`/v1/recipes/${id}`)
+        .set(bearer(KEYS.all))
+        .expect(204);
+      await stack('kill', 'redis');
+      await stack('start', 'redis');
+      await redis.close().catch(() => undefined);
+      redis = await redisClient(env);
+      for (const app of [c, d]) {
+        await until(
+          async () =>
+            (await request(app.getHttpServer()).get('/health/ready')).body.details?.redis?.status,
+          (s) => s === 'up',
+          15_000,
+        );
+      }
+      expect(await search(d, q)).toEqual([]);
+      expect(await search(c, q)).toEqual([]);
+    });
   });
 });

@@ -17,6 +17,7 @@ import {
   dropTestDatabase,
   StackDb,
   stackDb,
+  superQuery,
 } from './support/databases.js';
 import { stackEnv } from './support/stack.js';
 
@@ -43,6 +44,7 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
   const strong = { 'x-consistency': 'strong' };
   // `past` is the month seeded with requests; `current` gets the consent changes
   // made through the API now, and the rows seeded exactly at its first instant.
+  let env: Record<string, string>;
   const now = new Date();
   const current = monthOf(now);
   const past = previousMonth(now);
@@ -74,7 +76,7 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
     );
 
   beforeAll(async () => {
-    const env = await stackEnv();
+    env = await stackEnv();
     db = stackDb(env);
     database = await createTestDatabase(db, 'compliance');
     app = await bootApp(testConfig(env, database));
@@ -159,8 +161,15 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
         noConsent('analytics'),
         noConsent('recipe_recommendations'),
       ],
+      // The first build walks the whole chain and leaves a checkpoint for the next one.
       auditLogIntegrity: {
         valid: true,
+        mode: 'incremental',
+        verifiedFrom: 'genesis',
+        checkpointSeq: 0,
+        checkpointAt: null,
+        fromSeq: 1,
+        toSeq: expect.any(Number),
         rowsChecked: expect.any(Number),
         firstBroken: null,
         eventsThisMonth: 0,
@@ -168,7 +177,9 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
       exportsPurged: 2,
       sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
     });
-    expect(pastReport.auditLogIntegrity.rowsChecked).toBeGreaterThanOrEqual(CONSENT_CHANGES.length);
+    const integrity = pastReport.auditLogIntegrity;
+    expect(integrity.rowsChecked).toBeGreaterThanOrEqual(CONSENT_CHANGES.length);
+    expect(integrity.rowsChecked).toBe(integrity.toSeq);
     const { sha256, ...report } = pastReport;
     expect(reportDigest(report)).toBe(sha256);
   });
@@ -193,12 +204,21 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
         { purpose: 'analytics', grants: 2, withdrawals: 1, withdrawalRate: 0.3333 },
         noConsent('recipe_recommendations'),
       ],
-      auditLogIntegrity: { valid: true, firstBroken: null },
+      // Continues where the previous build's verification stopped.
+      auditLogIntegrity: {
+        valid: true,
+        firstBroken: null,
+        mode: 'incremental',
+        verifiedFrom: 'verified_checkpoint',
+        checkpointSeq: pastReport.auditLogIntegrity.toSeq,
+        checkpointAt: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+        fromSeq: pastReport.auditLogIntegrity.toSeq + 1,
+      },
       exportsPurged: 1,
     });
-    const { eventsThisMonth, rowsChecked } = report.auditLogIntegrity;
+    const { eventsThisMonth, rowsChecked, toSeq, fromSeq } = report.auditLogIntegrity;
     expect(eventsThisMonth).toBeGreaterThanOrEqual(CONSENT_CHANGES.length);
-    expect(rowsChecked).toBeGreaterThanOrEqual(eventsThisMonth);
+    expect(rowsChecked).toBe(toSeq - fromSeq + 1);
   });
 
   it('serves the stored report as json and as csv', async () => {
@@ -224,6 +244,8 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
         'consent,grants,analytics,0',
         'consent,withdrawal_rate,analytics,',
         'audit_log_integrity,valid,,true',
+        'audit_log_integrity,mode,,incremental',
+        'audit_log_integrity,verified_from,,genesis',
         'audit_log_integrity,first_broken_seq,,',
         'audit_log_integrity,events_this_month,,0',
         'data_exports,purged,,2',
@@ -327,5 +349,63 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
     expect(stored.generatedAt).toBe(runAt.toISOString());
     expect(stored.sha256).toBe((outcome as { detail: { sha256: string } }).detail.sha256);
     expect(stored.exportRequests).toEqual(pastReport.exportRequests);
+  });
+
+  it('verifies incrementally: a build walks only the rows appended since the last one, and finds a row tampered with since then', async () => {
+    const before = (await post(current).expect(201)).body as Report;
+    const res = await request(http())
+      .post('/v1/users')
+      .set(bearer(KEYS.all))
+      .send({ email: 'compliance3@example.com', displayName: 'C3' })
+      .expect(201);
+    const user = (res.body as { id: string }).id;
+    for (const granted of [true, false, true]) {
+      await request(http())
+        .put(`/v1/users/${user}/consents/analytics`)
+        .set(bearer(KEYS.all))
+        .send({ granted, policyVersion: 1, source: 'e2e' })
+        .expect(200);
+    }
+    const after = ((await post(current).expect(201)).body as Report).auditLogIntegrity;
+    const { toSeq } = before.auditLogIntegrity;
+    expect(after).toMatchObject({
+      valid: true,
+      mode: 'incremental',
+      verifiedFrom: 'verified_checkpoint',
+      checkpointSeq: toSeq,
+      fromSeq: toSeq + 1,
+    });
+    expect(after.toSeq).toBeGreaterThanOrEqual(toSeq + 4);
+    expect(after.rowsChecked).toBe(after.toSeq - toSeq);
+    expect(after.rowsChecked).toBeLessThan(after.toSeq);
+
+    // More rows after that checkpoint, one of them changed behind the triggers (only a
+    // superuser can): the next build finds it at its seq, and so does the one after
+    // (a failed verification leaves no checkpoint to skip past it).
+    await request(http())
+      .put(`/v1/users/${user}/consents/analytics`)
+      .set(bearer(KEYS.all))
+      .send({ granted: false, policyVersion: 1, source: 'e2e' })
+      .expect(200);
+    const tampered = after.toSeq + 1;
+    await superQuery(
+      env,
+      db.primaryPort,
+      database,
+      `BEGIN;
+       ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_no_change;
+       UPDATE audit_logs SET actor = 'mallory' WHERE seq = ${tampered};
+       ALTER TABLE audit_logs ENABLE TRIGGER audit_logs_no_change;
+       COMMIT;`,
+    );
+    for (let build = 0; build < 2; build++) {
+      const next = ((await post(current).expect(201)).body as Report).auditLogIntegrity;
+      expect(next).toMatchObject({
+        valid: false,
+        verifiedFrom: 'verified_checkpoint',
+        checkpointSeq: after.toSeq,
+        firstBroken: { seq: tampered, reason: 'hash does not match the row contents' },
+      });
+    }
   });
 });

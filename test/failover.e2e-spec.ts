@@ -20,6 +20,8 @@ interface LoopResult {
   acked: string[];
   otherFailures: number;
   errors503: number;
+  /** The distinct messages of those 503s (they must carry no driver text or node address). */
+  messages503: Set<string>;
   missingRetryAfter: number;
   firstAckAfterKillMs: number | null;
 }
@@ -27,7 +29,7 @@ interface LoopResult {
 const until = <T>(probe: () => Promise<T>, accept: (v: T) => boolean, ms = 30_000): Promise<T> =>
   untilFor(probe, accept, ms, 100);
 
-const PORTS = { primary: 57432, replica: 57433, pgbouncer: 57532, redis: 57379 };
+const PORTS = { primary: 27432, replica: 27433, pgbouncer: 27532, redis: 27379 };
 const A = `127.0.0.1:${PORTS.primary}`;
 const B = `127.0.0.1:${PORTS.replica}`;
 
@@ -108,6 +110,7 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
       acked: [],
       otherFailures: 0,
       errors503: 0,
+      messages503: new Set(),
       missingRetryAfter: 0,
       firstAckAfterKillMs: null,
     };
@@ -150,6 +153,7 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
       } else if (res.status === 503) {
         outageSeen ||= faultAt !== null && sent >= faultAt;
         r.errors503 += 1;
+        r.messages503.add(String((res.body as { message?: unknown }).message));
         if (!res.headers['retry-after']) {
           r.missingRetryAfter += 1;
         }
@@ -186,6 +190,13 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
     expect(loop.otherFailures).toBe(0);
     expect(loop.missingRetryAfter).toBe(0);
     expect(loop.firstAckAfterKillMs).not.toBeNull();
+    expect(loop.messages503.size).toBeGreaterThan(0);
+    for (const message of loop.messages503) {
+      // our own words only: no driver/ORM message, no node address
+      expect(message).not.toMatch(
+        /QueryRunner|released|terminat|ECONN|\d+\.\d+\.\d+\.\d+|:\d{4,5}/i,
+      );
+    }
     const t1 = await until(
       () => topology(one),
       (t) => t.writer === B,

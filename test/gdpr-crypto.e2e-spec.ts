@@ -16,6 +16,7 @@ import { PersonalDataCipher } from '../src/security/crypto/personal-data-cipher.
 import { bearer, bootApp, KEYS, testConfig } from './support/app.js';
 import {
   adminQuery,
+  ownerQuery,
   createTestDatabase,
   dropTestDatabase,
   StackDb,
@@ -50,6 +51,9 @@ describe('GDPR crypto: AWS KMS provider and the encrypting migration (real stack
 
   const sql = async (database: string, text: string, params: unknown[] = []): Promise<Row[]> =>
     (await adminQuery(db, db.primaryPort, database, text, params)).rows as Row[];
+  /** As the schema's owner: reverted migrations take the service's rights with them. */
+  const ownerSql = async (database: string, text: string, params: unknown[] = []): Promise<Row[]> =>
+    (await ownerQuery(db, db.primaryPort, database, text, params)).rows as Row[];
 
   describe('with the AWS KMS provider (a local endpoint speaking the KMS JSON protocol)', () => {
     let kms: KmsServer;
@@ -238,13 +242,13 @@ describe('GDPR crypto: AWS KMS provider and the encrypting migration (real stack
     const topology = await discoverTopology(config);
     // Down to the schema before encryption: the rows come back in clear.
     const applied = async (): Promise<string[]> =>
-      (await sql(database, 'SELECT name FROM typeorm_migrations ORDER BY id')).map((r) =>
+      (await ownerSql(database, 'SELECT name FROM typeorm_migrations ORDER BY id')).map((r) =>
         String(r.name),
       );
     while ((await applied()).includes('EncryptPersonalData1795651207000')) {
       await revertLastMigrationLocked(config, topology);
     }
-    const [clear] = await sql(
+    const [clear] = await ownerSql(
       database,
       `SELECT u.email, u.display_name, p.data, t.liked_cuisines FROM users u
          JOIN user_profiles p ON p.user_id = u.id JOIN taste_profiles t ON t.user_id = u.id WHERE u.id = $1`,
@@ -260,7 +264,7 @@ describe('GDPR crypto: AWS KMS provider and the encrypting migration (real stack
     // Up again: the existing rows are encrypted, the clear columns dropped.
     const ran = await runMigrationsLocked(config, topology);
     expect(ran[0]).toBe('EncryptPersonalData1795651207000');
-    const cols = await sql(
+    const cols = await ownerSql(
       database,
       `SELECT column_name FROM information_schema.columns WHERE table_name IN ('users', 'user_profiles', 'taste_profiles')`,
     );
@@ -268,7 +272,7 @@ describe('GDPR crypto: AWS KMS provider and the encrypting migration (real stack
     for (const gone of ['email', 'display_name', 'data', 'liked_cuisines']) {
       expect(names).not.toContain(gone);
     }
-    const raw = (await sql(database, `SELECT * FROM users`))
+    const raw = (await ownerSql(database, `SELECT * FROM users`))
       .flatMap((r) => Object.values(r))
       .map((v) => (Buffer.isBuffer(v) ? v.toString('latin1') : String(v)))
       .join('|');

@@ -12,6 +12,7 @@ import {
   StackDb,
   stackDb,
 } from './support/databases.js';
+import { redisClient } from './support/redis.js';
 import { REPO_ROOT, stackEnv } from './support/stack.js';
 import { recipeBody, seededVector } from './support/vectors.js';
 
@@ -90,6 +91,15 @@ describe('bulk JSONL loader (npm run recipes:load)', () => {
     // Fixing the line changes the file, so the checkpoint no longer matches: the loader
     // starts over, and the upserts by id make the replay of the first 200 harmless.
     await writeFile(file, good.join('\n'));
+    const generation = async (): Promise<number> => {
+      const redis = await redisClient(env);
+      try {
+        return Number((await redis.hGet(`dbu:${database}:v1:gen:search_results`, 'gen')) ?? 0);
+      } finally {
+        await redis.close();
+      }
+    };
+    const before = await generation();
     const second = spawnSync(process.execPath, [CLI, file], {
       env: runEnv(),
       encoding: 'utf8',
@@ -98,6 +108,10 @@ describe('bulk JSONL loader (npm run recipes:load)', () => {
     expect(second.status).toBe(0);
     expect(lastJson(second.stdout)).toMatchObject({ rows: 350 });
     expect(await count()).toBe(350);
+    // Every committed batch moved the search generation on: no cached search result
+    // computed before the load is served after it.
+    expect(second.stderr).not.toContain('not invalidated');
+    expect(await generation()).toBeGreaterThan(before);
   });
 
   it('resumes after being killed mid-load, without duplicates', async () => {

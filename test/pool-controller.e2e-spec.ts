@@ -40,23 +40,26 @@ describe('adaptive pools and PgBouncer pool control (real stack)', () => {
       await c.end();
     }
   };
-  const poolSize = async (): Promise<number> =>
+  const pgbSetting = async (key: string): Promise<number> =>
     Number(
-      (await admin<{ key: string; value: string }>('SHOW CONFIG')).find(
-        (r) => r.key === 'default_pool_size',
-      )?.value,
+      (await admin<{ key: string; value: string }>('SHOW CONFIG')).find((r) => r.key === key)
+        ?.value,
     );
+  const poolSize = (): Promise<number> => pgbSetting('default_pool_size');
+  let originalReserve = 5;
 
   beforeAll(async () => {
     env = await stackEnv();
     db = stackDb(env);
     database = await createTestDatabase(db, 'pools');
     original = await poolSize();
+    originalReserve = await pgbSetting('reserve_pool_size');
     app = await bootApp(
       testConfig(env, database, {
         DB_POOL_MIN: '2',
         DB_POOL_DEFAULT: '4',
         DB_POOL_MAX: '30',
+        DB_POOL_RESERVE: '7',
         DB_POOL_EVAL_INTERVAL_MS: '400',
       }),
     );
@@ -65,12 +68,24 @@ describe('adaptive pools and PgBouncer pool control (real stack)', () => {
   afterAll(async () => {
     await app?.close();
     await admin(`SET default_pool_size = ${original}`).catch(() => undefined);
+    await admin(`SET reserve_pool_size = ${originalReserve}`).catch(() => undefined);
     await dropTestDatabase(db, database);
   });
 
   const view = async (): Promise<PoolsView> =>
     (await request(app.getHttpServer()).get('/v1/ops/pools').set(bearer(KEYS.opsRead)).expect(200))
       .body as PoolsView;
+
+  it("applies DB_POOL_RESERVE to PgBouncer's reserve_pool_size (SHOW CONFIG)", async () => {
+    expect(originalReserve).toBe(5);
+    await expect(
+      until(
+        () => pgbSetting('reserve_pool_size'),
+        (n) => n === 7,
+        15_000,
+      ),
+    ).resolves.toBe(7);
+  });
 
   it('scales the writer pool up under a saturating load and back down when idle', async () => {
     const writer = `127.0.0.1:${db.primaryPort}`;

@@ -6,8 +6,8 @@ import { bearer, bootApp, KEYS, testConfig } from './support/app.js';
 import { IsolatedStack, REPO_ROOT } from './support/stack.js';
 import { until } from './support/wait.js';
 
-const PORTS = { primary: 57462, replica: 57463, pgbouncer: 57562, redis: 57399 };
-const EXTRA = 57464;
+const PORTS = { primary: 27462, replica: 27463, pgbouncer: 27562, redis: 27399 };
+const EXTRA = 27464;
 
 interface TopologyNode {
   name: string;

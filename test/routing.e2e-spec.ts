@@ -74,6 +74,60 @@ describe('read/write routing on the one DataSource (real stack)', () => {
     });
   });
 
+  it('answers 400 naming the allowed values for an unknown x-consistency', async () => {
+    const probe = await createProbe();
+    const res = await request(app.getHttpServer())
+      .get(`/v1/ops/probes/${probe.id}`)
+      .set(bearer(KEYS.opsRead))
+      .set('x-consistency', 'linearizable')
+      .expect(400);
+    expect(res.body).toMatchObject({
+      statusCode: 400,
+      message: ['x-consistency must be one of: strong, eventual'],
+    });
+  });
+
+  it('with DB_READ_DEFAULT=primary reads from the writer, and from a replica when asked for eventual', async () => {
+    const other = await bootApp(
+      testConfig(await stackEnv(), database, { DB_READ_DEFAULT: 'primary' }),
+    );
+    try {
+      const created = await request(other.getHttpServer())
+        .post('/v1/ops/probes')
+        .set(bearer(KEYS.all))
+        .send({ note: 'read default' })
+        .expect(201);
+      const id = (created.body as Probe).id;
+      for (let i = 0; i < 3; i++) {
+        const res = await request(other.getHttpServer())
+          .get(`/v1/ops/probes/${id}`)
+          .set(bearer(KEYS.opsRead))
+          .expect(200);
+        expect((res.body as Probe).servedBy.role).toBe('primary');
+      }
+      const deadline = Date.now() + 10_000;
+      let eventual: Probe | undefined;
+      while (Date.now() < deadline) {
+        const res = await request(other.getHttpServer())
+          .get(`/v1/ops/probes/${id}`)
+          .set(bearer(KEYS.opsRead))
+          .set('x-consistency', 'eventual');
+        if (res.status === 200) {
+          eventual = res.body as Probe;
+          break;
+        }
+        await sleep(50);
+      }
+      expect(eventual?.servedBy).toEqual({
+        role: 'replica',
+        port: db.replicaPort,
+        inRecovery: true,
+      });
+    } finally {
+      await other.close();
+    }
+  });
+
   it('answers 404 in the API error shape for a probe that does not exist', async () => {
     const res = await request(app.getHttpServer())
       .get('/v1/ops/probes/7d1b0a4e-3f7e-4c89-9a43-9f1c1c0f2b11')

@@ -14,6 +14,7 @@ import {
 } from './support/databases.js';
 import { stackEnv } from './support/stack.js';
 import { axis, cosineDistance } from './support/vectors.js';
+import { until } from './support/wait.js';
 
 interface Hit {
   id: string;
@@ -115,7 +116,9 @@ describe('vector search (real stack, pgvector HNSW)', () => {
   it('returns the nearest recipes in order, with exact distances, cutting at maxDistance', async () => {
     const res = await search(app, { embedding: axis(0) }).expect(200);
     const body = res.body as SearchBody;
-    expect(body.plan).toBe('hnsw');
+    // Only 3 rows lie within 0.8: the index scan ends short of 20, and an exact scan
+    // confirms there are no more (so the plan that produced the answer is exact).
+    expect(body.plan).toBe('exact');
     expect(body.items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
     expect(body.items[1].distance).toBeCloseTo(cosineDistance(axis(0), axis(0, 1, 0.5)), 5);
     expect(body.items[2].distance).toBeCloseTo(1 - 1 / Math.SQRT2, 5);
@@ -123,6 +126,12 @@ describe('vector search (real stack, pgvector HNSW)', () => {
 
     const tight = await search(app, { embedding: axis(0), maxDistance: 0.2 }).expect(200);
     expect((tight.body as SearchBody).items.map((h) => h.title)).toEqual(['r0', 'r1']);
+
+    const full = await search(app, { embedding: axis(0), maxDistance: 2 }).expect(200);
+    const fullBody = full.body as SearchBody;
+    expect(fullBody.plan).toBe('hnsw');
+    expect(fullBody.items).toHaveLength(20);
+    expect(fullBody.items.slice(0, 3).map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
   });
 
   it('finds more-like-this by recipeId, excluding the recipe itself', async () => {
@@ -226,12 +235,20 @@ describe('vector search (real stack, pgvector HNSW)', () => {
       rowsReturned: 20,
     });
     expect(res.body.buffers.sharedHit + res.body.buffers.sharedRead).toBeGreaterThan(0);
-    const filtered = await request(app.getHttpServer())
+    // 1 % of rows: the exact plan, and PostgreSQL does not touch the HNSW index.
+    const rare = await request(app.getHttpServer())
       .get('/v1/ops/vector-search/explain')
       .query({ dietary: RARE })
       .set(bearer(KEYS.all))
       .expect(200);
-    expect(filtered.body.indexUsed).toBe(true);
+    expect(rare.body).toMatchObject({ plan: 'exact', indexUsed: false, rowsReturned: 20 });
+    // With the exact plan off: the index, scanning past the rows the filter rejects.
+    const filtered = await request(iterative.getHttpServer())
+      .get('/v1/ops/vector-search/explain')
+      .query({ dietary: RARE })
+      .set(bearer(KEYS.all))
+      .expect(200);
+    expect(filtered.body).toMatchObject({ plan: 'hnsw', indexUsed: true });
     expect(filtered.body.rowsScanned).toBeGreaterThan(filtered.body.rowsReturned);
   });
 
@@ -331,4 +348,225 @@ describe('vector search (real stack, pgvector HNSW)', () => {
       expect(res.body.message).toContain('1536');
     });
   });
+});
+
+/**
+ * Small, tight clusters far from the rest (issue 10, part 6). Inserted first, so the
+ * HNSW graph reaches them only through a few early rows; the query of each cluster is
+ * closer to a "trap" of ordinary rows (distance ≈ 0.85) than to anything else outside
+ * its cluster (≈ 0.4): a search that stops after `limit` filter-passing candidates
+ * returns trap rows, which the 0.8 bound then removes.
+ */
+describe('a search answers what it promises (tight clusters far from the rest)', () => {
+  const CLUSTERS = 4;
+  const MEMBERS = 20;
+  const BACKGROUND = 800;
+  const TRAP = 150;
+  let env: Record<string, string>;
+  let db: StackDb;
+  let database: string;
+  let app: NestFastifyApplication;
+  let exactOnly: NestFastifyApplication;
+  let indexOnly: NestFastifyApplication;
+  const apps: NestFastifyApplication[] = [];
+  const query = (k: number): number[] => axis(10 + 2 * k);
+
+  function search(target: NestFastifyApplication, body: Record<string, unknown>): request.Test {
+    return request(target.getHttpServer())
+      .post('/v1/recipes/search')
+      .set(bearer(KEYS.all))
+      .send(body);
+  }
+
+  /** The exact answer, computed here: no index (the ORDER BY expression matches none). */
+  async function truth(
+    k: number,
+    filters: { tags?: string[]; cuisine?: string },
+    limit: number,
+    maxDistance: number,
+  ): Promise<string[]> {
+    const clauses = ['embedding IS NOT NULL', 'embedding <=> $1::vector <= $2'];
+    const params: unknown[] = [pgvector.toSql(query(k)), maxDistance, limit];
+    if (filters.tags) {
+      params.push(filters.tags);
+      clauses.push(`tags @> $${params.length}::text[]`);
+    }
+    if (filters.cuisine) {
+      params.push(filters.cuisine);
+      clauses.push(`cuisine = $${params.length}`);
+    }
+    const res = await adminQuery(
+      db,
+      db.primaryPort,
+      database,
+      `SELECT title FROM recipes WHERE ${clauses.join(' AND ')}
+        ORDER BY (embedding <=> $1::vector) + 0 LIMIT $3`,
+      params,
+    );
+    return (res.rows as Array<{ title: string }>).map((r) => r.title).sort();
+  }
+
+  beforeAll(async () => {
+    env = await stackEnv();
+    db = stackDb(env);
+    database = await createTestDatabase(db, 'search_bounds');
+    const insert = (sql: string, params: unknown[]): Promise<unknown> =>
+      adminQuery(db, db.primaryPort, database, sql, params);
+    for (let k = 0; k < CLUSTERS; k++) {
+      // Members ≈ 0.6·e(q) + 0.8·e(q+1): cosine distance ≈ 0.4 from the query e(q).
+      await insert(
+        `INSERT INTO recipes (title, cuisine, tags, total_minutes, embedding)
+         SELECT 'cl' || $1::int || ' ' || g, 'cluster', ARRAY['quick'], 20,
+                (SELECT array_agg(CASE WHEN i = $2::int THEN 0.6 WHEN i = $2::int + 1 THEN 0.8 ELSE 0 END
+                                  + (random() - 0.5) * 0.01)
+                   FROM generate_series(1, 1536) i WHERE g > 0)::vector
+           FROM generate_series(1, $3::int) g`,
+        [k, 11 + 2 * k, MEMBERS],
+      );
+    }
+    // The rest: one tight blob far from every query (≈ 1.0), half of it tagged quick...
+    await insert(
+      `INSERT INTO recipes (title, cuisine, tags, total_minutes, embedding)
+       SELECT 'bg ' || g, 'blob', CASE WHEN g % 2 = 0 THEN ARRAY['quick'] ELSE '{}'::text[] END, 30,
+              (SELECT array_agg(CASE WHEN i = 1001 THEN 1 ELSE 0 END + (random() - 0.5) * 0.05)
+                 FROM generate_series(1, 1536) i WHERE g > 0)::vector
+         FROM generate_series(1, $1::int) g`,
+      [BACKGROUND],
+    );
+    // ...and per query a trap inside the blob, nearer to it (≈ 0.85) but beyond 0.8.
+    for (let k = 0; k < CLUSTERS; k++) {
+      await insert(
+        `INSERT INTO recipes (title, cuisine, tags, total_minutes, embedding)
+         SELECT 'trap' || $1::int || ' ' || g, 'blob',
+                CASE WHEN g % 2 = 0 THEN ARRAY['quick'] ELSE '{}'::text[] END, 30,
+                (SELECT array_agg(CASE WHEN i = 1001 THEN 1 WHEN i = $2::int THEN 0.15 ELSE 0 END
+                                  + (random() - 0.5) * 0.05)
+                   FROM generate_series(1, 1536) i WHERE g > 0)::vector
+           FROM generate_series(1, $3::int) g`,
+        [k, 11 + 2 * k, TRAP],
+      );
+    }
+    await adminQuery(db, db.primaryPort, database, 'ANALYZE recipes');
+    const total = CLUSTERS * MEMBERS + BACKGROUND + CLUSTERS * TRAP;
+    await until(
+      async () =>
+        (
+          (await adminQuery(db, db.replicaPort, database, 'SELECT count(*)::int AS n FROM recipes'))
+            .rows[0] as { n: number }
+        ).n,
+      (n) => n === total,
+      60_000,
+    );
+    // The tag filter matches 780 rows: above the exact-plan bound, so the HNSW index runs.
+    app = await bootApp(
+      testConfig(env, database, { VECTOR_EXACT_MAX_ROWS: '100', VECTOR_RECALL_SAMPLE_RATE: '0' }),
+    );
+    apps.push(app);
+    exactOnly = await bootApp(
+      testConfig(env, database, {
+        VECTOR_EXACT_MAX_ROWS: '100000',
+        VECTOR_RECALL_SAMPLE_RATE: '0',
+        CACHE_ENABLED: 'false',
+      }),
+    );
+    apps.push(exactOnly);
+    // (Caches off for these two: equal queries of differently configured instances
+    // would share cache entries.)
+    indexOnly = await bootApp(
+      testConfig(env, database, {
+        VECTOR_EXACT_MAX_ROWS: '0',
+        VECTOR_RECALL_SAMPLE_RATE: '0',
+        CACHE_ENABLED: 'false',
+      }),
+    );
+    apps.push(indexOnly);
+  });
+
+  afterAll(async () => {
+    for (const a of apps) {
+      await a.close();
+    }
+    await dropTestDatabase(db, database);
+  });
+
+  it('returns the exact nearest matching rows of every cluster at the default maxDistance (0.8)', async () => {
+    for (let k = 0; k < CLUSTERS; k++) {
+      const expected = await truth(k, { tags: ['quick'] }, 20, 0.8);
+      expect(expected).toHaveLength(MEMBERS);
+      const res = await search(app, { embedding: query(k), filters: { tags: ['quick'] } }).expect(
+        200,
+      );
+      const body = res.body as SearchBody;
+      expect({ k, titles: body.items.map((h) => h.title).sort() }).toEqual({
+        k,
+        titles: expected,
+      });
+      expect(body.items.every((h) => h.distance > 0.35 && h.distance < 0.45)).toBe(true);
+    }
+  });
+
+  it('a short answer means there are no more: limit 30 gives the 20 rows within the bound', async () => {
+    for (let k = 0; k < CLUSTERS; k++) {
+      const expected = await truth(k, { tags: ['quick'] }, 30, 0.8);
+      expect(expected).toHaveLength(MEMBERS);
+      for (const target of [app, exactOnly]) {
+        const res = await search(target, {
+          embedding: query(k),
+          filters: { tags: ['quick'] },
+          limit: 30,
+        }).expect(200);
+        expect({ k, titles: (res.body as SearchBody).items.map((h) => h.title).sort() }).toEqual({
+          k,
+          titles: expected,
+        });
+      }
+    }
+    // Unfiltered too: nothing but the cluster lies within 0.8.
+    const res = await search(app, { embedding: query(1), limit: 50 }).expect(200);
+    expect((res.body as SearchBody).items.map((h) => h.title).sort()).toEqual(
+      await truth(1, {}, 50, 0.8),
+    );
+  });
+
+  it.each([
+    ['no filter', {}, () => app],
+    ['a B-tree filter (cuisine)', { cuisine: 'blob' }, () => app],
+    ['a GIN filter (tags)', { tag: 'quick' }, () => app],
+    ['a filter on few rows, exact plan', { cuisine: 'cluster' }, () => app],
+    ['a filter on few rows, exact plan off', { cuisine: 'cluster' }, () => indexOnly],
+  ])(
+    'reports the plan PostgreSQL runs: %s (checked with EXPLAIN ANALYZE of the same statement)',
+    async (_name, params: { cuisine?: string; tag?: string }, target) => {
+      const explained = await request(target().getHttpServer())
+        .get('/v1/ops/vector-search/explain')
+        .query(params)
+        .set(bearer(KEYS.all))
+        .expect(200);
+      const filters = {
+        ...(params.cuisine ? { cuisine: params.cuisine } : {}),
+        ...(params.tag ? { tags: [params.tag] } : {}),
+      };
+      // The embedding the representative EXPLAIN uses (the first stored one), so that
+      // both run the same statements.
+      const sample = await adminQuery(
+        db,
+        db.replicaPort,
+        database,
+        'SELECT embedding::text AS e FROM recipes WHERE embedding IS NOT NULL LIMIT 1',
+      );
+      const embedding = pgvector.fromSql((sample.rows[0] as { e: string }).e) as number[];
+      const res = await search(target(), { embedding, filters, maxDistance: 2 }).expect(200);
+      const plan = (res.body as SearchBody).plan;
+      expect({ plan, indexUsed: explained.body.indexUsed }).toEqual({
+        plan,
+        indexUsed: plan === 'hnsw',
+      });
+      expect(explained.body.plan).toBe(plan);
+      // The forced plan's disable_cost must not push the search into JIT compilation.
+      expect(JSON.stringify(explained.body.explained)).not.toContain('"JIT"');
+      if (target() === app && params.cuisine === 'cluster') {
+        expect(plan).toBe('exact');
+      }
+    },
+  );
 });

@@ -1,6 +1,34 @@
+import { execFile } from 'node:child_process';
+import { readFile, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { stackDb } from './support/databases.js';
-import { stack, stackCommand, stackEnv } from './support/stack.js';
+import { REPO_ROOT, stack, stackCommand, stackEnv } from './support/stack.js';
+
+const runFile = promisify(execFile);
+
+/** Connects a socket whose local port is `port` (an outgoing connection holding the port). */
+async function holdPortWithOutgoingConnection(port: number): Promise<() => Promise<void>> {
+  const server = net.createServer((s) => s.on('error', () => undefined));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port: target } = server.address() as net.AddressInfo;
+  const socket = net.connect({
+    host: '127.0.0.1',
+    port: target,
+    localAddress: '127.0.0.1',
+    localPort: port,
+  });
+  await new Promise<void>((resolve, reject) =>
+    socket.once('connect', resolve).once('error', reject),
+  );
+  return async () => {
+    socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+}
 
 /** The stack script operators and tests rely on: idempotent, and it recovers killed nodes. */
 describe('docker/stack.sh', () => {
@@ -18,6 +46,57 @@ describe('docker/stack.sh', () => {
       (m) => m[1],
     );
     expect(pidsAfter).toEqual(pidsBefore);
+  });
+
+  it("uses no default port inside the kernel's ephemeral range", async () => {
+    const [lo, hi] = (await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8'))
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    const env = await stackEnv();
+    const ports = [
+      ...env.DB_NODES.split(',').map((n) => Number(n.split(':')[1])),
+      Number(env.PGBOUNCER_PORT),
+      Number(new URL(env.REDIS_URL).port),
+    ];
+    expect(ports).toHaveLength(4);
+    for (const port of ports) {
+      expect(port < lo || port > hi).toBe(true);
+    }
+  });
+
+  it('names the port and what holds it when a node cannot bind', async () => {
+    const dir = join(tmpdir(), `dbu-stack-port-${process.pid}`);
+    const release = await holdPortWithOutgoingConnection(24991);
+    try {
+      const failed = await runFile(
+        'bash',
+        [join(REPO_ROOT, 'docker', 'stack.sh'), 'start', 'redis'],
+        {
+          cwd: REPO_ROOT,
+          env: {
+            ...process.env,
+            STACK_DIR: dir,
+            STACK_PG_PRIMARY_PORT: '24990',
+            STACK_PG_REPLICA_PORT: '24992',
+            STACK_PGBOUNCER_PORT: '24993',
+            STACK_REDIS_PORT: '24991',
+          },
+        },
+      ).then(
+        () => null,
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(failed).not.toBeNull();
+      expect(failed!.code).toBe(1);
+      expect(failed!.stderr).toMatch(
+        /redis cannot bind 127\.0\.0\.1:24991: port 24991 is in use: ESTAB/,
+      );
+      expect(failed!.stderr).toContain('STACK_REDIS_PORT');
+    } finally {
+      await release();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('recovers the primary after `kill primary` + `start primary`, with the replica streaming again', async () => {

@@ -7,13 +7,20 @@ import { createClient, type RedisClientType } from '@keyv/redis';
 import type pg from 'pg';
 import { RecipeFactory } from './dataset.js';
 import { log, Progress } from './progress.js';
+import { benchDatabase } from './paths.js';
 import { Rng } from './rng.js';
-import { clientConfig, withClient, type NodeAddress, type StackEnv } from './stack.js';
+import {
+  clientConfig,
+  ensureOwnedDatabase,
+  withClient,
+  type NodeAddress,
+  type StackEnv,
+} from './stack.js';
 
 const execFileAsync = promisify(execFile);
 
 /** The cache benchmark's own database; `dbu_bench` (search) and `dbu_test_*` are never touched. */
-export const CACHE_BENCH_DB = 'dbu_bench_cache';
+export const CACHE_BENCH_DB = benchDatabase('BENCH_CACHE_DB', 'dbu_bench_cache');
 /** Every Redis key of the service on this database (cache entries, write-behind stream, overlays). */
 export const CACHE_KEY_PATTERN = `dbu:${CACHE_BENCH_DB}:*`;
 
@@ -25,18 +32,9 @@ export function cacheDbConfig(
   return { ...clientConfig(env, node, database), application_name: 'bench:cache' };
 }
 
-/** Creates the database as the application role when missing; true when created. */
-export async function ensureCacheDatabase(env: StackEnv): Promise<boolean> {
-  return withClient(cacheDbConfig(env, env.primary, 'postgres'), async (c) => {
-    const { rowCount } = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [
-      CACHE_BENCH_DB,
-    ]);
-    if (rowCount) {
-      return false;
-    }
-    await c.query(`CREATE DATABASE ${CACHE_BENCH_DB} TEMPLATE template1`);
-    return true;
-  });
+/** Creates the database as the schema's owner when missing; true when created. */
+export function ensureCacheDatabase(env: StackEnv): Promise<boolean> {
+  return ensureOwnedDatabase(env, CACHE_BENCH_DB);
 }
 
 /** The project's migration CLI against the bench database. */

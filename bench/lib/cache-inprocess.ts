@@ -1,5 +1,6 @@
 import type { LoggerService } from '@nestjs/common';
 import { log, Progress } from './progress.js';
+import { BENCH_CRYPTO_ENV } from './service.js';
 import { summarize, type LatencySummary } from './stats.js';
 
 /** Nest's warnings and errors to stderr (stdout carries the result table). */
@@ -73,10 +74,13 @@ export async function measureInProcess(
   const { toDto } = await import('../../src/recipes/recipes.service.js');
   type Dto = ReturnType<typeof toDto>;
 
-  const app = await NestFactory.createApplicationContext(AppModule.forRoot(loadConfig(env)), {
-    logger: new StderrLogger(),
-    abortOnError: false,
-  });
+  const app = await NestFactory.createApplicationContext(
+    AppModule.forRoot(loadConfig({ ...BENCH_CRYPTO_ENV, ...env })),
+    {
+      logger: new StderrLogger(),
+      abortOnError: false,
+    },
+  );
   try {
     const cache = app.get(TieredCacheService);
     const repo = app.get(RecipesRepository, { strict: false });

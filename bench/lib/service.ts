@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -73,6 +74,22 @@ export class HttpClient {
   }
 }
 
+/**
+ * Key material for the service under benchmark. `NODE_ENV=production` requires an explicit
+ * PII hash key, and a bench must not depend on (or create) the developer's key file. Fixed
+ * values (or the caller's KMS_LOCAL_KEYS / PII_HASH_KEY), so that data loaded by one run stays
+ * readable by the next; bench databases only.
+ */
+export const BENCH_CRYPTO_ENV: Record<string, string> = {
+  KMS_PROVIDER: 'local',
+  KMS_LOCAL_KEYS:
+    process.env.KMS_LOCAL_KEYS ??
+    `v1:${createHash('sha256').update('dbu-bench-master-key-v1').digest('base64')}`,
+  PII_HASH_KEY:
+    process.env.PII_HASH_KEY ??
+    createHash('sha256').update('dbu-bench-pii-hash-key').digest('base64'),
+};
+
 /** The built service (`node dist/src/main.js`) as a child process. */
 export class ServiceProcess {
   private readonly tail: string[] = [];
@@ -106,6 +123,7 @@ export class ServiceProcess {
       cwd: repoDir,
       env: {
         PATH: process.env.PATH ?? '/usr/bin:/bin',
+        ...BENCH_CRYPTO_ENV,
         ...env,
         PORT: String(port),
         HOST: '127.0.0.1',

@@ -1,4 +1,13 @@
 import type pg from 'pg';
+import {
+  exactSettings,
+  HIT_COLUMNS,
+  matchCountStatement,
+  nearestStatement,
+  planSettings,
+  type SearchPlan,
+  type VectorQuery,
+} from '../../src/recipes/search-plan.js';
 import type { SearchFilters } from './dataset.js';
 
 export interface SqlSearchOptions {
@@ -8,17 +17,16 @@ export interface SqlSearchOptions {
   /** filtered queries matching at most this many rows are answered exactly (0: never) */
   exactMaxRows: number;
   timeoutMs: number;
+  /** cosine distance bound of every search (2: none) */
+  maxDistance: number;
 }
 
-export type Plan = 'hnsw' | 'exact';
+export type Plan = SearchPlan;
 
 interface BuiltQuery {
   where: string;
   values: unknown[];
 }
-
-/** What the service selects for each hit (src/recipes/recipes.repository.ts). */
-const HIT_COLUMNS = `id::text AS id, title, cuisine, tags, dietary, total_minutes AS "totalMinutes", author_id::text AS "authorId"`;
 
 /** The service's filter semantics: tags/dietary must all match. */
 export function buildWhere(filters: SearchFilters, firstParam: number): BuiltQuery {
@@ -61,10 +69,14 @@ interface Statement {
   values: unknown[];
 }
 
+function vectorQuery(filters: SearchFilters, o: SqlSearchOptions, limit = o.limit): VectorQuery {
+  return { embedding: [], filters, limit, maxDistance: o.maxDistance };
+}
+
 /**
- * The search the service runs: statement timeout and ef_search per transaction;
- * filtered HNSW queries use pgvector's iterative scan in relaxed order (index forced),
- * re-sorted outside a materialized CTE; exact plans switch index scans off.
+ * The statement the service runs for `plan` (src/recipes/search-plan.ts, imported, so
+ * both sides stay the same): filters and the distance bound inside a materialized CTE,
+ * re-sorted outside; the planner settings that make PostgreSQL run that plan.
  */
 function searchStatement(
   vector: string,
@@ -72,37 +84,23 @@ function searchStatement(
   o: SqlSearchOptions,
   plan: Plan,
 ): Statement {
-  const { where, values } = buildWhere(filters, 3);
-  const settings: Record<string, string | number> = { statement_timeout: o.timeoutMs };
-  if (plan === 'exact') {
-    settings.enable_indexscan = 'off';
-  } else {
-    settings['hnsw.ef_search'] = o.efSearch;
-    if (values.length > 0) {
-      settings['hnsw.iterative_scan'] = 'relaxed_order';
-      settings['hnsw.max_scan_tuples'] = o.maxScanTuples;
-      settings.enable_seqscan = 'off';
-      settings.enable_bitmapscan = 'off';
-    }
-  }
-  return {
-    settings,
-    text:
-      `WITH nearest AS MATERIALIZED (` +
-      `SELECT ${HIT_COLUMNS}, embedding <=> $1::vector AS distance FROM recipes ${where} ORDER BY distance LIMIT $2` +
-      `) SELECT * FROM nearest ORDER BY distance`,
-    values: [vector, o.limit, ...values],
-  };
+  const { sql, params } = nearestStatement(vectorQuery(filters, o), vector, HIT_COLUMNS);
+  return { settings: planSettings(plan, o), text: sql, values: params };
 }
 
-/** Exact top-k: no index scans, so a sequential or bitmap scan plus a sort. */
-function exactStatement(vector: string, filters: SearchFilters, limit: number): Statement {
-  const { where, values } = buildWhere(filters, 3);
-  return {
-    settings: { enable_indexscan: 'off' },
-    text: `SELECT id::text AS id, embedding <=> $1::vector AS distance FROM recipes ${where} ORDER BY distance LIMIT $2`,
-    values: [vector, limit, ...values],
-  };
+/** Exact top-k (ground truth, no time limit): no index scans, so a sequential or bitmap scan plus a sort. */
+function exactStatement(
+  vector: string,
+  filters: SearchFilters,
+  limit: number,
+  maxDistance: number,
+): Statement {
+  const { sql, params } = nearestStatement(
+    { embedding: [], filters, limit, maxDistance },
+    vector,
+    'id::text AS id',
+  );
+  return { settings: exactSettings(0), text: sql, values: params };
 }
 
 function setLocal(settings: Record<string, string | number>): string {
@@ -120,11 +118,8 @@ async function choosePlan(
   if (!isFiltered(filters) || o.exactMaxRows <= 0) {
     return 'hnsw';
   }
-  const { where, values } = buildWhere(filters, 1);
-  const { rows } = await client.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM (SELECT 1 FROM recipes ${where} LIMIT $${values.length + 1}) s`,
-    [...values, o.exactMaxRows + 1],
-  );
+  const { sql, params } = matchCountStatement(vectorQuery(filters, o), o.exactMaxRows);
+  const { rows } = await client.query<{ n: number }>(sql, params);
   return rows[0].n <= o.exactMaxRows ? 'exact' : 'hnsw';
 }
 
@@ -146,7 +141,10 @@ async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Pr
   }
 }
 
-/** Same round trips as the service: BEGIN, [count], SET LOCAL, SELECT, COMMIT. */
+/**
+ * Same round trips as the service: BEGIN, [count], SET LOCAL, SELECT, [SET LOCAL,
+ * SELECT when the index scan came back short of `limit`], COMMIT.
+ */
 export function search(
   client: pg.ClientBase,
   vector: string,
@@ -156,7 +154,13 @@ export function search(
   return inTransaction(client, async () => {
     const plan = await choosePlan(client, filters, o);
     const hits = await runStatement(client, searchStatement(vector, filters, o, plan));
-    return { hits, plan };
+    if (plan === 'exact' || hits.length >= o.limit) {
+      return { hits, plan };
+    }
+    return {
+      hits: await runStatement(client, searchStatement(vector, filters, o, 'exact')),
+      plan: 'exact',
+    };
   });
 }
 
@@ -165,8 +169,11 @@ export function exactSearch(
   vector: string,
   filters: SearchFilters,
   limit: number,
+  maxDistance: number,
 ): Promise<Hit[]> {
-  return inTransaction(client, () => runStatement(client, exactStatement(vector, filters, limit)));
+  return inTransaction(client, () =>
+    runStatement(client, exactStatement(vector, filters, limit, maxDistance)),
+  );
 }
 
 interface PlanNode {
@@ -196,7 +203,7 @@ export async function explain(
     const s =
       kind === 'search'
         ? searchStatement(vector, filters, o, await choosePlan(client, filters, o))
-        : exactStatement(vector, filters, o.limit);
+        : exactStatement(vector, filters, o.limit, o.maxDistance);
     await client.query(setLocal(s.settings));
     const { rows } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
       `EXPLAIN (FORMAT JSON) ${s.text}`,

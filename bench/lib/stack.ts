@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { benchDatabase } from './paths.js';
 
 const run = promisify(execFile);
 
-export const BENCH_DB = 'dbu_bench';
+export const BENCH_DB = benchDatabase('BENCH_SEARCH_DB', 'dbu_bench');
 
 export interface StackEnv {
   /** the `export` lines of `docker/stack.sh env`, for child processes */
@@ -13,6 +14,9 @@ export interface StackEnv {
   replica: NodeAddress;
   user: string;
   password: string;
+  /** The schema's owner (migrations; creates the bench databases and their own tables). */
+  ownerUser: string;
+  ownerPassword: string;
   stackDir: string;
 }
 
@@ -61,7 +65,16 @@ export async function loadStackEnv(repoDir: string): Promise<StackEnv> {
       'the stack must run one primary and one streaming replica (docker/stack.sh status)',
     );
   }
-  return { vars, primary, replica, user, password, stackDir: vars.STACK_DIR };
+  return {
+    vars,
+    primary,
+    replica,
+    user,
+    password,
+    ownerUser: vars.DB_MIGRATION_USER,
+    ownerPassword: vars.DB_MIGRATION_PASSWORD,
+    stackDir: vars.STACK_DIR,
+  };
 }
 
 export function clientConfig(
@@ -77,6 +90,39 @@ export function clientConfig(
     database,
     application_name: 'bench:search',
   };
+}
+
+/** As the schema's owner: creating a bench database (the service's role must not own it). */
+export function ownerConfig(
+  env: StackEnv,
+  node: NodeAddress,
+  database = BENCH_DB,
+): pg.ClientConfig {
+  return { ...clientConfig(env, node, database), user: env.ownerUser, password: env.ownerPassword };
+}
+
+/**
+ * Creates `database` as the owner when missing; true when created. A database left
+ * by a run from before the owner role belongs to the service's role: migrations (as
+ * the owner) cannot run in it, so it has to go.
+ */
+export async function ensureOwnedDatabase(env: StackEnv, database: string): Promise<boolean> {
+  return withClient(ownerConfig(env, env.primary, 'postgres'), async (c) => {
+    const { rows } = await c.query<{ owner: string }>(
+      'SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1',
+      [database],
+    );
+    if (rows[0]?.owner === env.user) {
+      throw new Error(
+        `${database} belongs to ${env.user} (made before the schema owner role): DROP DATABASE ${database}, then run again`,
+      );
+    }
+    if (rows.length > 0) {
+      return false;
+    }
+    await c.query(`CREATE DATABASE ${database} TEMPLATE template1`);
+    return true;
+  });
 }
 
 /** The stack's superuser over its unix socket (trust auth, local stack only). */

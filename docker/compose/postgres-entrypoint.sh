@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Wraps the image's docker-entrypoint.sh for both PostgreSQL nodes of the
-# compose stack:
-#   - makes the WAL archive volume writable by postgres (Docker creates a new
-#     named volume root-owned, and archive_command runs as postgres);
+# compose stack (image docker/postgres/Dockerfile: pgvector + pgBackRest):
+#   - makes the pgBackRest repository volume writable by postgres (Docker may
+#     create a new named volume root-owned, and archive_command runs as postgres);
 #   - PG_ROLE=replica with an empty data directory: clones the primary with
-#     pg_basebackup -R, so the node starts as a streaming hot standby.
+#     pg_basebackup -R, so the node starts as a streaming hot standby, and adds
+#     restore_command = pgbackrest archive-get (a standby that fell behind
+#     streaming catches up from the repository; the primary has none, as in
+#     docker/stack.sh);
+#   - PG_ROLE=primary: once the server accepts TCP connections (after the
+#     image's first-boot init), `pgbackrest stanza-create` (idempotent: a no-op
+#     when the stanza exists for this cluster) and `check`.
 # A data directory that already holds a cluster is never touched, so a replica
 # the service promoted stays promoted across restarts.
 set -Eeuo pipefail
 
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
 PG_ROLE="${PG_ROLE:-primary}"
-WAL_ARCHIVE_DIR="${WAL_ARCHIVE_DIR:-/var/lib/postgresql/wal-archive}"
+PGBACKREST_REPO_DIR="${PGBACKREST_REPO_DIR:-/var/lib/pgbackrest}"
+PGBACKREST_STANZA="${PGBACKREST_STANZA:-dbu}"
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 
@@ -57,12 +64,45 @@ clone_primary() {
     --host="$host" --port="$port" --username="$user" --no-password \
     --write-recovery-conf --wal-method=stream --slot="$slot" \
     --checkpoint=fast
+  # Replica only: WAL the primary no longer holds comes from the repository.
+  printf '%s\n' "restore_command = 'pgbackrest --stanza=${PGBACKREST_STANZA} archive-get %f \"%p\"'" \
+    | as_postgres tee -a "$PGDATA/postgresql.auto.conf" >/dev/null
 }
 
-prepare_dir "$WAL_ARCHIVE_DIR"
+# Background job of the primary's entrypoint: this process becomes the postmaster
+# (exec below), which treats any child exiting with a status other than 0 or 1 as
+# a crashed backend; so it always exits 0 and only logs what went wrong.
+ensure_stanza() {
+  local deadline=$((SECONDS + ${STANZA_WAIT_SECONDS:-600}))
+  until pg_isready -q -h 127.0.0.1 -p 5432; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "pgbackrest: the server did not accept connections in time; stanza not checked"
+      return 0
+    fi
+    sleep 2
+  done
+  if as_postgres pgbackrest --stanza="$PGBACKREST_STANZA" stanza-create \
+    && as_postgres pgbackrest --stanza="$PGBACKREST_STANZA" check; then
+    log "pgbackrest: stanza ${PGBACKREST_STANZA} ready, WAL archiving works"
+  else
+    log "pgbackrest: stanza-create/check of ${PGBACKREST_STANZA} failed (repository ${PGBACKREST_REPO_DIR}; is BACKUP_REPO_PASSPHRASE the one the repository was made with?)"
+  fi
+  return 0
+}
+
+if [ -z "${PGBACKREST_REPO1_CIPHER_PASS:-}" ]; then
+  log "PGBACKREST_REPO1_CIPHER_PASS is empty (compose: set BACKUP_REPO_PASSPHRASE)"
+  exit 1
+fi
+prepare_dir "$PGBACKREST_REPO_DIR"
+for d in /var/log/pgbackrest /var/spool/pgbackrest /tmp/pgbackrest; do
+  prepare_dir "$d"
+done
 
 case "$PG_ROLE" in
-  primary) ;;
+  primary)
+    (ensure_stanza || true; exit 0) &
+    ;;
   replica)
     if [ ! -s "$PGDATA/PG_VERSION" ]; then
       prepare_dir "$PGDATA"

@@ -20,6 +20,8 @@
     --set app_user="${APP_DB_USER:-app}" \
     --set app_password="${APP_DB_PASSWORD:?APP_DB_PASSWORD is required}" \
     --set app_db="${APP_DB_NAME:-recipes}" \
+    --set owner_user="${OWNER_DB_USER:-app_owner}" \
+    --set owner_password="${OWNER_DB_PASSWORD:?OWNER_DB_PASSWORD is required}" \
     --set replication_user="$replication_user" \
     --set replication_password="${REPLICATION_PASSWORD:?REPLICATION_PASSWORD is required}" \
     --set replication_slot="${REPLICATION_SLOT:-replica_1}" <<'SQL'
@@ -27,6 +29,11 @@ CREATE ROLE :"app_user" LOGIN CREATEDB PASSWORD :'app_password';
 -- pg_monitor: pg_stat_statements of every user, pg_stat_replication, replay
 -- lag. pg_signal_backend: cancelling runaway queries. As docker/stack.sh does.
 GRANT pg_monitor, pg_signal_backend TO :"app_user";
+-- Owns the database and the schema; migrations run as it. The service's role gets only
+-- the rights the migrations grant it (the audit log: read and append). The owner may
+-- act as the service (it hands it `recipes`: REINDEX needs ownership), never the reverse.
+CREATE ROLE :"owner_user" LOGIN CREATEDB PASSWORD :'owner_password';
+GRANT :"app_user" TO :"owner_user";
 CREATE ROLE :"replication_user" LOGIN REPLICATION PASSWORD :'replication_password';
 -- Created here rather than by pg_basebackup, so a rebuilt replica reuses it.
 SELECT pg_create_physical_replication_slot(:'replication_slot');
@@ -42,7 +49,7 @@ CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 GRANT EXECUTE ON FUNCTION pg_catalog.pg_promote(boolean, integer) TO :"app_user";
 
 \connect postgres
-CREATE DATABASE :"app_db" OWNER :"app_user" TEMPLATE template1;
+CREATE DATABASE :"app_db" OWNER :"owner_user" TEMPLATE template1;
 SQL
 
   # Streaming replication connections only match a `replication` line.

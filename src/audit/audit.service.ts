@@ -6,7 +6,14 @@ import { AuditKeysService } from './audit-keys.service.js';
 import type { DataChange, DataChangeSink } from '../common/data-change.js';
 import { RequestContextStore } from '../common/request-context.js';
 import { chainHash, GENESIS_HASH } from './audit-hash.js';
-import { AuditEventType, AuditQuery, AuditRepository, AuditRow } from './audit.repository.js';
+import {
+  AuditEventType,
+  AuditQuery,
+  AuditRepository,
+  AuditRow,
+  ChainPoint,
+  VerificationCheckpoint,
+} from './audit.repository.js';
 
 const ACCESS_FLUSH_MS = 1_000;
 const ACCESS_MAX_BATCH = 500;
@@ -23,10 +30,29 @@ export interface AuditEvent {
   requestId?: string | null;
 }
 
+export type VerifyMode = 'full' | 'incremental';
+
+/**
+ * Where a verification starts (the row after `seq` must link to `hash`): the genesis
+ * hash; the newest retention checkpoint (the rows before it were dropped, sealed by
+ * the database); or, incremental only, the last verified checkpoint.
+ */
+export interface VerifyStart {
+  from: 'genesis' | 'retention_checkpoint' | 'verified_checkpoint';
+  seq: number;
+  hash: string;
+  /** When the checkpoint was written (null for genesis). */
+  at: string | null;
+}
+
 export interface VerifyReport {
   valid: boolean;
+  mode: VerifyMode;
+  start: VerifyStart;
+  /** The rows checked now: `fromSeq` to `head.seq` (none when fromSeq > head.seq). */
+  fromSeq: number;
   rowsChecked: number;
-  head: { seq: number; hash: string };
+  head: ChainPoint;
   firstBroken: { seq: number; reason: string } | null;
   digestsChecked: number;
 }
@@ -64,9 +90,13 @@ export class AuditService implements DataChangeSink, OnModuleDestroy {
     const ctx = RequestContextStore.get();
     const seq = head.seq + 1;
     const details = event.details ?? null;
+    // The database refuses a row dated before the one it follows (partitions then hold
+    // consecutive stretches of the chain): an event that waited in the access buffer
+    // while a later one was appended takes that one's time.
+    const occurredAtMs = Math.max(event.occurredAtMs ?? Date.now(), head.occurredAtMs ?? 0);
     const fields = {
       seq,
-      occurredAtMs: event.occurredAtMs ?? Date.now(),
+      occurredAtMs,
       eventType: event.eventType,
       actor: event.actor ?? ctx?.keyId ?? null,
       subjectId: event.subjectId ? this.subjectRef(event.subjectId) : null,
@@ -165,29 +195,57 @@ export class AuditService implements DataChangeSink, OnModuleDestroy {
     });
   }
 
-  /** Walks the whole chain; reports the first row whose link or hash does not hold. */
-  async verify(): Promise<VerifyReport> {
+  /**
+   * Walks the chain and reports the first row whose link or hash does not hold.
+   * `full` checks every retained row, from the newest retention checkpoint (or the
+   * genesis hash); `incremental` continues from the last verified checkpoint, so a
+   * log holding years of rows is not walked again on every call. `record` stores how
+   * far a valid walk got, for the next incremental one.
+   */
+  async verify(opts: { mode?: VerifyMode; record?: boolean } = {}): Promise<VerifyReport> {
+    const mode = opts.mode ?? 'full';
+    // The head first: every row up to it is committed (a row and the head move together).
     const head = await this.audit.head();
-    const digests = new Map((await this.audit.digests()).map((d) => [d.seq, d.hash]));
-    let prevHash = GENESIS_HASH;
-    let expectedSeq = 1;
+    const last = await this.audit.lastVerification();
+    const start = await this.verifyStart(mode, last);
+    const published = await this.audit.digests(start.seq);
+    const digests = new Map(published.map((d) => [d.seq, d.hash]));
+    let prevHash = start.hash;
+    let expectedSeq = start.seq + 1;
     let checked = 0;
     let digestsChecked = 0;
-    const broken = (seq: number, reason: string): VerifyReport => ({
-      valid: false,
+    const report = (firstBroken: VerifyReport['firstBroken']): VerifyReport => ({
+      valid: firstBroken === null,
+      mode,
+      start,
+      fromSeq: start.seq + 1,
       rowsChecked: checked,
       head,
-      firstBroken: { seq, reason },
+      firstBroken,
       digestsChecked,
     });
+    const broken = (seq: number, reason: string): VerifyReport => report({ seq, reason });
+    // The head never goes back: rows that were verified or published past it were removed.
+    const beyond = Math.max(last?.seq ?? 0, ...published.map((d) => d.seq));
+    if (beyond > head.seq) {
+      return broken(
+        head.seq + 1,
+        `rows ${head.seq + 1} to ${beyond} were verified or published before and are gone`,
+      );
+    }
     for (;;) {
-      const rows = await this.audit.chunk(expectedSeq - 1, VERIFY_CHUNK);
+      const rows = await this.audit.chunk(expectedSeq - 1, head.seq, VERIFY_CHUNK);
       for (const row of rows) {
         if (row.seq !== expectedSeq) {
           return broken(expectedSeq, `row ${expectedSeq} is missing (next is ${row.seq})`);
         }
         if (row.prevHash !== prevHash) {
-          return broken(row.seq, 'prev_hash does not match the previous row');
+          return broken(
+            row.seq,
+            row.seq === start.seq + 1 && start.from !== 'genesis'
+              ? `prev_hash does not continue the ${start.from.replace('_', ' ')} at seq ${start.seq}`
+              : 'prev_hash does not match the previous row',
+          );
         }
         const { hash, ...fields } = row;
         if (chainHash(fields) !== hash) {
@@ -208,13 +266,42 @@ export class AuditService implements DataChangeSink, OnModuleDestroy {
         break;
       }
     }
-    if (checked !== head.seq) {
-      return broken(checked + 1, `chain head says ${head.seq} rows, found ${checked}`);
+    if (expectedSeq - 1 !== head.seq) {
+      return broken(
+        expectedSeq,
+        `row ${expectedSeq} is missing (the chain head is at ${head.seq})`,
+      );
     }
-    if (head.seq > 0 && head.hash !== prevHash) {
+    if (head.hash !== prevHash) {
       return broken(head.seq, 'chain head hash differs from the last row');
     }
-    return { valid: true, rowsChecked: checked, head, firstBroken: null, digestsChecked };
+    if (opts.record && checked > 0) {
+      await this.audit.saveVerification({
+        mode,
+        fromSeq: start.seq + 1,
+        to: head,
+        rowsChecked: checked,
+      });
+    }
+    return report(null);
+  }
+
+  private async verifyStart(
+    mode: VerifyMode,
+    last: VerificationCheckpoint | null,
+  ): Promise<VerifyStart> {
+    const seal = await this.audit.retentionSeal();
+    if (mode === 'incremental' && last && last.seq >= (seal?.sealedSeq ?? 0)) {
+      return { from: 'verified_checkpoint', seq: last.seq, hash: last.hash, at: last.verifiedAt };
+    }
+    return seal
+      ? {
+          from: 'retention_checkpoint',
+          seq: seal.sealedSeq,
+          hash: seal.sealedHash,
+          at: seal.droppedAt,
+        }
+      : { from: 'genesis', seq: 0, hash: GENESIS_HASH, at: null };
   }
 
   /**

@@ -13,13 +13,10 @@ export class CacheController {
   @HttpCode(200)
   @RequireScopes('ops:admin')
   @ApiOperation({
-    summary: 'Invalidate cache entries of a type (by keys, or all of the type) on every instance',
+    summary:
+      'Invalidate cache entries of a type (by keys, or all of the type) in Redis and on every instance; reports what each removed',
   })
-  async invalidate(@Body() dto: InvalidateCacheDto): Promise<InvalidateCacheResponseDto> {
-    if (dto.keys) {
-      await this.cache.invalidate(dto.type, dto.keys);
-      return { type: dto.type, removed: null };
-    }
-    return { type: dto.type, removed: await this.cache.invalidateType(dto.type) };
+  invalidate(@Body() dto: InvalidateCacheDto): Promise<InvalidateCacheResponseDto> {
+    return this.cache.invalidateCounted(dto.type, dto.keys);
   }
 }

@@ -14,6 +14,8 @@ export enum CacheMetric {
   InvalidationsSent = 'cache_invalidations_sent_total',
   InvalidationsReceived = 'cache_invalidations_received_total',
   L2Circuit = 'cache_l2_circuit_open',
+  GenerationBumps = 'cache_generation_bumps_total',
+  GenerationTouches = 'cache_generation_touches_total',
 }
 
 @Injectable()
@@ -29,6 +31,8 @@ export class CacheMetrics {
   readonly invalidationsSent: Counter<'type'>;
   readonly invalidationsReceived: Counter<'type'>;
   readonly l2CircuitOpen: Gauge;
+  readonly generationBumps: Counter<'type'>;
+  readonly generationTouches: Counter<'type'>;
 
   constructor(metrics: MetricsService) {
     const registers = [metrics.registry];
@@ -92,6 +96,18 @@ export class CacheMetrics {
     this.l2CircuitOpen = new Gauge({
       name: CacheMetric.L2Circuit,
       help: '1 while the Redis circuit breaker is open',
+      registers,
+    });
+    this.generationBumps = new Counter({
+      name: CacheMetric.GenerationBumps,
+      help: 'Generation bumps sent to Redis (each makes every cached entry of the type unreachable)',
+      labelNames: ['type'],
+      registers,
+    });
+    this.generationTouches = new Counter({
+      name: CacheMetric.GenerationTouches,
+      help: 'Changes that made stale only the cached entries holding the changed rows',
+      labelNames: ['type'],
       registers,
     });
   }

@@ -1,6 +1,7 @@
 import { CacheModule as NestCacheModule } from '@nestjs/cache-manager';
 import { Global, Module } from '@nestjs/common';
 import { APP_CONFIG } from '../config/config.module.js';
+import { CacheGenerationsService } from './cache-generations.service.js';
 import { CacheController } from './cache.controller.js';
 import { CacheMetrics } from './cache.metrics.js';
 import { CacheService } from './cache.service.js';
@@ -36,7 +37,7 @@ class CacheTiersModule {}
     }),
   ],
   controllers: [CacheController],
-  providers: [TieredCacheService, InvalidationBusService, CacheService],
-  exports: [CacheTiersModule, TieredCacheService, CacheService],
+  providers: [TieredCacheService, InvalidationBusService, CacheGenerationsService, CacheService],
+  exports: [CacheTiersModule, TieredCacheService, CacheGenerationsService, CacheService],
 })
 export class CacheInfraModule {}

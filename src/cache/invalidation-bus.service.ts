@@ -4,15 +4,34 @@ import { APP_CONFIG } from '../config/config.module.js';
 import type { RedisClientType } from '@keyv/redis';
 import { JobLeadershipService } from '../database/job-leadership.service.js';
 import { CacheMetrics } from './cache.metrics.js';
+import { randomUUID } from 'node:crypto';
 import {
   CacheType,
   CACHE_TYPES,
   ERASED_USERS,
   INVALIDATION_CHANNEL,
+  INVALIDATION_REPLY_CHANNEL,
   InvalidationMessage,
+  InvalidationReply,
 } from './cache.types.js';
 import { RedisService } from './redis.service.js';
 import { TieredCacheService } from './tiered-cache.service.js';
+
+/** How long a counted invalidation waits for the other instances' answers. */
+const REPLY_TIMEOUT_MS = 1_000;
+
+interface ReplyCollector {
+  replies: InvalidationReply[];
+  expected: number | null;
+  done: () => void;
+}
+
+export interface CountedInvalidation {
+  /** Answers of the other instances of this database. */
+  replies: InvalidationReply[];
+  /** Instances that got the message but did not answer in time. */
+  unanswered: number;
+}
 
 /**
  * Cross-instance invalidation: every change publishes `{ type, ids }` (never values)
@@ -28,6 +47,7 @@ export class InvalidationBusService implements OnModuleInit, OnModuleDestroy {
   private lost = false;
   private closing = false;
   private readonly erasedListeners: Array<(userIds: string[] | null) => void> = [];
+  private readonly collectors = new Map<string, ReplyCollector>();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -64,6 +84,9 @@ export class InvalidationBusService implements OnModuleInit, OnModuleDestroy {
     sub
       .connect()
       .then(() => sub.subscribe(INVALIDATION_CHANNEL, (message: string) => this.receive(message)))
+      .then(() =>
+        sub.subscribe(INVALIDATION_REPLY_CHANNEL, (message: string) => this.receiveReply(message)),
+      )
       .then(() => {
         this.subscribedOnce = true;
       })
@@ -84,18 +107,99 @@ export class InvalidationBusService implements OnModuleInit, OnModuleDestroy {
       this.logger.warn('ignored a malformed invalidation message');
       return;
     }
-    if (message.origin === this.origin || message.database !== this.config.database.name) {
+    if (message.origin === this.origin) {
       return;
+    }
+    const removed = this.apply(message);
+    if (message.replyTo) {
+      // Every receiver answers (0 for another database's message): the sender waits for
+      // as many answers as Redis says received it.
+      const reply: InvalidationReply = {
+        replyTo: message.replyTo,
+        origin: this.origin,
+        database: this.config.database.name,
+        removed,
+      };
+      this.redis.client
+        .publish(INVALIDATION_REPLY_CHANNEL, JSON.stringify(reply))
+        .catch((err: Error) =>
+          this.logger.warn({ error: err.message }, 'invalidation count not answered'),
+        );
+    }
+  }
+
+  /** Drops what the message names from this instance's L1; returns how many entries. */
+  private apply(message: InvalidationMessage): number {
+    if (message.database !== this.config.database.name) {
+      return 0;
     }
     if (message.type === ERASED_USERS) {
       this.notifyErased(message.ids ?? []);
-      return;
+      return 0;
     }
     if (!CACHE_TYPES.includes(message.type)) {
-      return;
+      return 0;
     }
     this.metrics.invalidationsReceived.inc({ type: message.type });
-    this.cache.dropLocal(message.type, message.ids);
+    return this.cache.dropLocal(message.type, message.ids);
+  }
+
+  private receiveReply(raw: string): void {
+    let reply: InvalidationReply;
+    try {
+      reply = JSON.parse(raw) as InvalidationReply;
+    } catch {
+      this.logger.warn('ignored a malformed invalidation reply');
+      return;
+    }
+    const collector = this.collectors.get(reply.replyTo);
+    if (!collector) {
+      return;
+    }
+    collector.replies.push(reply);
+    if (collector.expected !== null && collector.replies.length >= collector.expected) {
+      collector.done();
+    }
+  }
+
+  /**
+   * Like `publish`, then waits (at most REPLY_TIMEOUT_MS) for every other instance to
+   * answer how many L1 entries it dropped. PUBLISH says how many subscribers got the
+   * message, so the wait ends as soon as all of them answered.
+   */
+  async publishCounted(type: CacheType, ids?: string[]): Promise<CountedInvalidation> {
+    if (!this.redis.isReady || !this.cache.circuit.allow()) {
+      return { replies: [], unanswered: 0 };
+    }
+    const replyTo = randomUUID();
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const collector: ReplyCollector = { replies: [], expected: null, done };
+    this.collectors.set(replyTo, collector);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const receivers = await this.send(type, ids, replyTo);
+      // Our own subscriber is among the receivers; it does not answer itself.
+      collector.expected = Math.max(0, receivers - (this.subscribedOnce && !this.lost ? 1 : 0));
+      if (collector.replies.length < collector.expected) {
+        await Promise.race([
+          finished,
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, REPLY_TIMEOUT_MS);
+          }),
+        ]);
+      }
+      const replies = collector.replies.filter((r) => r.database === this.config.database.name);
+      return {
+        replies,
+        unanswered: Math.max(0, collector.expected - collector.replies.length),
+      };
+    } finally {
+      clearTimeout(timer);
+      this.collectors.delete(replyTo);
+    }
   }
 
   /**
@@ -123,23 +227,34 @@ export class InvalidationBusService implements OnModuleInit, OnModuleDestroy {
     await this.send(type, ids);
   }
 
-  private async send(type: InvalidationMessage['type'], ids?: string[]): Promise<void> {
+  /** Publishes one message; returns how many subscribers received it (0 when not sent). */
+  private async send(
+    type: InvalidationMessage['type'],
+    ids?: string[],
+    replyTo?: string,
+  ): Promise<number> {
     if (!this.redis.isReady || !this.cache.circuit.allow()) {
-      return;
+      return 0;
     }
     const message: InvalidationMessage = {
       origin: this.origin,
       database: this.config.database.name,
       type,
       ...(ids ? { ids } : {}),
+      ...(replyTo ? { replyTo } : {}),
     };
     try {
-      await this.redis.client.publish(INVALIDATION_CHANNEL, JSON.stringify(message));
+      const receivers = await this.redis.client.publish(
+        INVALIDATION_CHANNEL,
+        JSON.stringify(message),
+      );
       this.cache.circuit.success();
       this.metrics.invalidationsSent.inc({ type });
+      return receivers;
     } catch (err) {
       this.cache.circuit.failure();
       this.logger.warn({ type, error: (err as Error).message }, 'invalidation not published');
+      return 0;
     }
   }
 

@@ -13,6 +13,20 @@ import { RedisService } from './redis.service.js';
 
 const STATS_REFRESH_MS = 15_000;
 
+/**
+ * `dbu:<database>:v<CACHE_KEY_VERSION>:` — the database keeps deployments (and test
+ * databases) that share one Redis apart; the version keeps old shapes unread.
+ */
+export function cacheNamespace(config: Pick<AppConfig, 'database' | 'cache'>): string {
+  return `dbu:${config.database.name}:v${config.cache.keyVersion}:`;
+}
+
+/** Entries removed from each tier; l2 null when Redis could not be asked. */
+export interface RemovedCounts {
+  l1: number;
+  l2: number | null;
+}
+
 class TimeoutError extends Error {}
 
 /**
@@ -75,7 +89,7 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
    * databases) that share one Redis apart; the version keeps old shapes unread.
    */
   get namespace(): string {
-    return `dbu:${this.config.database.name}:v${this.config.cache.keyVersion}:`;
+    return cacheNamespace(this.config);
   }
 
   key(type: CacheType, id: string): string {
@@ -90,20 +104,27 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     return this.config.cache.types[type].ttlSeconds * 1000;
   }
 
-  /** L1, then L2 (which refills L1). Undefined on a miss in both. */
-  async get<T>(type: CacheType, id: string): Promise<T | undefined> {
+  /**
+   * L1, then L2 (which refills L1). Undefined on a miss in both. An entry `accept`
+   * refuses (stale by the caller's rules) counts as a miss of its tier.
+   */
+  async get<T>(
+    type: CacheType,
+    id: string,
+    accept?: (value: T) => Promise<boolean> | boolean,
+  ): Promise<T | undefined> {
     if (!this.config.cache.enabled) {
       return undefined;
     }
     const key = this.key(type, id);
     const l1 = await this.timed(CacheTier.L1, 'get', () => this.tiers.l1.get<T>(key));
-    if (l1 !== undefined) {
+    if (l1 !== undefined && (!accept || (await accept(l1)))) {
       this.metrics.hits.inc({ tier: CacheTier.L1, type });
       return l1;
     }
     this.metrics.misses.inc({ tier: CacheTier.L1, type });
     const l2 = await this.l2<T | undefined>('get', (kv) => kv.get<T>(key));
-    if (l2 === undefined || l2 === null) {
+    if (l2 === undefined || l2 === null || (accept && !(await accept(l2)))) {
       this.metrics.misses.inc({ tier: CacheTier.L2, type });
       return undefined;
     }
@@ -215,19 +236,58 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     return CACHE_TYPES.reduce((sum, type) => sum + this.dropLocal(type), 0);
   }
 
-  /** Every entry of a type, in L1 and in Redis (SCAN + UNLINK, never KEYS). */
-  async deleteType(type: CacheType): Promise<number> {
-    let removed = this.dropLocal(type);
+  /**
+   * Every entry of a type, in this instance's L1 and in Redis (SCAN + UNLINK, never
+   * KEYS): how many each tier held (l2 null when Redis could not be asked).
+   */
+  async deleteType(type: CacheType): Promise<RemovedCounts> {
+    const l1 = this.dropLocal(type);
+    let l2: number | null = null;
     if (this.redis.isReady && this.circuit.allow()) {
       try {
-        removed += await this.unlinkL2(type);
+        l2 = await this.unlinkL2(type);
         this.circuit.success();
       } catch (err) {
         this.circuit.failure();
         this.logger.warn({ type, error: (err as Error).message }, 'L2 type flush failed');
       }
     }
-    return removed;
+    return { l1, l2 };
+  }
+
+  /** Like `delete`, counting what each tier held (l2 null when Redis could not be asked). */
+  async deleteCounted(type: CacheType, ids: string[]): Promise<RemovedCounts> {
+    const l1 = this.dropLocal(type, ids);
+    let l2: number | null = null;
+    if (this.config.cache.enabled && ids.length > 0) {
+      try {
+        const keys = ids.map((id) => this.key(type, id));
+        l2 = await this.callRedis('unlink', (client) => client.unlink(keys));
+      } catch (err) {
+        this.logger.warn({ type, error: (err as Error).message }, 'L2 delete failed');
+      }
+    }
+    return { l1, l2 };
+  }
+
+  /**
+   * A raw Redis command with the same deadline and circuit breaker as L2 operations;
+   * rejects when Redis is not connected or the circuit is open.
+   */
+  async callRedis<T>(op: string, fn: (client: RedisService['client']) => Promise<T>): Promise<T> {
+    if (!this.redis.isReady || !this.circuit.allow()) {
+      throw new Error('redis unavailable (not connected or circuit open)');
+    }
+    try {
+      const result = await this.timed(CacheTier.L2, op, () =>
+        this.withTimeout(fn(this.redis.client)),
+      );
+      this.circuit.success();
+      return result;
+    } catch (err) {
+      this.circuit.failure();
+      throw err;
+    }
   }
 
   /** Every L2 key of a type: SCAN + UNLINK in batches, never KEYS. */
@@ -246,10 +306,17 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
 
   /**
    * Cache-aside read with stampede protection: concurrent misses of one key in
-   * this instance share one loader call. `undefined`/`null` results are not cached.
+   * this instance share one loader call. `undefined`/`null` results are not cached,
+   * nor anything when `store` says no (checked after the load); a cached value
+   * `accept` refuses is a miss.
    */
-  async getOrLoad<T>(type: CacheType, id: string, loader: () => Promise<T>): Promise<T> {
-    const cached = await this.get<T>(type, id);
+  async getOrLoad<T>(
+    type: CacheType,
+    id: string,
+    loader: () => Promise<T>,
+    opts: { store?: () => boolean; accept?: (value: T) => Promise<boolean> | boolean } = {},
+  ): Promise<T> {
+    const cached = await this.get<T>(type, id, opts.accept);
     if (cached !== undefined) {
       return cached;
     }
@@ -261,7 +328,7 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     const load = (async () => {
       try {
         const value = await loader();
-        if (value !== undefined && value !== null) {
+        if (value !== undefined && value !== null && (opts.store?.() ?? true)) {
           await this.fill(type, id, value);
         }
         return value;

@@ -31,3 +31,13 @@ export class DependencyUnavailableError extends DomainError {
     super(ErrorCode.DependencyUnavailable, message);
   }
 }
+
+/** A request body refused before parsing (too deep, too many keys): 400. */
+export class BodyShapeError extends DomainError {
+  /** Fastify answers with this status if the error is raised before Nest sees the request. */
+  readonly statusCode = 400;
+
+  constructor(message: string) {
+    super(ErrorCode.Invalid, message);
+  }
+}

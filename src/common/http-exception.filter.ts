@@ -114,8 +114,23 @@ export class AllExceptionsFilter implements ExceptionFilter {
         requestId,
       };
     }
+    body.message = withoutQueryString(body.message, request.url);
     void reply.status(body.statusCode).send(body);
   }
+}
+
+/**
+ * Messages that quote the request URL (Nest's "Cannot GET /path?…" 404) keep the path only:
+ * a query string can carry a credential (`?token=`), and an error never echoes one.
+ */
+function withoutQueryString(message: string | string[], url: string): string | string[] {
+  const q = url.indexOf('?');
+  if (q < 0) {
+    return message;
+  }
+  const path = url.slice(0, q);
+  const scrub = (m: string): string => m.split(url).join(path);
+  return Array.isArray(message) ? message.map(scrub) : scrub(message);
 }
 
 function isFastifyClientError(e: unknown): e is { statusCode: number; message: string } {

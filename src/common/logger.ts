@@ -13,6 +13,10 @@ const REDACT = [
   'req.headers.authorization',
   'token',
   '*.token',
+  'pass',
+  '*.pass',
+  'webhookUrl',
+  '*.webhookUrl',
 ];
 
 export function createPino(level: string): PinoLogger {

@@ -17,8 +17,9 @@ export function parseLsn(value: string | string[] | undefined): string | null {
 export class RequestContextMiddleware implements NestMiddleware {
   use(req: RawRequest, _res: FastifyReply['raw'], next: () => void): void {
     const header = req.headers['x-consistency'];
-    const consistency: Consistency = header === 'strong' ? 'strong' : 'default';
     // A malformed header was already answered 400 by the onRequest hook (app.setup.ts).
+    const consistency: Consistency =
+      header === 'strong' || header === 'eventual' ? header : 'default';
     const minLsn = parseLsn(req.headers['x-write-lsn']) ?? undefined;
     const ctx: RequestContext = { requestId: String(req.id ?? ''), consistency, minLsn };
     req.dbuContext = ctx;

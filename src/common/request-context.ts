@@ -1,10 +1,16 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 
-export type Consistency = 'default' | 'strong';
+/**
+ * `strong`: the writer serves every read; `eventual`: replicas may serve reads even when
+ * `DB_READ_DEFAULT=primary`; `default`: as `DB_READ_DEFAULT` says.
+ */
+export type Consistency = 'default' | 'strong' | 'eventual';
+
+export const CONSISTENCY_HEADER_VALUES = ['strong', 'eventual'] as const;
 
 export interface RequestContext {
   requestId: string;
-  /** `strong`: every read of this request is served by the writer. */
+  /** `x-consistency`: `strong` → every read of this request is served by the writer. */
   consistency: Consistency;
   /** API key id of the caller, for logs and rate limits (never the secret). */
   keyId?: string;

@@ -12,8 +12,8 @@ describe(loadConfig.name, () => {
     });
     expect(c.database.connectTimeoutMs).toBe(30_000);
     expect(c.database.nodes).toEqual([
-      { host: '127.0.0.1', port: 55432 },
-      { host: '127.0.0.1', port: 55433 },
+      { host: '127.0.0.1', port: 25432 },
+      { host: '127.0.0.1', port: 25433 },
     ]);
     expect(c.pgbouncer).toBeNull();
   });
@@ -32,6 +32,11 @@ describe(loadConfig.name, () => {
       { host: 'a', port: 1 },
       { host: 'b', port: 2 },
     ]);
+  });
+
+  it('reads BACKUP_OS_USER (optional, no default)', () => {
+    expect(loadConfig({}).backup.osUser).toBeUndefined();
+    expect(loadConfig({ BACKUP_OS_USER: 'postgres' }).backup.osUser).toBe('postgres');
   });
 
   it('names every invalid variable in one error', () => {
@@ -67,6 +72,9 @@ describe(loadConfig.name, () => {
     [{ DB_POOL_DEFAULT: '60' }, 'DB_POOL_DEFAULT'],
     [{ DB_ROUTE_VIA_PGBOUNCER: 'true' }, 'DB_ROUTE_VIA_PGBOUNCER'],
     [{ NODE_ENV: 'production' }, 'DB_PASSWORD'],
+    [{ NODE_ENV: 'production', DB_PASSWORD: 'x' }, 'DB_MIGRATION_PASSWORD'],
+    [{ DB_MIGRATION_USER: 'app' }, 'DB_MIGRATION_USER'],
+    [{ AUDIT_RETENTION_YEARS: '6' }, 'AUDIT_RETENTION_YEARS'],
   ])('rejects inconsistent settings %j', (env, name) => {
     expect(() => loadConfig(env)).toThrow(name);
   });

@@ -2,6 +2,7 @@ import { plainToInstance } from 'class-transformer';
 import { validateSync, ValidationError } from 'class-validator';
 import { CacheStrategyName, EnvironmentVariables } from './env.schema.js';
 import { ApiKeyConfig, parseApiKeys, parseNodeList } from './validators.js';
+import { AlertRule, AlertSeverity, resolveAlertRules } from './alerting.config.js';
 
 export interface NodeAddress {
   host: string;
@@ -13,6 +14,9 @@ export interface DatabaseConfig {
   name: string;
   user: string;
   password: string | undefined;
+  /** Owner of the schema; migrations connect as it (never the service's queries). */
+  migrationUser: string;
+  migrationPassword: string | undefined;
   ssl: 'disable' | 'require' | 'verify-full';
   connectTimeoutMs: number;
   bootTimeoutMs: number;
@@ -38,6 +42,7 @@ export interface DatabaseConfig {
   /** Replicas over either bound are skipped for reads. */
   readMaxLag: { seconds: number; bytes: number };
   queryTimeoutMs: number;
+  slowQueryMs: number;
   idempotencyTtlHours: number;
   failover: { mode: 'auto' | 'manual' | 'off'; maxLagBytes: number; retryAfterSeconds: number };
 }
@@ -53,7 +58,12 @@ export interface PgBouncerConfig {
 
 export interface AppConfig {
   env: 'development' | 'production' | 'test';
-  http: { host: string; port: number; shutdownDrainMs: number };
+  http: {
+    host: string;
+    port: number;
+    shutdownDrainMs: number;
+    json: { maxDepth: number; maxKeys: number };
+  };
   logLevel: string;
   database: DatabaseConfig;
   /** null when PgBouncer is not part of this deployment. */
@@ -65,12 +75,115 @@ export interface AppConfig {
     metricsRequireKey: boolean;
   };
   jobs: { enabled: boolean; canaryCron: string };
+  monitoring: MonitoringConfig;
+  dashboard: DashboardConfig;
+  insights: InsightsConfig;
+  alerting: AlertingConfig;
   vector: VectorConfig;
   embeddings: EmbeddingsConfig;
   cache: CacheConfig;
   audit: { retentionYears: number; maintenanceCron: string };
+  backup: BackupConfig;
   crypto: CryptoConfig;
   gdpr: GdprConfig;
+  cloudwatch: CloudWatchConfig;
+}
+
+export interface CloudWatchConfig {
+  /** The metrics publisher runs only when true; provisioning works either way. */
+  enabled: boolean;
+  namespace: string;
+  region: string;
+  /** Only for a non-AWS endpoint (tests, LocalStack). */
+  endpoint: string | undefined;
+  intervalMs: number;
+  maxBacklog: number;
+  maxAttempts: number;
+  /** Value of the `environment` dimension. */
+  environment: string;
+  logGroup: string;
+  logRetentionDays: number;
+  alarmTopicArn: string | undefined;
+  rdsInstances: string[];
+  elastiCacheClusters: string[];
+}
+
+export interface DashboardConfig {
+  /** 0: no samples (the charts stay empty). */
+  sampleSeconds: number;
+  historyPoints: number;
+  sessionMinutes: number;
+}
+
+export interface MonitoringConfig {
+  /** 0: the sampler is off. */
+  sampleSeconds: number;
+  statementTimeoutMs: number;
+}
+
+export interface AlertingConfig {
+  enabled: boolean;
+  evalIntervalMs: number;
+  rules: AlertRule[];
+  /** 0: a firing alert is sent once. */
+  renotifyMs: number;
+  recentHours: number;
+  delivery: { intervalMs: number; maxBackoffMs: number; timeoutMs: number };
+  /** null: the channel is not configured (nothing is queued for it). */
+  email: {
+    to: string[];
+    from: string;
+    severities: AlertSeverity[];
+    smtp: {
+      host: string;
+      port: number;
+      tls: 'starttls' | 'tls' | 'none';
+      user: string | undefined;
+      password: string | undefined;
+    };
+  } | null;
+  slack: { webhookUrl: string; channel: string; severities: AlertSeverity[] } | null;
+}
+
+export interface InsightsConfig {
+  /** 0: the insights sampler is off. */
+  sampleIntervalMs: number;
+  snapshotSeconds: number;
+  retentionDays: number;
+  maxStatementsPerSnapshot: number;
+}
+
+export interface BackupConfig {
+  provider: 'pgbackrest' | 'rds' | 'off';
+  pgbackrest: { config: string; stanza: string; bin: string };
+  /** Run pgBackRest and scratch PostgreSQL instances as this OS user (the service runs as root). */
+  osUser: string | undefined;
+  pgBin: string;
+  schedule: { dailyCron: string; weeklyCron: string; validationCron: string };
+  retention: { dailyDays: number; weeklyWeeks: number };
+  scratch: { dir: string; ports: { from: number; to: number }; restoreTtlMinutes: number };
+  objectives: { rtoSeconds: number; rpoSeconds: number };
+  perfTolerance: number;
+  durationAlertMinutes: number;
+  rds: RdsBackupConfig;
+}
+
+/** BACKUP_PROVIDER=rds: the source instance, the temporary instances, the expected settings. */
+export interface RdsBackupConfig {
+  region: string;
+  /** Required with BACKUP_PROVIDER=rds (checked at boot). */
+  instanceId: string | undefined;
+  endpoint: string | undefined;
+  testInstanceClass: string;
+  testStorageType: string;
+  subnetGroup: string | undefined;
+  securityGroups: string[];
+  expected: { retentionDays: number; window: string };
+  /** The checks connect to a temporary instance as this user (over TCP, TLS when required). */
+  dbUser: string;
+  dbPassword: string | undefined;
+  waitMs: number;
+  pollMs: number;
 }
 
 export interface CryptoConfig {
@@ -157,6 +270,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const raw: Record<string, string> = {};
   const optional = [
     'DB_PASSWORD',
+    'DB_MIGRATION_PASSWORD',
     'PGBOUNCER_HOST',
     'PGBOUNCER_ADMIN_PASSWORD',
     'EMBEDDINGS_URL',
@@ -170,6 +284,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     'KEYSTORE_DB_NODE',
     'KEYSTORE_DB_USER',
     'KEYSTORE_DB_PASSWORD',
+    'BACKUP_OS_USER',
+    'BACKUP_RDS_INSTANCE_ID',
+    'BACKUP_RDS_ENDPOINT',
+    'BACKUP_RDS_SUBNET_GROUP',
+    'BACKUP_RDS_SECURITY_GROUPS',
+    'BACKUP_RDS_DB_PASSWORD',
+    'CLOUDWATCH_ENDPOINT',
+    'CLOUDWATCH_ENVIRONMENT',
+    'CLOUDWATCH_ALARM_TOPIC_ARN',
+    'CLOUDWATCH_RDS_INSTANCES',
+    'CLOUDWATCH_ELASTICACHE_CLUSTERS',
+    'ALERTING_RULES',
+    'ALERTING_SMTP_HOST',
+    'ALERTING_SMTP_USER',
+    'ALERTING_SMTP_PASSWORD',
+    'SLACK_WEBHOOK_URL',
   ];
   for (const key of [...known, ...optional]) {
     const value = env[key];
@@ -190,6 +320,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     if (vars.VECTOR_RESULT_LIMIT > vars.VECTOR_CANDIDATE_LIMIT) {
       problems.push('VECTOR_RESULT_LIMIT: must not exceed VECTOR_CANDIDATE_LIMIT');
     }
+    if (vars.DB_MIGRATION_USER === vars.DB_USER) {
+      problems.push(
+        'DB_MIGRATION_USER: must differ from DB_USER (the service must not own the schema)',
+      );
+    }
+    const ports = scratchPorts(vars.BACKUP_SCRATCH_PORTS);
+    if (ports.from > ports.to || ports.to > 65535) {
+      problems.push('BACKUP_SCRATCH_PORTS: FROM must not exceed TO, and TO must be a port');
+    }
+    if (vars.BACKUP_PROVIDER === 'rds' && !vars.BACKUP_RDS_INSTANCE_ID) {
+      problems.push('BACKUP_RDS_INSTANCE_ID: required with BACKUP_PROVIDER=rds');
+    }
+    problems.push(...resolveAlertRules(vars.ALERTING_RULES).problems);
+    if (vars.NODE_ENV === 'production' && vars.ALERTING_SMTP_TLS === 'none') {
+      problems.push('ALERTING_SMTP_TLS: none is for tests; production sends mail over TLS');
+    }
     if (vars.DB_ROUTE_VIA_PGBOUNCER && !vars.PGBOUNCER_HOST) {
       problems.push('DB_ROUTE_VIA_PGBOUNCER: needs PGBOUNCER_HOST');
     }
@@ -200,13 +346,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
 
   return Object.freeze({
     env: vars.NODE_ENV,
-    http: { host: vars.HOST, port: vars.PORT, shutdownDrainMs: vars.SHUTDOWN_DRAIN_MS },
+    http: {
+      host: vars.HOST,
+      port: vars.PORT,
+      shutdownDrainMs: vars.SHUTDOWN_DRAIN_MS,
+      json: { maxDepth: vars.HTTP_JSON_MAX_DEPTH, maxKeys: vars.HTTP_JSON_MAX_KEYS },
+    },
     logLevel: vars.LOG_LEVEL,
     database: {
       nodes: parseNodeList(vars.DB_NODES),
       name: vars.DB_NAME,
       user: vars.DB_USER,
       password: vars.DB_PASSWORD ?? (vars.NODE_ENV === 'production' ? undefined : 'app'),
+      migrationUser: vars.DB_MIGRATION_USER,
+      migrationPassword:
+        vars.DB_MIGRATION_PASSWORD ?? (vars.NODE_ENV === 'production' ? undefined : 'app_owner'),
       ssl: vars.DB_SSL,
       connectTimeoutMs: vars.DB_CONNECT_TIMEOUT_MS,
       bootTimeoutMs: vars.DB_BOOT_TIMEOUT_MS,
@@ -236,6 +390,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       },
       readMaxLag: { seconds: vars.DB_READ_MAX_LAG_SECONDS, bytes: vars.DB_READ_MAX_LAG_BYTES },
       queryTimeoutMs: vars.DB_QUERY_TIMEOUT_MS,
+      slowQueryMs: vars.DB_SLOW_QUERY_MS,
       idempotencyTtlHours: vars.IDEMPOTENCY_TTL_HOURS,
       failover: {
         mode: vars.FAILOVER_MODE,
@@ -260,6 +415,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       metricsRequireKey: vars.METRICS_REQUIRE_KEY,
     },
     jobs: { enabled: vars.JOBS_ENABLED, canaryCron: vars.JOB_CANARY_CRON },
+    monitoring: {
+      sampleSeconds: vars.MONITORING_DB_SAMPLE_SECONDS,
+      statementTimeoutMs: vars.MONITORING_STATEMENT_TIMEOUT_MS,
+    },
+    dashboard: {
+      sampleSeconds: vars.DASHBOARD_SAMPLE_SECONDS,
+      historyPoints: vars.DASHBOARD_HISTORY_POINTS,
+      sessionMinutes: vars.DASHBOARD_SESSION_MINUTES,
+    },
+    insights: {
+      sampleIntervalMs: vars.INSIGHTS_SAMPLE_INTERVAL_MS,
+      snapshotSeconds: vars.INSIGHTS_SNAPSHOT_SECONDS,
+      retentionDays: vars.INSIGHTS_RETENTION_DAYS,
+      maxStatementsPerSnapshot: vars.INSIGHTS_MAX_STATEMENTS_PER_SNAPSHOT,
+    },
     vector: {
       efSearch: vars.VECTOR_EF_SEARCH,
       efSearchPerResult: vars.VECTOR_EF_SEARCH_PER_RESULT,
@@ -276,6 +446,83 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     audit: {
       retentionYears: vars.AUDIT_RETENTION_YEARS,
       maintenanceCron: vars.AUDIT_MAINTENANCE_CRON,
+    },
+    alerting: {
+      enabled: vars.ALERTING_ENABLED,
+      evalIntervalMs: vars.ALERTING_EVAL_INTERVAL_MS,
+      rules: resolveAlertRules(vars.ALERTING_RULES).rules,
+      renotifyMs: vars.ALERTING_RENOTIFY_MINUTES * 60_000,
+      recentHours: vars.ALERTING_RECENT_HOURS,
+      delivery: {
+        intervalMs: vars.ALERTING_DELIVERY_INTERVAL_MS,
+        maxBackoffMs: vars.ALERTING_DELIVERY_MAX_BACKOFF_MS,
+        timeoutMs: vars.ALERTING_DELIVERY_TIMEOUT_MS,
+      },
+      email: vars.ALERTING_SMTP_HOST
+        ? {
+            to: splitList(vars.ALERTING_EMAIL_TO),
+            from: vars.ALERTING_EMAIL_FROM,
+            severities: splitList(vars.ALERTING_EMAIL_SEVERITIES) as AlertSeverity[],
+            smtp: {
+              host: vars.ALERTING_SMTP_HOST,
+              port: vars.ALERTING_SMTP_PORT,
+              tls: vars.ALERTING_SMTP_TLS,
+              user: vars.ALERTING_SMTP_USER,
+              password: vars.ALERTING_SMTP_PASSWORD,
+            },
+          }
+        : null,
+      slack: vars.SLACK_WEBHOOK_URL
+        ? {
+            webhookUrl: vars.SLACK_WEBHOOK_URL,
+            channel: vars.ALERTING_SLACK_CHANNEL,
+            severities: splitList(vars.ALERTING_SLACK_SEVERITIES) as AlertSeverity[],
+          }
+        : null,
+    },
+    backup: {
+      provider: vars.BACKUP_PROVIDER,
+      pgbackrest: {
+        config: vars.BACKUP_PGBACKREST_CONFIG,
+        stanza: vars.BACKUP_PGBACKREST_STANZA,
+        bin: vars.BACKUP_PGBACKREST_BIN,
+      },
+      osUser: vars.BACKUP_OS_USER,
+      pgBin: vars.BACKUP_PG_BIN,
+      schedule: {
+        dailyCron: vars.BACKUP_DAILY_CRON,
+        weeklyCron: vars.BACKUP_WEEKLY_CRON,
+        validationCron: vars.BACKUP_VALIDATION_CRON,
+      },
+      retention: {
+        dailyDays: vars.BACKUP_DAILY_RETENTION_DAYS,
+        weeklyWeeks: vars.BACKUP_WEEKLY_RETENTION_WEEKS,
+      },
+      scratch: {
+        dir: vars.BACKUP_SCRATCH_DIR,
+        ports: scratchPorts(vars.BACKUP_SCRATCH_PORTS),
+        restoreTtlMinutes: vars.BACKUP_RESTORE_TTL_MINUTES,
+      },
+      objectives: { rtoSeconds: vars.BACKUP_RTO_SECONDS, rpoSeconds: vars.BACKUP_RPO_SECONDS },
+      perfTolerance: vars.BACKUP_PERF_TOLERANCE,
+      durationAlertMinutes: vars.BACKUP_DURATION_ALERT_MINUTES,
+      rds: {
+        region: vars.BACKUP_RDS_REGION,
+        instanceId: vars.BACKUP_RDS_INSTANCE_ID,
+        endpoint: vars.BACKUP_RDS_ENDPOINT,
+        testInstanceClass: vars.BACKUP_RDS_TEST_INSTANCE_CLASS,
+        testStorageType: vars.BACKUP_RDS_TEST_STORAGE_TYPE,
+        subnetGroup: vars.BACKUP_RDS_SUBNET_GROUP,
+        securityGroups: vars.BACKUP_RDS_SECURITY_GROUPS?.split(',') ?? [],
+        expected: {
+          retentionDays: vars.BACKUP_RDS_EXPECTED_RETENTION_DAYS,
+          window: vars.BACKUP_RDS_EXPECTED_WINDOW,
+        },
+        dbUser: vars.BACKUP_RDS_DB_USER,
+        dbPassword: vars.BACKUP_RDS_DB_PASSWORD,
+        waitMs: vars.BACKUP_RDS_WAIT_MINUTES * 60_000,
+        pollMs: vars.BACKUP_RDS_POLL_MS,
+      },
     },
     crypto: {
       provider: vars.KMS_PROVIDER,
@@ -333,6 +580,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         openMs: vars.CACHE_CIRCUIT_OPEN_MS,
       },
     },
+    cloudwatch: {
+      enabled: vars.CLOUDWATCH_ENABLED,
+      namespace: vars.CLOUDWATCH_NAMESPACE,
+      region: vars.CLOUDWATCH_REGION,
+      endpoint: vars.CLOUDWATCH_ENDPOINT,
+      intervalMs: vars.CLOUDWATCH_INTERVAL_SECONDS * 1000,
+      maxBacklog: vars.CLOUDWATCH_MAX_BACKLOG,
+      maxAttempts: vars.CLOUDWATCH_MAX_ATTEMPTS,
+      environment: vars.CLOUDWATCH_ENVIRONMENT ?? vars.NODE_ENV,
+      logGroup: vars.CLOUDWATCH_LOG_GROUP,
+      logRetentionDays: vars.CLOUDWATCH_LOG_RETENTION_DAYS,
+      alarmTopicArn: vars.CLOUDWATCH_ALARM_TOPIC_ARN,
+      rdsInstances: splitList(vars.CLOUDWATCH_RDS_INSTANCES),
+      elastiCacheClusters: splitList(vars.CLOUDWATCH_ELASTICACHE_CLUSTERS),
+    },
     embeddings: {
       provider: vars.EMBEDDINGS_PROVIDER,
       url: vars.EMBEDDINGS_URL,
@@ -341,4 +603,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       timeoutMs: vars.EMBEDDINGS_TIMEOUT_MS,
     },
   });
+}
+
+function scratchPorts(range: string): { from: number; to: number } {
+  const [from, to] = range.split('-').map(Number);
+  return { from, to };
+}
+
+function splitList(value: string | undefined): string[] {
+  return value ? value.split(',').filter((v) => v !== '') : [];
 }

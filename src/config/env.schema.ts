@@ -18,6 +18,14 @@ import { IsApiKeyList, IsNodeList, IsRedisUrl } from './validators.js';
 export const CACHE_STRATEGIES = ['write_through', 'write_behind', 'cache_aside', 'none'] as const;
 export type CacheStrategyName = (typeof CACHE_STRATEGIES)[number];
 
+/** Values PutRetentionPolicy accepts. */
+export const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288,
+  3653,
+];
+
+const SEVERITY_LIST = /^(critical|high|medium|low)(,(critical|high|medium|low))*$/;
+
 const toBool = ({ value }: { value: unknown }): unknown => {
   if (typeof value !== 'string') {
     return value;
@@ -73,9 +81,23 @@ export class EnvironmentVariables {
   @Max(600_000)
   SHUTDOWN_DRAIN_MS = 5_000;
 
+  /** JSON bodies nested deeper than this are refused with a 400 before they are parsed. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(4)
+  @Max(1_000)
+  HTTP_JSON_MAX_DEPTH = 32;
+
+  /** JSON bodies with more object keys than this (all levels together) are refused with a 400. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(1_000_000)
+  HTTP_JSON_MAX_KEYS = 10_000;
+
   // --- database -----------------------------------------------------------
   @IsNodeList()
-  DB_NODES = '127.0.0.1:55432,127.0.0.1:55433';
+  DB_NODES = '127.0.0.1:25432,127.0.0.1:25433';
 
   @IsString()
   @Matches(/^[A-Za-z0-9_]{1,63}$/)
@@ -91,6 +113,23 @@ export class EnvironmentVariables {
   @IsString()
   @MinLength(1)
   DB_PASSWORD?: string;
+
+  /**
+   * Owner of the schema: migrations run as it. The service's own role (DB_USER) gets
+   * only the rights it needs (INSERT + SELECT on the audit log), so it must differ.
+   */
+  @IsString()
+  @MinLength(1)
+  DB_MIGRATION_USER = 'app_owner';
+
+  /** Needed where migrations run (DB_MIGRATIONS_RUN, `npm run migration:run`). */
+  @ValidateIf(
+    (o: EnvironmentVariables) =>
+      (o.NODE_ENV === 'production' && o.DB_MIGRATIONS_RUN) || o.DB_MIGRATION_PASSWORD !== undefined,
+  )
+  @IsString()
+  @MinLength(1)
+  DB_MIGRATION_PASSWORD?: string;
 
   @IsIn(['disable', 'require', 'verify-full'])
   DB_SSL: 'disable' | 'require' | 'verify-full' = 'disable';
@@ -182,6 +221,12 @@ export class EnvironmentVariables {
   @IsInt()
   @Min(100)
   DB_QUERY_TIMEOUT_MS = 30_000;
+
+  /** Statements slower than this are logged as `slow query` (spec: slow_queries, duration > 2000); 0: off. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  DB_SLOW_QUERY_MS = 2000;
 
   // --- adaptive pool sizing (spec: connection_pooling.dynamic_scaling) -----------------
   /** 0 turns the controller off. */
@@ -276,7 +321,7 @@ export class EnvironmentVariables {
 
   // --- redis ------------------------------------------------------------------
   @IsRedisUrl()
-  REDIS_URL = 'redis://127.0.0.1:56379';
+  REDIS_URL = 'redis://127.0.0.1:26379';
 
   @Transform(toInt)
   @IsInt()
@@ -479,15 +524,170 @@ export class EnvironmentVariables {
   CACHE_CIRCUIT_OPEN_MS = 5_000;
 
   // --- audit log (spec: audit_storage) -------------------------------------------------
+  // The database refuses to drop audit partitions younger than 7 years (the spec's).
   @Transform(toInt)
   @IsInt()
-  @Min(1)
+  @Min(7)
   @Max(100)
   AUDIT_RETENTION_YEARS = 7;
 
   @IsString()
   @MinLength(9)
   AUDIT_MAINTENANCE_CRON = '0 15 3 * * *';
+
+  // --- backups and recovery (spec: backup_system) --------------------------------------
+  /** `pgbackrest` (self-managed clusters: the local stack, compose), `rds` (AWS), `off`. */
+  @IsIn(['pgbackrest', 'rds', 'off'])
+  BACKUP_PROVIDER: 'pgbackrest' | 'rds' | 'off' = 'pgbackrest';
+
+  @IsString()
+  @MinLength(1)
+  BACKUP_PGBACKREST_CONFIG = '/etc/pgbackrest/pgbackrest.conf';
+
+  @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'must be a pgBackRest stanza name' })
+  BACKUP_PGBACKREST_STANZA = 'dbu';
+
+  @IsString()
+  @MinLength(1)
+  BACKUP_PGBACKREST_BIN = 'pgbackrest';
+
+  /** When the service runs as root: run pgBackRest and scratch instances as this OS user. */
+  @IsOptional()
+  @Matches(/^[a-z_][a-z0-9_-]{0,31}$/, { message: 'must be an OS user name' })
+  BACKUP_OS_USER?: string;
+
+  /** PostgreSQL server binaries for scratch instances (validation, point-in-time restores). */
+  @IsString()
+  @MinLength(1)
+  BACKUP_PG_BIN = '/usr/lib/postgresql/15/bin';
+
+  /** Daily backups (differential) in the spec's 03:00–04:00 UTC window. */
+  @IsString()
+  @MinLength(9)
+  BACKUP_DAILY_CRON = '0 0 3 * * *';
+
+  /** Weekly backups (full), Sundays in the same window. */
+  @IsString()
+  @MinLength(9)
+  BACKUP_WEEKLY_CRON = '0 30 3 * * 0';
+
+  /** Monthly restore validation of the newest good backup (leader only). */
+  @IsString()
+  @MinLength(9)
+  BACKUP_VALIDATION_CRON = '0 0 5 1 * *';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  BACKUP_DAILY_RETENTION_DAYS = 30;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  BACKUP_WEEKLY_RETENTION_WEEKS = 12;
+
+  /** Scratch instances (validations, point-in-time restores) live under this folder. */
+  @IsString()
+  @MinLength(1)
+  BACKUP_SCRATCH_DIR = '.data/backup-scratch';
+
+  /** Ports for scratch instances, `FROM-TO` (keep it below the ephemeral range). */
+  @Matches(/^\d{2,5}-\d{2,5}$/, { message: 'must look like 24100-24199' })
+  BACKUP_SCRATCH_PORTS = '24100-24199';
+
+  /** A point-in-time restore's scratch instance is removed this long after it is ready. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  BACKUP_RESTORE_TTL_MINUTES = 240;
+
+  /** Recovery time objective (spec rto_target: 4 h). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  BACKUP_RTO_SECONDS = 14_400;
+
+  /** Recovery point objective (spec rpo_target: 24 h). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  BACKUP_RPO_SECONDS = 86_400;
+
+  /** performance_validation: a canonical query on the restored copy may take this many times the live replica's. */
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(1)
+  BACKUP_PERF_TOLERANCE = 3;
+
+  /** Alert backup_duration_long (spec: 120 min). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  BACKUP_DURATION_ALERT_MINUTES = 120;
+
+  // --- BACKUP_PROVIDER=rds (AWS credentials: the SDK's default chain only) ----------------
+  @Matches(/^[a-z]{2}(-[a-z]+)+-\d$/, { message: 'must be an AWS region' })
+  BACKUP_RDS_REGION = 'us-east-1';
+
+  /** The source DB instance identifier (required with BACKUP_PROVIDER=rds). */
+  @IsOptional()
+  @Matches(/^[a-zA-Z][a-zA-Z0-9-]{0,62}$/, { message: 'must be an RDS DB instance identifier' })
+  BACKUP_RDS_INSTANCE_ID?: string;
+
+  /** Another endpoint speaking the RDS Query protocol (tests, LocalStack); empty = AWS. */
+  @IsOptional()
+  @IsUrl({ require_tld: false, protocols: ['http', 'https'], require_protocol: true })
+  BACKUP_RDS_ENDPOINT?: string;
+
+  /** Class of the temporary instances of validations and restores (spec test_environment). */
+  @Matches(/^db\.[a-z0-9]+\.[a-z0-9]+$/, { message: 'must be an RDS instance class' })
+  BACKUP_RDS_TEST_INSTANCE_CLASS = 'db.t3.small';
+
+  /** Storage type of the temporary instances (spec test_environment: gp2). */
+  @IsIn(['gp2', 'gp3', 'io1', 'io2', 'standard'])
+  BACKUP_RDS_TEST_STORAGE_TYPE = 'gp2';
+
+  /** DB subnet group of the temporary instances (empty: the account's default). */
+  @IsOptional()
+  @Matches(/^[a-zA-Z0-9 ._-]{1,255}$/, { message: 'must be a DB subnet group name' })
+  BACKUP_RDS_SUBNET_GROUP?: string;
+
+  /** Comma-separated VPC security group ids of the temporary instances. */
+  @IsOptional()
+  @Matches(/^sg-[0-9a-f]+(,sg-[0-9a-f]+)*$/, { message: 'must be sg-… ids, comma-separated' })
+  BACKUP_RDS_SECURITY_GROUPS?: string;
+
+  /** Automated backups the source instance must keep, days (spec primary_backups.retention). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  BACKUP_RDS_EXPECTED_RETENTION_DAYS = 30;
+
+  /** Automated backup window the source instance must have, UTC (spec primary_backups.window). */
+  @Matches(/^\d{2}:\d{2}-\d{2}:\d{2}$/, { message: 'must look like 03:00-04:00' })
+  BACKUP_RDS_EXPECTED_WINDOW = '03:00-04:00';
+
+  /** User the checks connect as on a temporary instance (the master user: amcheck needs it). */
+  @IsString()
+  @MinLength(1)
+  BACKUP_RDS_DB_USER = 'postgres';
+
+  /** Its password (the source's master password: a restored instance keeps it). */
+  @IsOptional()
+  @IsString()
+  BACKUP_RDS_DB_PASSWORD?: string;
+
+  /** How long to wait for a snapshot or a temporary instance to become available, minutes. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  BACKUP_RDS_WAIT_MINUTES = 120;
+
+  /** Poll interval of those waits, ms. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(10)
+  BACKUP_RDS_POLL_MS = 30_000;
 
   // --- encryption (envelope: per-user data keys wrapped by a KMS) --------------------
   @IsIn(['local', 'aws'])
@@ -585,6 +785,73 @@ export class EnvironmentVariables {
   @MinLength(9)
   COMPLIANCE_REPORT_CRON = '0 0 5 1 * *';
 
+  // --- monitoring -------------------------------------------------------------------
+  /**
+   * Seconds between samples of PostgreSQL (cluster-wide figures on the sampling leader),
+   * Redis INFO and PgBouncer's pools; 0 turns the sampler off.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  MONITORING_DB_SAMPLE_SECONDS = 15;
+
+  /** statement_timeout of the sampler's queries (and its deadline for Redis INFO). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  MONITORING_STATEMENT_TIMEOUT_MS = 2000;
+
+  // --- /dashboard -------------------------------------------------------------------
+  /** Seconds between the dashboard's samples of the metrics registry; 0: no charts. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(3600)
+  DASHBOARD_SAMPLE_SECONDS = 5;
+
+  /** Samples kept in memory per chart (720 × 5 s: the last hour). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(2)
+  @Max(100_000)
+  DASHBOARD_HISTORY_POINTS = 720;
+
+  /** Lifetime of the dashboard's login cookie. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(10_080)
+  DASHBOARD_SESSION_MINUTES = 480;
+
+  // --- performance insights (spec: performance_insights) ------------------------------
+  /**
+   * Milliseconds between samples of pg_stat_activity for database load (average active
+   * sessions), on the insights leader only; 0 turns the insights sampler off.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  INSIGHTS_SAMPLE_INTERVAL_MS = 1000;
+
+  /** Seconds between pg_stat_statements snapshots (top SQL is the delta between two). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(5)
+  INSIGHTS_SNAPSHOT_SECONDS = 60;
+
+  /** Days of insights history kept (spec: performance_insights.retention_period). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  INSIGHTS_RETENTION_DAYS = 7;
+
+  /** Statements stored per snapshot, the most time-consuming first: bounds the history. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(5000)
+  INSIGHTS_MAX_STATEMENTS_PER_SNAPSHOT = 100;
+
   // --- jobs -------------------------------------------------------------------------
   @Transform(toBool)
   @IsBoolean()
@@ -593,4 +860,179 @@ export class EnvironmentVariables {
   @IsString()
   @MinLength(9)
   JOB_CANARY_CRON = '*/30 * * * * *';
+
+  // --- CloudWatch (spec: monitoring_stack) ---------------------------------------------
+  /** Publish the registry's metrics with PutMetricData (off unless true). */
+  @Transform(toBool)
+  @IsBoolean()
+  CLOUDWATCH_ENABLED = false;
+
+  @IsString()
+  @Matches(/^[^:][^:]{0,254}$/, { message: 'must be 1-255 characters without a colon' })
+  CLOUDWATCH_NAMESPACE = 'DatabaseUnit';
+
+  @IsString()
+  @MinLength(1)
+  CLOUDWATCH_REGION = 'us-east-1';
+
+  /** Only for a non-AWS endpoint speaking the CloudWatch protocols (tests, LocalStack). */
+  @IsOptional()
+  @IsUrl({ require_tld: false, require_protocol: true })
+  CLOUDWATCH_ENDPOINT?: string;
+
+  /** Spec: detailed monitoring, one publish a minute. */
+  @Transform(toNumber)
+  @IsInt()
+  @Min(1)
+  @Max(3600)
+  CLOUDWATCH_INTERVAL_SECONDS = 60;
+
+  /** Datums kept while CloudWatch is unreachable; beyond it the oldest are dropped (counted). */
+  @Transform(toNumber)
+  @IsInt()
+  @Min(1000)
+  CLOUDWATCH_MAX_BACKLOG = 20_000;
+
+  /** Attempts of one PutMetricData call (SDK standard retry: exponential backoff, jitter). */
+  @Transform(toNumber)
+  @IsInt()
+  @Min(1)
+  @Max(10)
+  CLOUDWATCH_MAX_ATTEMPTS = 4;
+
+  /** Value of the `environment` dimension (default: NODE_ENV). */
+  @IsOptional()
+  @Matches(/^[\w.-]{1,64}$/, { message: 'must be 1-64 letters, digits, _ . -' })
+  CLOUDWATCH_ENVIRONMENT?: string;
+
+  /** Log group of the service's JSON log lines (metric filters, retention). */
+  @IsString()
+  @Matches(/^[\w/.#-]{1,512}$/, { message: 'must be a CloudWatch Logs group name' })
+  CLOUDWATCH_LOG_GROUP = '/database-unit/service';
+
+  /** Spec: retention_period 30 days. */
+  @Transform(toNumber)
+  @IsIn(LOG_RETENTION_DAYS)
+  CLOUDWATCH_LOG_RETENTION_DAYS = 30;
+
+  /** SNS topic the provisioned alarms notify (alarm and OK). */
+  @IsOptional()
+  @Matches(/^arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w-]{1,256}$/, {
+    message: 'must be an SNS topic ARN',
+  })
+  CLOUDWATCH_ALARM_TOPIC_ARN?: string;
+
+  /** RDS DB instance identifiers for the dashboards' and alarms' AWS/RDS metrics. */
+  @IsOptional()
+  @Matches(/^[a-zA-Z][\w-]{0,62}(,[a-zA-Z][\w-]{0,62})*$/, {
+    message: 'must be a comma-separated list of DB instance identifiers',
+  })
+  CLOUDWATCH_RDS_INSTANCES?: string;
+
+  /** ElastiCache cache cluster ids for the cache dashboard's AWS/ElastiCache metrics. */
+  @IsOptional()
+  @Matches(/^[a-zA-Z][\w-]{0,49}(,[a-zA-Z][\w-]{0,49})*$/, {
+    message: 'must be a comma-separated list of cache cluster ids',
+  })
+  CLOUDWATCH_ELASTICACHE_CLUSTERS?: string;
+
+  // --- alerting (spec: alerting_system) ------------------------------------------------
+  /** Evaluate the alert rules (on the monitoring leader) and deliver notifications. */
+  @Transform(toBool)
+  @IsBoolean()
+  ALERTING_ENABLED = true;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  ALERTING_EVAL_INTERVAL_MS = 15_000;
+
+  /** JSON object of rules by name: overrides fields of the defaults, adds rules, `"enabled": false`. */
+  @IsOptional()
+  @IsString()
+  ALERTING_RULES?: string;
+
+  /** A firing alert is sent again after this long (0: never). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  ALERTING_RENOTIFY_MINUTES = 240;
+
+  /** GET /v1/ops/alerts lists alerts resolved within this many hours. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  ALERTING_RECENT_HOURS = 24;
+
+  /** How often the outbox is checked for due notifications; also the first retry's delay. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(50)
+  ALERTING_DELIVERY_INTERVAL_MS = 5_000;
+
+  /** Cap of the exponential backoff between attempts of one notification (never given up). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(50)
+  ALERTING_DELIVERY_MAX_BACKOFF_MS = 300_000;
+
+  /** Deadline of one delivery attempt (SMTP session, webhook call). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  ALERTING_DELIVERY_TIMEOUT_MS = 10_000;
+
+  /** Spec: notification_channels.email.addresses (comma-separated). */
+  @Matches(/^[^\s,@]+@[^\s,@]+(,[^\s,@]+@[^\s,@]+)*$/, {
+    message: 'must be a comma-separated list of e-mail addresses',
+  })
+  ALERTING_EMAIL_TO = 'admin@recipeapp.com';
+
+  @Matches(/^[^\s,@]+@[^\s,@]+$/, { message: 'must be an e-mail address' })
+  ALERTING_EMAIL_FROM = 'database-unit@localhost';
+
+  /** Spec: notification_channels.email.severity_levels. */
+  @Matches(SEVERITY_LIST, {
+    message: 'must be a comma-separated list of critical, high, medium, low',
+  })
+  ALERTING_EMAIL_SEVERITIES = 'critical,high';
+
+  /** SMTP server of the e-mail channel; unset: no e-mail is sent. */
+  @IsOptional()
+  @Matches(/^[\w.-]{1,253}$/, { message: 'must be a host name or address' })
+  ALERTING_SMTP_HOST?: string;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(65535)
+  ALERTING_SMTP_PORT = 587;
+
+  /** starttls: plain connection upgraded (required); tls: TLS from the start (465); none: tests only. */
+  @IsIn(['starttls', 'tls', 'none'])
+  ALERTING_SMTP_TLS: 'starttls' | 'tls' | 'none' = 'starttls';
+
+  @IsOptional()
+  @IsString()
+  ALERTING_SMTP_USER?: string;
+
+  /** Secret: never logged nor returned. */
+  @IsOptional()
+  @IsString()
+  ALERTING_SMTP_PASSWORD?: string;
+
+  /** Spec: notification_channels.slack.webhook_url (a secret); unset: no Slack message is sent. */
+  @IsOptional()
+  @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] })
+  SLACK_WEBHOOK_URL?: string;
+
+  /** Spec: notification_channels.slack.channel. */
+  @Matches(/^#?[\w.-]{1,80}$/, { message: 'must be a Slack channel name' })
+  ALERTING_SLACK_CHANNEL = '#database-alerts';
+
+  /** Spec: notification_channels.slack.severity_levels. */
+  @Matches(SEVERITY_LIST, {
+    message: 'must be a comma-separated list of critical, high, medium, low',
+  })
+  ALERTING_SLACK_SEVERITIES = 'critical,high,medium';
 }

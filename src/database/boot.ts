@@ -76,18 +76,23 @@ export function routeTargets(topology: BootTopology): RouteTargets {
 }
 
 /**
- * Runs `work` on a plain DataSource on the writer (direct, never through PgBouncer)
- * while holding the migrations advisory lock, so instances that start together
- * migrate once and the others wait, then find nothing left to do.
+ * Runs `work` on a plain DataSource on the writer (direct, never through PgBouncer),
+ * connected as the schema's owner (DB_MIGRATION_USER), while holding the migrations
+ * advisory lock, so instances that start together migrate once and the others wait,
+ * then find nothing left to do.
  */
 async function withMigrationLock<T>(
   config: AppConfig,
   topology: BootTopology,
   work: (ds: DataSource) => Promise<T>,
 ): Promise<T> {
-  const lockConfig = directClientConfig(config.database, topology.writer.address, {
-    applicationName: 'database-unit:migrations',
-  });
+  const lockConfig = {
+    ...directClientConfig(config.database, topology.writer.address, {
+      applicationName: 'database-unit:migrations',
+    }),
+    user: config.database.migrationUser,
+    password: config.database.migrationPassword,
+  };
   return withDirectClient(lockConfig, async (lockClient) => {
     const started = Date.now();
     await lockClient.query('SELECT pg_advisory_lock($1, $2)', [
@@ -102,6 +107,7 @@ async function withMigrationLock<T>(
       const { options } = buildDataSourceOptions(config, routeTargets(topology), {
         direct: true,
         writerOnly: true,
+        asOwner: true,
       });
       const ds = new DataSource(options);
       await ds.initialize();

@@ -25,20 +25,26 @@ export interface BuiltTargets {
  * The one place DataSource options are built (Nest, the migration runner and the
  * TypeORM CLI all call it). `direct: true` skips PgBouncer: migrations and
  * session-level advisory locks need a real session. `writerOnly: true` gives a
- * plain (non-replicated) DataSource on the writer, for migrations.
+ * plain (non-replicated) DataSource on the writer, for migrations. `asOwner: true`
+ * connects as the schema's owner (DB_MIGRATION_USER) instead of the service's role.
  */
 export function buildDataSourceOptions(
   config: AppConfig,
   targets: RouteTargets,
-  opts: { direct?: boolean; writerOnly?: boolean; entities?: DataSourceOptions['entities'] } = {},
+  opts: {
+    direct?: boolean;
+    writerOnly?: boolean;
+    asOwner?: boolean;
+    entities?: DataSourceOptions['entities'];
+  } = {},
 ): BuiltTargets {
   const db = config.database;
   const viaPgBouncer = !opts.direct && db.routeViaPgBouncer && config.pgbouncer !== null;
   const creds = (address: NodeAddress, database: string): PostgresConnectionCredentialsOptions => ({
     host: address.host,
     port: address.port,
-    username: db.user,
-    password: db.password,
+    username: opts.asOwner ? db.migrationUser : db.user,
+    password: opts.asOwner ? db.migrationPassword : db.password,
     database,
     ssl: sslOption(db.ssl) as PostgresConnectionCredentialsOptions['ssl'],
     applicationName: 'database-unit',
@@ -82,6 +88,8 @@ export function buildDataSourceOptions(
     poolSize: opts.writerOnly ? 2 : db.pool.default,
     connectTimeoutMS: db.connectTimeoutMs,
     logging: ['error', 'warn', 'migration'],
+    // 0 turns it off (TypeORM skips the check for a falsy value)
+    maxQueryExecutionTime: db.slowQueryMs,
     logger: new SafeTypeOrmLogger(),
     poolErrorHandler: (err: Error) =>
       poolLogger.warn({ error: err.message }, 'pooled connection lost; the pool replaces it'),

@@ -11,6 +11,7 @@ import { PoolControllerService } from './pool-controller.service.js';
 import { JobLeadershipService } from './job-leadership.service.js';
 import { JobRunsRepository } from './job-runs.repository.js';
 import { ReadRouterService } from './read-router.service.js';
+import { SlowQueryMetrics } from './slow-query.metrics.js';
 import { TopologyService } from './topology.service.js';
 
 /** The one DataSource (replicated) and what routes, watches and locks around it. */
@@ -36,6 +37,7 @@ import { TopologyService } from './topology.service.js';
     PoolControllerService,
     JobLeadershipService,
     JobRunsRepository,
+    SlowQueryMetrics,
   ],
   exports: [
     DatabaseBootModule,

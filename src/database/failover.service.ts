@@ -141,7 +141,10 @@ export class FailoverService implements OnModuleInit {
     const started = Date.now();
     const from = this.topology.writerName;
     const fromTimeline = this.topology.writerState.lastProbe.timeline ?? 0;
-    this.router.writesBlocked = `failover in progress (${reason}); retry shortly`;
+    // The reason (node names) goes to the log and /v1/ops/topology, not to every 503.
+    this.router.writesBlocked = planned
+      ? 'a planned switchover is in progress; retry shortly'
+      : 'failover in progress; retry shortly';
     this.logger.warn({ from, reason, target, planned }, 'failover started: writes answer 503');
     const record = (
       outcome: FailoverRecord['outcome'],

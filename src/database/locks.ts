@@ -14,4 +14,12 @@ export enum AdvisoryLock {
   ExportPurge = 500,
   Failover = 600,
   PgBouncerPoolControl = 700,
+  BackupSchedule = 800,
+  BackupRunning = 801,
+  BackupValidation = 802,
+  RestoreSweep = 810,
+  MonitoringSampler = 900,
+  InsightsSampler = 910,
+  /** Transaction lock of one alert evaluation: two leaders for a moment still take turns. */
+  AlertEvaluation = 920,
 }

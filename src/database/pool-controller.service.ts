@@ -10,9 +10,10 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { MetricsService } from '../monitoring/metrics.service.js';
+import { DatabaseMetric } from './database.metrics.js';
 import { JobLeadershipService } from './job-leadership.service.js';
 import { AdvisoryLock } from './locks.js';
-import { closeWithin } from './pg-direct.js';
+import { PgBouncerPoolStats, readPoolStats, withPgBouncerAdmin } from './pgbouncer-admin.js';
 import { ReadRouterService } from './read-router.service.js';
 
 export interface ScalingEvent {
@@ -37,6 +38,7 @@ export interface PoolView {
 
 export interface PgBouncerView {
   defaultPoolSize: number;
+  clientsActive: number;
   clientsWaiting: number;
   maxWaitSeconds: number;
   serverActive: number;
@@ -68,6 +70,9 @@ export class PoolControllerService implements OnApplicationBootstrap, OnModuleDe
   private readonly size: Gauge<'pool'>;
   private readonly utilization: Gauge<'pool'>;
   private readonly waitingGauge: Gauge<'pool'>;
+  private readonly activeGauge: Gauge<'pool'>;
+  private readonly waitSeconds: Gauge<'pool'>;
+  private readonly pgbClientsActive: Gauge;
   private readonly acquire: Histogram<'pool'>;
   private readonly scaling: Counter<'pool' | 'direction'>;
   private readonly failures: Counter<'pool'>;
@@ -87,7 +92,7 @@ export class PoolControllerService implements OnApplicationBootstrap, OnModuleDe
       registers,
     });
     this.utilization = new Gauge({
-      name: 'dbu_pool_utilization',
+      name: DatabaseMetric.PoolUtilization,
       help: 'Busy share of the pool (0-1), last sample',
       labelNames: ['pool'],
       registers,
@@ -96,6 +101,23 @@ export class PoolControllerService implements OnApplicationBootstrap, OnModuleDe
       name: 'dbu_pool_waiting',
       help: 'Requests waiting for a connection',
       labelNames: ['pool'],
+      registers,
+    });
+    this.activeGauge = new Gauge({
+      name: DatabaseMetric.PoolActiveConnections,
+      help: 'Connections to PostgreSQL in use: application pools (checked out), PgBouncer (sv_active of its entries)',
+      labelNames: ['pool'],
+      registers,
+    });
+    this.waitSeconds = new Gauge({
+      name: DatabaseMetric.PoolWaitSeconds,
+      help: 'Connection wait: application pools, the last acquisition; PgBouncer, the longest current client wait (maxwait)',
+      labelNames: ['pool'],
+      registers,
+    });
+    this.pgbClientsActive = new Gauge({
+      name: DatabaseMetric.PgBouncerClientsActive,
+      help: "Client connections linked to a server connection on the service's PgBouncer entries (cl_active)",
       registers,
     });
     this.acquire = new Histogram({
@@ -189,6 +211,8 @@ export class PoolControllerService implements OnApplicationBootstrap, OnModuleDe
       this.size.set({ pool: label }, maxOf(pool));
       this.utilization.set({ pool: label }, u);
       this.waitingGauge.set({ pool: label }, pool.waitingCount);
+      this.activeGauge.set({ pool: label }, pool.totalCount - pool.idleCount);
+      this.waitSeconds.set({ pool: label }, (this.waits.get(label)?.last ?? 0) / 1000);
       high ||= u > this.control.scaleUpThreshold;
     }
     this.alerts.set({ alert: 'utilization_high' }, high ? 1 : 0);
@@ -298,40 +322,61 @@ export class PoolControllerService implements OnApplicationBootstrap, OnModuleDe
     return this.cap;
   }
 
-  private async controlPgBouncer(): Promise<void> {
-    const pgb = this.config.pgbouncer!;
-    const client = new pg.Client({
-      host: pgb.host,
-      port: pgb.port,
-      user: pgb.adminUser,
-      password: pgb.adminPassword,
-      database: 'pgbouncer',
-      connectionTimeoutMillis: this.config.database.health.timeoutMs,
-    });
-    client.on('error', () => undefined);
-    await client.connect();
-    try {
+  /**
+   * SHOW POOLS into the PgBouncer gauges (pool utilization, waiting clients, wait time,
+   * active connections). Called by pool control and by the monitoring sampler, on the
+   * leader only (one admin connection per fleet).
+   */
+  async samplePgBouncer(): Promise<PgBouncerView | null> {
+    const pgb = this.config.pgbouncer;
+    if (!pgb) {
+      return null;
+    }
+    return withPgBouncerAdmin(pgb, this.config.database.health.timeoutMs, async (client) => {
       const config = await client.query<{ key: string; value: string }>('SHOW CONFIG');
       const size = Number(config.rows.find((r) => r.key === 'default_pool_size')?.value ?? 0);
-      const pools = await client.query<Record<string, string>>('SHOW POOLS');
-      const ours = pools.rows.filter((r) => r.database === pgb.dbRw || r.database === pgb.dbRo);
-      const waiting = ours.reduce((n, r) => n + Number(r.cl_waiting ?? 0), 0);
-      const maxWait = Math.max(
-        0,
-        ...ours.map((r) => Number(r.maxwait ?? 0) + Number(r.maxwait_us ?? 0) / 1e6),
-      );
-      const active = Math.max(0, ...ours.map((r) => Number(r.sv_active ?? 0)));
-      const utilization = size > 0 ? Math.min(1, active / size) : 0;
-      this.pgbouncer = {
-        defaultPoolSize: size,
-        clientsWaiting: waiting,
-        maxWaitSeconds: maxWait,
-        serverActive: active,
-        utilization,
-      };
-      this.size.set({ pool: 'pgbouncer' }, size);
-      this.utilization.set({ pool: 'pgbouncer' }, utilization);
-      this.waitingGauge.set({ pool: 'pgbouncer' }, waiting);
+      return this.publishPgBouncer(size, await readPoolStats(client, pgb));
+    });
+  }
+
+  private publishPgBouncer(size: number, stats: PgBouncerPoolStats): PgBouncerView {
+    const utilization = size > 0 ? Math.min(1, stats.serversActiveMaxPerPool / size) : 0;
+    this.pgbouncer = {
+      defaultPoolSize: size,
+      clientsActive: stats.clientsActive,
+      clientsWaiting: stats.clientsWaiting,
+      maxWaitSeconds: stats.maxWaitSeconds,
+      serverActive: stats.serversActiveMaxPerPool,
+      utilization,
+    };
+    this.size.set({ pool: 'pgbouncer' }, size);
+    this.utilization.set({ pool: 'pgbouncer' }, utilization);
+    this.waitingGauge.set({ pool: 'pgbouncer' }, stats.clientsWaiting);
+    this.activeGauge.set({ pool: 'pgbouncer' }, stats.serversActive);
+    this.waitSeconds.set({ pool: 'pgbouncer' }, stats.maxWaitSeconds);
+    this.pgbClientsActive.set(stats.clientsActive);
+    return this.pgbouncer;
+  }
+
+  private async controlPgBouncer(): Promise<void> {
+    const pgb = this.config.pgbouncer!;
+    await withPgBouncerAdmin(pgb, this.config.database.health.timeoutMs, async (client) => {
+      const config = await client.query<{ key: string; value: string }>('SHOW CONFIG');
+      const setting = (key: string): number =>
+        Number(config.rows.find((r) => r.key === key)?.value ?? 0);
+      const size = setting('default_pool_size');
+      const reserve = this.config.database.pool.reserve;
+      if (setting('reserve_pool_size') !== reserve) {
+        // DB_POOL_RESERVE: extra server connections for a pool whose clients waited longer
+        // than reserve_pool_timeout. An integer from the validated config, never input.
+        await client.query(`SET reserve_pool_size = ${Math.trunc(reserve)}`);
+        this.logger.log(
+          { from: setting('reserve_pool_size'), to: reserve },
+          'PgBouncer reserve_pool_size set from DB_POOL_RESERVE',
+        );
+      }
+      const view = this.publishPgBouncer(size, await readPoolStats(client, pgb));
+      const { clientsWaiting: waiting, maxWaitSeconds: maxWait, utilization } = view;
       if (maxWait * 1000 > this.control.alertWaitMs) {
         this.alerts.set({ alert: 'wait_high' }, 1);
       }
@@ -347,13 +392,11 @@ export class PoolControllerService implements OnApplicationBootstrap, OnModuleDe
           waiting > 0 ? 1 : utilization,
           `PgBouncer (${waiting} clients waiting)`,
         );
-        this.pgbouncer.defaultPoolSize = next;
+        view.defaultPoolSize = next;
         this.size.set({ pool: 'pgbouncer' }, next);
       }
       this.alerts.set({ alert: 'scaling_failure' }, 0);
-    } finally {
-      await closeWithin(client, 1_000);
-    }
+    });
   }
 }
 

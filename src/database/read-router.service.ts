@@ -7,6 +7,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import { DependencyUnavailableError } from '../common/errors.js';
 import { RequestContext, RequestContextStore } from '../common/request-context.js';
 import { isNodeDownError } from './node-errors.js';
+import { NODE_OF, nodeOfRunner } from './node-of.js';
 import { destroySocket, directClientConfig } from './pg-direct.js';
 import { lsnToBigInt } from './topology.js';
 import { ROUTE_LABELS } from './database.tokens.js';
@@ -25,7 +26,10 @@ interface PgDriverInternals {
 export interface RouteLabels {
   writeLabel: string;
   readLabels: string[];
-  /** Node names behind each read label (direct mode: the node itself; PgBouncer: every replica). */
+  /**
+   * Node names behind each read label (direct mode: the node itself; PgBouncer: every replica,
+   * since the service cannot tell which one PgBouncer's read entry reaches).
+   */
   readNodes: string[][];
 }
 
@@ -50,9 +54,6 @@ export class WriteOutcomeUnknownError extends DependencyUnavailableError {
 }
 
 const SYNC_REP_CANCELLED = /canceling wait for synchronous replication/i;
-
-/** The node a pooled client was obtained for (set when it is handed to TypeORM). */
-const NODE_OF = new WeakMap<object, string>();
 
 /**
  * The seam between TypeORM and our routing: TypeORM asks its driver for a "master"
@@ -122,7 +123,8 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
     } catch (err) {
       if (isNodeDownError(err)) {
         this.topology.recordFailure(writer, (err as Error).message, undefined, true);
-        throw new WriterUnavailableError(`the writer ${writer} is unreachable`, retryAfter);
+        this.logger.warn({ writer, error: (err as Error).message }, 'the writer is unreachable');
+        throw new WriterUnavailableError('the primary database is unreachable; retry', retryAfter);
       }
       throw err;
     }
@@ -131,7 +133,7 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
   private async obtainRead(): Promise<Obtained> {
     const ctx = RequestContextStore.get();
     const master = (): Promise<Obtained> => this.driver.obtainMasterConnection();
-    if (ctx?.consistency === 'strong') {
+    if (this.readsOnWriter(ctx)) {
       return master();
     }
     const candidates = this.topology.readCandidates();
@@ -139,7 +141,9 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
       return master();
     }
     if (this.viaPgBouncer) {
-      // PgBouncer's read entry spreads over the replicas itself.
+      // PgBouncer mode: the read entry (PGBOUNCER_DB_RO) is one target. Which server backs it
+      // is PgBouncer's configuration: the shipped ones name one replica (PgBouncer round-robins
+      // only when an entry lists several hosts), so with more replicas use direct routing.
       if (this.driver.slaves.length === 0) {
         return master();
       }
@@ -346,8 +350,13 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
             undefined,
             true,
           );
+          // The driver's message stays in the log: responses carry no library or node detail.
+          this.logger.warn(
+            { writer: writerNode ?? this.topology.writerName, error: (err as Error).message },
+            'the writer failed during a transaction; nothing was committed',
+          );
           throw new WriterUnavailableError(
-            `the writer ${writerNode ?? this.topology.writerName} failed during the transaction: ${(err as Error).message}`,
+            'the primary database failed during the transaction; nothing was committed, retry',
             retryAfter,
           );
         }
@@ -432,15 +441,19 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
   /** Seconds spent waiting for pooled connections, by pool label (pool controller). */
   onAcquire?: (label: string, seconds: number) => void;
 
-  get readDefault(): AppConfig['database']['readDefault'] {
-    return this.config.database.readDefault;
+  /** `x-consistency: strong`, or `DB_READ_DEFAULT=primary` unless the caller asked for `eventual`. */
+  private readsOnWriter(ctx: RequestContext | undefined): boolean {
+    const consistency = ctx?.consistency ?? 'default';
+    if (consistency === 'default') {
+      return this.config.database.readDefault === 'primary';
+    }
+    return consistency === 'strong';
   }
 }
 
 /** Remembers on the error which node the failed runner was connected to. */
 function tagNode(err: unknown, runner: QueryRunner): unknown {
-  const client = (runner as unknown as { databaseConnection?: object }).databaseConnection;
-  const node = client ? NODE_OF.get(client) : undefined;
+  const node = nodeOfRunner(runner);
   if (node && err && typeof err === 'object') {
     (err as { dbuNode?: string }).dbuNode = node;
   }

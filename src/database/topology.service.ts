@@ -5,8 +5,11 @@ import {
   OnApplicationBootstrap,
   OnModuleDestroy,
 } from '@nestjs/common';
+import { Counter } from 'prom-client';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
+import { MetricsService } from '../monitoring/metrics.service.js';
+import { DatabaseMetric } from './database.metrics.js';
 import { BOOT_TOPOLOGY } from './database.tokens.js';
 import { probeAll } from './boot.js';
 import type { BootTopology } from './boot.js';
@@ -50,14 +53,23 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
   private writer: string;
   private timer?: NodeJS.Timeout;
   private refreshing?: Promise<void>;
+  private readonly connectionFailures: Counter<'node'>;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(BOOT_TOPOLOGY) boot: BootTopology,
+    metrics: MetricsService,
   ) {
+    this.connectionFailures = new Counter({
+      name: DatabaseMetric.ConnectionFailures,
+      help: 'Failed connections to a node: health probes that could not reach it and live traffic that lost it (spec metric filter connection_errors)',
+      labelNames: ['node'],
+      registers: [metrics.registry],
+    });
     const now = new Date().toISOString();
     this.writer = boot.writer.name;
     for (const probe of boot.probes) {
+      this.connectionFailures.inc({ node: probe.name }, 0);
       this.states.set(probe.name, {
         name: probe.name,
         role: probe.role,
@@ -213,6 +225,7 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
     if (!s) {
       return;
     }
+    this.connectionFailures.inc({ node: name });
     s.consecutiveSuccesses = 0;
     s.consecutiveFailures += 1;
     s.lastError = error;

@@ -1,8 +1,18 @@
 import { Logger } from '@nestjs/common';
-import type { Logger as OrmLogger } from 'typeorm';
+import type { Logger as OrmLogger, QueryRunner } from 'typeorm';
+import { nodeOfRunner } from './node-of.js';
+import { normalizeStatement } from './sql-normalize.js';
 
 const logger = new Logger('TypeORM');
 const MAX_SQL = 300;
+
+export interface SlowQuery {
+  durationMs: number;
+  /** Literal-free text (see normalizeStatement). */
+  statement: string;
+  /** Node name (host:port) the statement ran on, or `unknown`. */
+  node: string;
+}
 
 /**
  * TypeORM's own logger prints failed queries with their bound parameters —
@@ -27,8 +37,21 @@ export class SafeTypeOrmLogger implements OrmLogger {
     );
   }
 
-  logQuerySlow(time: number, query: string): void {
-    logger.warn({ ms: time, sql: shorten(query) }, 'slow query');
+  /** Set by SlowQueryMetrics: counts what is logged here (the logger is built before DI). */
+  onSlowQuery?: (q: SlowQuery) => void;
+
+  /**
+   * Every statement TypeORM runs (the router's direct pools included: they are handed to
+   * TypeORM) above DB_SLOW_QUERY_MS: one structured line, never a parameter value.
+   */
+  logQuerySlow(time: number, query: string, _parameters?: unknown[], runner?: QueryRunner): void {
+    const slow: SlowQuery = {
+      durationMs: time,
+      statement: normalizeStatement(query),
+      node: nodeOfRunner(runner) ?? 'unknown',
+    };
+    logger.warn(slow, 'slow query');
+    this.onSlowQuery?.(slow);
   }
 
   logSchemaBuild(): void {

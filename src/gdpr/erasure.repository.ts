@@ -114,16 +114,21 @@ export class ErasureRepository {
     return staleRequestIds(this.dataSource.manager, 'erasure_requests', ageMs, limit, 5);
   }
 
-  async ledgerHashes(): Promise<Buffer[]> {
-    const rows: Array<{ h: Buffer }> = await this.dataSource.query(
+  /** `m`: another database's manager (a restored copy); default the service's. */
+  async ledgerHashes(m: EntityManager = this.dataSource.manager): Promise<Buffer[]> {
+    const rows: Array<{ h: Buffer }> = await m.query(
       `SELECT subject_hash AS h FROM erasure_ledger`,
     );
     return rows.map((r) => r.h);
   }
 
   /** User ids in pages, for re-applying the ledger. */
-  async userIdsAfter(after: string | null, limit: number): Promise<string[]> {
-    const rows: Array<{ id: string }> = await this.dataSource.query(
+  async userIdsAfter(
+    after: string | null,
+    limit: number,
+    m: EntityManager = this.dataSource.manager,
+  ): Promise<string[]> {
+    const rows: Array<{ id: string }> = await m.query(
       `SELECT id::text AS id FROM users WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY id LIMIT $2`,
       [after, limit],
     );
@@ -158,8 +163,13 @@ export class ErasureRepository {
   }
 
   /** Rows of `table` whose `column` holds the user id (identifiers come from the catalog). */
-  async countReferences(table: string, column: string, userId: string): Promise<number> {
-    const rows: Array<{ n: string }> = await this.dataSource.query(
+  async countReferences(
+    table: string,
+    column: string,
+    userId: string,
+    m: EntityManager = this.dataSource.manager,
+  ): Promise<number> {
+    const rows: Array<{ n: string }> = await m.query(
       `SELECT count(*)::text AS n FROM "${table.replace(/"/g, '""')}" WHERE "${column.replace(/"/g, '""')}"::text = $1`,
       [userId],
     );

@@ -7,6 +7,7 @@ import {
   OnModuleInit,
 } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
+import type { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service.js';
 import { CacheService } from '../cache/cache.service.js';
 import { BackgroundTasks } from '../common/background-tasks.js';
@@ -340,27 +341,96 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
    * backup module calls this before the restored database serves traffic.
    */
   async reapplyLedger(): Promise<{ usersErased: number; keysDestroyed: number }> {
-    // Both copies: the application database's (may be older after a restore) and the
-    // keystore's tombstones (not restored with it).
+    const { usersErased, keysDestroyed } = await this.reapply(null);
+    return { usersErased, keysDestroyed };
+  }
+
+  /**
+   * The same on another database — a restored copy in a scratch instance (backup
+   * validation, point-in-time restores): its rows are erased through the same providers
+   * in one transaction per user; the keystore (never restored with it) is this
+   * service's. Caches are not touched: nothing serves from that copy.
+   */
+  async reapplyLedgerOn(
+    target: DataSource,
+  ): Promise<{ usersErased: number; keysDestroyed: number; userIds: string[] }> {
+    return this.reapply(target);
+  }
+
+  /**
+   * What is left of erased users on `target`: for every user id the ledger names and
+   * that `userIds` lists, the rows of every provider table and user-referencing column.
+   */
+  async leftoversOn(
+    target: DataSource,
+    userIds: string[],
+  ): Promise<Array<{ userId: string; table: string; rows: number }>> {
+    const out: Array<{ userId: string; table: string; rows: number }> = [];
+    const ledger = await this.ledgerSet(target.manager);
+    const columns = new Map<string, string>();
+    for (const p of this.registry.all()) {
+      for (const t of p.tables) {
+        columns.set(`${t.table}.${t.userColumn}`, t.table);
+      }
+    }
+    for (const c of await this.erasures.userReferenceColumns()) {
+      columns.set(`${c.table}.${c.column}`, c.table);
+    }
+    columns.delete('erasure_requests.user_id');
+    for (const userId of userIds) {
+      if (!ledger.has(this.cipher.ledgerHash(userId).toString('hex'))) {
+        continue;
+      }
+      for (const [key, table] of columns) {
+        const column = key.slice(table.length + 1);
+        const rows = await this.erasures.countReferences(table, column, userId, target.manager);
+        if (rows > 0) {
+          out.push({ userId, table: key, rows });
+        }
+      }
+    }
+    return out;
+  }
+
+  private async ledgerSet(m?: EntityManager): Promise<Set<string>> {
+    // Both copies: the database's ledger (older after a restore) and the keystore's
+    // tombstones (not restored with it).
     const hashes = [
-      ...(await this.erasures.ledgerHashes()),
+      ...(await this.erasures.ledgerHashes(m)),
       ...(await this.keystore.erasedHashes()),
     ];
-    const ledger = new Set(hashes.map((h) => h.toString('hex')));
+    return new Set(hashes.map((h) => h.toString('hex')));
+  }
+
+  private async reapply(
+    target: DataSource | null,
+  ): Promise<{ usersErased: number; keysDestroyed: number; userIds: string[] }> {
+    const ledger = await this.ledgerSet(target?.manager);
+    const userIds: string[] = [];
     const erased = (id: string): boolean => ledger.has(this.cipher.ledgerHash(id).toString('hex'));
     let usersErased = 0;
     let keysDestroyed = 0;
     let after: string | null = null;
     for (;;) {
-      const ids = await this.erasures.userIdsAfter(after, LEDGER_PAGE);
+      const ids = await this.erasures.userIdsAfter(after, LEDGER_PAGE, target?.manager);
       for (const userId of ids.filter(erased)) {
-        const gone = await this.eraseLeftovers(userId, this.cipher.ledgerHash(userId));
-        keysDestroyed += gone.data_keys;
-        await this.cache.publishErased([userId]);
-        for (const p of this.registry.all()) {
-          await p.afterErase?.(userId);
+        if (target) {
+          await target.transaction(async (m) => {
+            for (const p of this.registry.all()) {
+              await p.erase(m, userId);
+            }
+          });
+          keysDestroyed += await this.keystore.destroy(userId, this.cipher.ledgerHash(userId));
+        } else {
+          const gone = await this.eraseLeftovers(userId, this.cipher.ledgerHash(userId));
+          keysDestroyed += gone.data_keys;
+          await this.cache.publishErased([userId]);
+          for (const p of this.registry.all()) {
+            await p.afterErase?.(userId);
+          }
         }
         usersErased += 1;
+        userIds.push(userId);
       }
       if (ids.length < LEDGER_PAGE) {
         break;
@@ -378,8 +448,11 @@ export class ErasureService implements OnModuleInit, OnApplicationBootstrap, OnM
       }
       keyAfter = ids[ids.length - 1];
     }
-    this.logger.warn({ usersErased, keysDestroyed }, 'erasure ledger re-applied');
-    return { usersErased, keysDestroyed };
+    this.logger.warn(
+      { usersErased, keysDestroyed, target: target ? 'restored copy' : 'service database' },
+      'erasure ledger re-applied',
+    );
+    return { usersErased, keysDestroyed, userIds };
   }
 
   private start(id: string): void {

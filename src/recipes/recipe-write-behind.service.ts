@@ -11,10 +11,13 @@ import { CacheMetrics } from '../cache/cache.metrics.js';
 import { DATA_CHANGE_SINK } from '../common/data-change.js';
 import type { DataChangeSink } from '../common/data-change.js';
 import { RedisService } from '../cache/redis.service.js';
+import { CacheService } from '../cache/cache.service.js';
 import { TieredCacheService } from '../cache/tiered-cache.service.js';
+import { RequestContext, RequestContextStore } from '../common/request-context.js';
 import { JobLeadershipService } from '../database/job-leadership.service.js';
 import { ReadRouterService } from '../database/read-router.service.js';
 import type { RecipeResponseDto } from './dto/recipe.dto.js';
+import type { SearchEffect } from './recipes.service.js';
 import { QueuedRecipeChange, RecipesRepository } from './recipes.repository.js';
 
 const GROUP = 'flushers';
@@ -30,7 +33,7 @@ local cur = redis.call('HGET', KEYS[1], 'version')
 if cur and tonumber(cur) ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[2], 'recipe', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('XADD', KEYS[2], '*', 'id', ARGV[4], 'version', ARGV[2], 'change', ARGV[6], 'queuedAt', ARGV[7])
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[4], 'version', ARGV[2], 'change', ARGV[6], 'queuedAt', ARGV[7], 'search', ARGV[8])
 return 1`;
 
 /** Drops the overlay only if it still holds the version that was just persisted. */
@@ -66,6 +69,7 @@ export class RecipeWriteBehindService implements OnApplicationBootstrap, OnAppli
     private readonly leadership: JobLeadershipService,
     @Inject(DATA_CHANGE_SINK) private readonly changes: DataChangeSink,
     private readonly tiers: TieredCacheService,
+    private readonly cache: CacheService,
   ) {}
 
   get enabled(): boolean {
@@ -133,6 +137,8 @@ export class RecipeWriteBehindService implements OnApplicationBootstrap, OnAppli
     base: RecipeResponseDto,
     next: RecipeResponseDto,
     change: QueuedRecipeChange,
+    /** What the change does to cached search results once flushed (see searchEffect). */
+    searchEffect: SearchEffect = 'all',
   ): Promise<EnqueueResult> {
     if (!this.enabled || !this.redis.isReady) {
       return 'unavailable';
@@ -149,6 +155,7 @@ export class RecipeWriteBehindService implements OnApplicationBootstrap, OnAppli
           String(this.config.cache.types.recipes.ttlSeconds * 1000),
           JSON.stringify(change),
           String(Date.now()),
+          searchEffect,
         ],
       });
       return ok === 1 ? 'queued' : 'conflict';
@@ -255,8 +262,43 @@ export class RecipeWriteBehindService implements OnApplicationBootstrap, OnAppli
       version: Number(e.message.version),
       queuedAt: Number(e.message.queuedAt),
       change: JSON.parse(e.message.change) as QueuedRecipeChange,
+      // Entries queued before the field had its values ('1', or none) count as `all`.
+      searchEffect: (['none', 'members'].includes(e.message.search)
+        ? e.message.search
+        : 'all') as SearchEffect,
     }));
     // Stream order is queue order: applying in it keeps each recipe's changes in order.
+    // Its own request context catches the commit's WAL position for the search generation.
+    const flushContext: RequestContext = {
+      requestId: 'write-behind-flush',
+      consistency: 'default',
+    };
+    await RequestContextStore.run(flushContext, () => this.persist(changes));
+    // Before the acknowledgement: a flush retried after a failure here tells searches
+    // again (its replayed updates then change nothing, but searches are told all the same).
+    if (changes.some((c) => c.searchEffect === 'all')) {
+      await this.cache.changed('search_results', flushContext.writeLsn);
+    } else if (changes.some((c) => c.searchEffect === 'members')) {
+      const touched = changes.filter((c) => c.searchEffect === 'members').map((c) => c.id);
+      await this.cache.touched('search_results', [...new Set(touched)], flushContext.writeLsn);
+    }
+    const ids = changes.map((c) => c.streamId);
+    await client.xAck(this.streamKey, GROUP, ids);
+    await client.xDel(this.streamKey, ids);
+    const now = Date.now();
+    for (const c of changes) {
+      this.metrics.writeBehindLag.observe((now - c.queuedAt) / 1000);
+      await client.eval(SETTLE, { keys: [this.overlayKey(c.id)], arguments: [String(c.version)] });
+    }
+    await this.reportDepth();
+    this.logger.debug({ persisted: changes.length }, 'write-behind flushed');
+    return changes.length;
+  }
+
+  /** Applies queued changes in one transaction, as versioned updates (a replay changes nothing). */
+  private async persist(
+    changes: Array<{ id: string; version: number; change: QueuedRecipeChange }>,
+  ): Promise<void> {
     await this.router.write(async (m) => {
       for (const c of changes) {
         if (await this.recipes.applyQueuedChange(m, c.id, c.version, c.change)) {
@@ -270,17 +312,6 @@ export class RecipeWriteBehindService implements OnApplicationBootstrap, OnAppli
         }
       }
     });
-    const ids = changes.map((c) => c.streamId);
-    await client.xAck(this.streamKey, GROUP, ids);
-    await client.xDel(this.streamKey, ids);
-    const now = Date.now();
-    for (const c of changes) {
-      this.metrics.writeBehindLag.observe((now - c.queuedAt) / 1000);
-      await client.eval(SETTLE, { keys: [this.overlayKey(c.id)], arguments: [String(c.version)] });
-    }
-    await this.reportDepth();
-    this.logger.debug({ persisted: changes.length }, 'write-behind flushed');
-    return changes.length;
   }
 
   private async reportDepth(): Promise<void> {

@@ -8,6 +8,7 @@ import { RecipesPersonalData } from './recipes.personal-data.js';
 import { RecipesRepository } from './recipes.repository.js';
 import { RecipesService } from './recipes.service.js';
 import { RecipeWriteBehindService } from './recipe-write-behind.service.js';
+import { SearchRepository } from './search.repository.js';
 import { SearchMetrics } from './search.metrics.js';
 import { SearchService } from './search.service.js';
 import { VectorIndexService } from './vector-index.service.js';
@@ -20,6 +21,7 @@ import { VectorOpsController } from './vector-ops.controller.js';
     RecipesService,
     RecipesPersonalData,
     RecipeWriteBehindService,
+    SearchRepository,
     SearchService,
     SearchMetrics,
     VectorIndexService,

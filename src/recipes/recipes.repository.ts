@@ -3,7 +3,6 @@ import pgvector from 'pgvector';
 import type { EntityManager } from 'typeorm';
 import { paramBinder, queryRows } from '../database/query-rows.js';
 import { ReadRouterService } from '../database/read-router.service.js';
-import { HNSW_INDEX } from './recipes.constants.js';
 
 export interface RecipeRow {
   id: string;
@@ -52,49 +51,6 @@ export interface QueuedRecipeChange {
   actor?: string;
 }
 
-export interface SearchFilters {
-  cuisine?: string;
-  tags?: string[];
-  dietary?: string[];
-  maxTotalMinutes?: number;
-  authorId?: string;
-}
-
-export interface VectorQuery {
-  embedding: number[];
-  filters: SearchFilters;
-  excludeId?: string;
-  limit: number;
-  maxDistance: number;
-}
-
-export interface SearchTuning {
-  efSearch: number;
-  maxScanTuples: number;
-  exactMaxRows: number;
-  timeoutMs: number;
-}
-
-export interface SearchHitRow {
-  id: string;
-  title: string;
-  cuisine: string;
-  tags: string[];
-  dietary: string[];
-  totalMinutes: number;
-  authorId: string | null;
-  distance: number;
-}
-
-export type SearchPlan = 'hnsw' | 'exact';
-
-export interface SearchResult {
-  plan: SearchPlan;
-  /** Rows the nearest-neighbour query returned before the distance cut-off. */
-  candidates: number;
-  hits: SearchHitRow[];
-}
-
 export interface ListQuery {
   cuisine?: string;
   tag?: string;
@@ -108,57 +64,6 @@ export interface ListQuery {
 const COLUMNS = `id::text AS id, title, description, ingredients, steps, cuisine, tags, dietary,
   total_minutes AS "totalMinutes", author_id::text AS "authorId", embedding IS NOT NULL AS "hasEmbedding",
   version, created_at AS "createdAt", updated_at AS "updatedAt"`;
-
-const HIT_COLUMNS = `id::text AS id, title, cuisine, tags, dietary, total_minutes AS "totalMinutes",
-  author_id::text AS "authorId"`;
-
-/** Builds a WHERE clause of bound parameters, appending its values to `params`. */
-function whereClause(filters: SearchFilters, params: unknown[], excludeId?: string): string {
-  const clauses = ['embedding IS NOT NULL'];
-  const { bind } = paramBinder(params);
-  if (filters.cuisine !== undefined) {
-    clauses.push(`cuisine = ${bind(filters.cuisine)}`);
-  }
-  if (filters.tags?.length) {
-    clauses.push(`tags @> ${bind(filters.tags)}::text[]`);
-  }
-  if (filters.dietary?.length) {
-    clauses.push(`dietary @> ${bind(filters.dietary)}::text[]`);
-  }
-  if (filters.maxTotalMinutes !== undefined) {
-    clauses.push(`total_minutes <= ${bind(filters.maxTotalMinutes)}`);
-  }
-  if (filters.authorId !== undefined) {
-    clauses.push(`author_id = ${bind(filters.authorId)}::uuid`);
-  }
-  if (excludeId !== undefined) {
-    clauses.push(`id <> ${bind(excludeId)}::uuid`);
-  }
-  return clauses.join(' AND ');
-}
-
-function hasFilters(f: SearchFilters): boolean {
-  return (
-    f.cuisine !== undefined ||
-    !!f.tags?.length ||
-    !!f.dietary?.length ||
-    f.maxTotalMinutes !== undefined ||
-    f.authorId !== undefined
-  );
-}
-
-/** `SET LOCAL` of several settings in one round trip, values bound. */
-async function setLocal(
-  m: EntityManager,
-  settings: Record<string, string | number>,
-): Promise<void> {
-  const names = Object.keys(settings);
-  const sql = `SELECT ${names.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ')}`;
-  await m.query(
-    sql,
-    names.flatMap((n) => [n, String(settings[n])]),
-  );
-}
 
 /**
  * Upserts up to BATCH_SIZE recipes in ONE multi-row statement (one round trip);
@@ -192,7 +97,7 @@ export async function upsertRecipes(
   return rows.map((r) => r.id);
 }
 
-/** Recipes aggregate: every SQL statement about recipes lives here. */
+/** Recipes aggregate: the SQL of recipe rows (vector search SQL: search.repository.ts). */
 @Injectable()
 export class RecipesRepository {
   constructor(private readonly router: ReadRouterService) {}
@@ -386,133 +291,6 @@ export class RecipesRepository {
         found: true,
         embedding: rows[0].embedding ? (pgvector.fromSql(rows[0].embedding) as number[]) : null,
       };
-    });
-  }
-
-  /**
-   * Nearest recipes by cosine distance, filters in the same SQL, on a read node.
-   * Very selective filters (≤ exactMaxRows matching rows) get an exact scan of the
-   * filtered rows (recall 1.0, fast at that size); broader ones use the HNSW index with
-   * iterative scans so a filtered query still returns `limit` rows.
-   */
-  search(q: VectorQuery, tuning: SearchTuning): Promise<SearchResult> {
-    return this.router.readTransaction(async (m) => {
-      const params: unknown[] = [pgvector.toSql(q.embedding)];
-      const where = whereClause(q.filters, params, q.excludeId);
-      let plan: SearchPlan = 'hnsw';
-      if (hasFilters(q.filters) && tuning.exactMaxRows > 0) {
-        // Bounded count: stops at exactMaxRows + 1 matching rows, so it stays cheap.
-        const countParams: unknown[] = [];
-        const countWhere = whereClause(q.filters, countParams, q.excludeId);
-        countParams.push(tuning.exactMaxRows + 1);
-        const rows: Array<{ n: number }> = await m.query(
-          `SELECT count(*)::int AS n FROM (SELECT 1 FROM recipes WHERE ${countWhere} LIMIT $${countParams.length}) s`,
-          countParams,
-        );
-        if (rows[0].n <= tuning.exactMaxRows) {
-          plan = 'exact';
-        }
-      }
-      const settings: Record<string, string | number> = { statement_timeout: tuning.timeoutMs };
-      if (plan === 'exact') {
-        settings.enable_indexscan = 'off';
-      } else {
-        settings['hnsw.ef_search'] = tuning.efSearch;
-        if (hasFilters(q.filters) || q.excludeId) {
-          settings['hnsw.iterative_scan'] = 'relaxed_order';
-          settings['hnsw.max_scan_tuples'] = tuning.maxScanTuples;
-          settings.enable_seqscan = 'off';
-          settings.enable_bitmapscan = 'off';
-        }
-      }
-      await setLocal(m, settings);
-      params.push(q.limit);
-      const limitParam = `$${params.length}`;
-      // Relaxed order returns nearly sorted rows: materialise, then restore strict order.
-      const rows: Array<SearchHitRow & { distance: number }> = await m.query(
-        `WITH nearest AS MATERIALIZED (
-           SELECT ${HIT_COLUMNS}, embedding <=> $1::vector AS distance
-             FROM recipes WHERE ${where} ORDER BY distance LIMIT ${limitParam})
-         SELECT * FROM nearest ORDER BY distance`,
-        params,
-      );
-      const hits = rows.filter((r) => r.distance <= q.maxDistance);
-      return { plan, candidates: rows.length, hits };
-    });
-  }
-
-  /**
-   * Exact nearest neighbours (no ANN index): the ground truth for recall sampling. It
-   * reads every matching vector, so it runs on the writer: on a replica it would push
-   * the HNSW index out of the buffers that serve the searches.
-   */
-  exactIds(q: VectorQuery, timeoutMs: number): Promise<string[]> {
-    return this.router.readTransaction(
-      async (m) => {
-        const params: unknown[] = [pgvector.toSql(q.embedding)];
-        const where = whereClause(q.filters, params, q.excludeId);
-        // One core: the check runs beside live traffic.
-        await setLocal(m, {
-          statement_timeout: timeoutMs,
-          enable_indexscan: 'off',
-          max_parallel_workers_per_gather: 0,
-        });
-        params.push(q.limit);
-        const rows: Array<{ id: string; distance: number }> = await m.query(
-          `SELECT id::text AS id, embedding <=> $1::vector AS distance FROM recipes WHERE ${where}
-          ORDER BY distance LIMIT $${params.length}`,
-          params,
-        );
-        return rows.filter((r) => r.distance <= q.maxDistance).map((r) => r.id);
-      },
-      { onWriter: true },
-    );
-  }
-
-  /** EXPLAIN (ANALYZE, BUFFERS) of the search `search()` would run, with the same settings. */
-  explain(q: VectorQuery, tuning: SearchTuning): Promise<unknown> {
-    return this.router.readTransaction(async (m) => {
-      const params: unknown[] = [pgvector.toSql(q.embedding)];
-      const where = whereClause(q.filters, params, q.excludeId);
-      const settings: Record<string, string | number> = {
-        statement_timeout: tuning.timeoutMs,
-        'hnsw.ef_search': tuning.efSearch,
-      };
-      if (hasFilters(q.filters)) {
-        settings['hnsw.iterative_scan'] = 'relaxed_order';
-        settings['hnsw.max_scan_tuples'] = tuning.maxScanTuples;
-        settings.enable_seqscan = 'off';
-        settings.enable_bitmapscan = 'off';
-      }
-      await setLocal(m, settings);
-      params.push(q.limit);
-      const rows: Array<{ 'QUERY PLAN': unknown }> = await m.query(
-        `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
-         SELECT id, embedding <=> $1::vector AS distance FROM recipes WHERE ${where}
-          ORDER BY distance LIMIT $${params.length}`,
-        params,
-      );
-      return rows[0]['QUERY PLAN'];
-    });
-  }
-
-  /** Any stored embedding, for representative EXPLAINs. */
-  sampleEmbedding(): Promise<number[] | null> {
-    return this.router.read(async (m) => {
-      const rows: Array<{ embedding: string }> = await m.query(
-        `SELECT embedding::text AS embedding FROM recipes WHERE embedding IS NOT NULL LIMIT 1`,
-      );
-      return rows[0] ? (pgvector.fromSql(rows[0].embedding) as number[]) : null;
-    });
-  }
-
-  indexSizeBytes(): Promise<number | null> {
-    return this.router.read(async (m) => {
-      const rows: Array<{ size: string | null }> = await m.query(
-        `SELECT pg_relation_size(to_regclass($1))::text AS size`,
-        [HNSW_INDEX],
-      );
-      return rows[0]?.size === null || rows[0]?.size === undefined ? null : Number(rows[0].size);
     });
   }
 }

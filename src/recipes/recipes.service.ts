@@ -28,6 +28,30 @@ export class StaleVersionError extends DomainError {
 
 const ENTITY = 'recipe';
 
+/** Fields a search answer filters or ranks on: a change may bring the recipe into any result. */
+const SEARCH_FIELDS: ReadonlyArray<keyof UpdateRecipeDto> = [
+  'cuisine',
+  'tags',
+  'dietary',
+  'totalMinutes',
+  'authorId',
+  'embedding',
+];
+
+/**
+ * What a change does to cached search results: `all` — it may put the recipe into any
+ * of them (a new generation); `members` — it only alters results that already hold the
+ * recipe (its title: shown, never filtered or ranked on); `none` — searches never see it.
+ */
+export type SearchEffect = 'all' | 'members' | 'none';
+
+export function searchEffect(dto: UpdateRecipeDto): SearchEffect {
+  if (SEARCH_FIELDS.some((f) => dto[f] !== undefined)) {
+    return 'all';
+  }
+  return dto.title !== undefined ? 'members' : 'none';
+}
+
 @Injectable()
 export class RecipesService {
   constructor(
@@ -42,6 +66,21 @@ export class RecipesService {
     return RequestContextStore.get()?.keyId;
   }
 
+  /**
+   * After a committed change that searches can see: cached search results it may
+   * affect are stale on every instance — all of them, or (`ids`) those holding these
+   * recipes. The WAL position of this request's write comes along, so the next
+   * searches read nodes that have it.
+   */
+  private async searchesChanged(effect: SearchEffect, ids: string[] = []): Promise<void> {
+    const lsn = RequestContextStore.get()?.writeLsn;
+    if (effect === 'all') {
+      await this.cache.changed('search_results', lsn);
+    } else if (effect === 'members') {
+      await this.cache.touched('search_results', ids, lsn);
+    }
+  }
+
   async create(dto: CreateRecipeDto): Promise<RecipeResponseDto> {
     const row = await this.router.write(async (m) => {
       const created = await this.recipes.create(m, dto);
@@ -54,6 +93,9 @@ export class RecipesService {
       return created;
     });
     const recipe = toDto(row);
+    if (dto.embedding) {
+      await this.searchesChanged('all');
+    }
     await this.cache.afterWrite('recipes', recipe.id, recipe);
     return recipe;
   }
@@ -98,10 +140,13 @@ export class RecipesService {
           version: base.version + 1,
           updatedAt: new Date().toISOString(),
         };
+        // Searches read PostgreSQL: they see this change when a flush persists it (the
+        // flush bumps the search generation then).
         const result = await this.writeBehind.enqueue(
           base,
           next,
           queuedChange(next, dto.embedding, this.actor()),
+          searchEffect(dto),
         );
         if (result === 'queued') {
           await this.cache.writeThrough('recipes', id, next);
@@ -114,6 +159,7 @@ export class RecipesService {
       }
     }
     const written = await this.updateThrough(id, dto, expectedVersion);
+    await this.searchesChanged(searchEffect(dto), [id]);
     await this.cache.afterWrite('recipes', id, written);
     return written;
   }
@@ -168,6 +214,8 @@ export class RecipesService {
         actor: this.actor(),
       });
     });
+    // Results without it stay right: only those holding it are stale.
+    await this.searchesChanged('members', [id]);
     await this.writeBehind.discard(id);
     await this.cache.invalidate('recipes', [id]);
   }
@@ -186,6 +234,7 @@ export class RecipesService {
       }
       return upserted;
     });
+    await this.searchesChanged('all');
     await this.cache.invalidate('recipes', ids);
     return { count: ids.length, ids };
   }

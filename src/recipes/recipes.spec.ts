@@ -2,6 +2,7 @@ import { BadRequestException } from '@nestjs/common';
 import { decodeCursor, encodeCursor } from '../common/pagination.js';
 import { embeddingProblem } from './dto/embedding.validator.js';
 import { parseIfMatch } from './recipes.controller.js';
+import { searchEffect } from './recipes.service.js';
 import { normaliseFilters } from './search.service.js';
 import { parallelWorkersFor } from './vector-index.js';
 
@@ -80,4 +81,19 @@ describe('cursor', () => {
       expect(() => decodeCursor(c)).toThrow(BadRequestException);
     },
   );
+});
+
+describe(searchEffect.name, () => {
+  it.each([
+    [{ title: 'x' }, 'members'],
+    [{ title: 'x', description: 'y' }, 'members'],
+    [{ embedding: [1] }, 'all'],
+    [{ title: 'x', tags: [] }, 'all'],
+    [{ totalMinutes: 5 }, 'all'],
+    [{ cuisine: 'thai' }, 'all'],
+    [{ description: 'x', ingredients: ['a'], steps: ['b'] }, 'none'],
+    [{}, 'none'],
+  ])('%j → %s', (dto, expected) => {
+    expect(searchEffect(dto)).toBe(expected);
+  });
 });

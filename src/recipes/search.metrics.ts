@@ -1,11 +1,11 @@
 import { Injectable } from '@nestjs/common';
-import { Gauge, Histogram } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { MetricsService } from '../monitoring/metrics.service.js';
 
 export enum VectorMetric {
   SearchDuration = 'vector_search_duration_seconds',
   Recall = 'vector_search_recall',
-  Candidates = 'vector_search_candidates',
+  ExactFallbacks = 'vector_search_exact_fallbacks_total',
   Returned = 'vector_search_returned_rows',
   IndexSize = 'vector_index_size_bytes',
   IndexBuildSeconds = 'vector_index_last_build_seconds',
@@ -16,7 +16,7 @@ export enum VectorMetric {
 export class SearchMetrics {
   readonly duration: Histogram<'plan' | 'mode' | 'filtered'>;
   readonly recall: Histogram<'plan' | 'filtered'>;
-  readonly candidates: Histogram<'plan'>;
+  readonly exactFallbacks: Counter<'filtered'>;
   readonly returned: Histogram<'plan'>;
   readonly indexSize: Gauge;
   readonly indexBuildSeconds: Gauge;
@@ -37,11 +37,10 @@ export class SearchMetrics {
       buckets: [0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1],
       registers,
     });
-    this.candidates = new Histogram({
-      name: VectorMetric.Candidates,
-      help: 'Rows the nearest-neighbour query returned before the distance cut-off',
-      labelNames: ['plan'],
-      buckets: [0, 1, 5, 10, 20, 30, 40, 50],
+    this.exactFallbacks = new Counter({
+      name: VectorMetric.ExactFallbacks,
+      help: 'HNSW searches that ended short of their limit and were answered by an exact scan',
+      labelNames: ['filtered'],
       registers,
     });
     this.returned = new Histogram({

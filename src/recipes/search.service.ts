@@ -11,15 +11,13 @@ import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
 import type { SearchRecipesDto, SearchResponseDto } from './dto/search.dto.js';
 import { EMBEDDING_PROVIDER } from './embedding/embedding-provider.js';
 import type { EmbeddingProvider } from './embedding/embedding-provider.js';
-import {
-  RecipesRepository,
-  SearchFilters,
-  SearchResult,
-  SearchTuning,
-  VectorQuery,
-} from './recipes.repository.js';
+import { RecipesRepository } from './recipes.repository.js';
+import { SearchFilters, SearchResult, SearchTuning, VectorQuery } from './search-plan.js';
+import { SearchRepository } from './search.repository.js';
 import { SearchMetrics } from './search.metrics.js';
+import { lsnReached, maxLsn } from '../cache/cache-generations.service.js';
 import { CacheService } from '../cache/cache.service.js';
+import { RequestContext, RequestContextStore } from '../common/request-context.js';
 import { createHash } from 'node:crypto';
 
 export class SearchTimeoutError extends DomainError {
@@ -33,6 +31,19 @@ export class SearchTimeoutError extends DomainError {
 
 type Mode = 'embedding' | 'recipe' | 'text';
 
+const SEARCH_RESULTS = 'search_results';
+
+/** A cached search: the answer and what it depends on. */
+interface SearchEntry {
+  /** The WAL position its reads had reached at least. */
+  lsn: string | null;
+  /** The generations' clock when it was computed (CacheGenerationsService). */
+  at: string;
+  /** The recipes it holds (and the recipeId of more-like-this): touching one makes it stale. */
+  ids: string[];
+  response: SearchResponseDto;
+}
+
 /** PostgreSQL's query_canceled, raised by statement_timeout. */
 const QUERY_CANCELED = '57014';
 
@@ -45,6 +56,7 @@ export class SearchService implements OnApplicationShutdown {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly recipes: RecipesRepository,
+    private readonly searches: SearchRepository,
     private readonly metrics: SearchMetrics,
     @Inject(EMBEDDING_PROVIDER) private readonly provider: EmbeddingProvider | null,
     private readonly cache: CacheService,
@@ -76,17 +88,88 @@ export class SearchService implements OnApplicationShutdown {
     return dto.embedding ? 'embedding' : dto.recipeId ? 'recipe' : 'text';
   }
 
-  /**
-   * Search results are cache-aside (spec: 15 min, manual invalidation): the key is a
-   * hash of the normalised query, so equal queries share an entry.
-   */
   async search(dto: SearchRecipesDto): Promise<SearchResponseDto> {
     const mode = this.check(dto);
     const started = performance.now();
-    const result = await this.cache.read('search_results', searchKey(dto, this.config), () =>
-      this.compute(dto, mode),
-    );
+    const result = await this.coherent(dto, mode);
     return { ...result, tookMs: Math.round((performance.now() - started) * 100) / 100 };
+  }
+
+  /**
+   * Search results are cache-aside (spec: 15 min) under a hash of the normalised query
+   * and the recipes' generation (CacheGenerationsService), which every committed change
+   * that may bring a recipe into a result bumps; changes that can only alter results
+   * holding the recipe (a delete, a new title) mark it instead, and an entry holding a
+   * recipe marked after it was computed is stale. The generation is read before the
+   * query runs, and the query runs on a node that has replayed every change counted so
+   * far (and the caller's own writes, `x-write-lsn`), so an entry is never older than a
+   * change made before it was read.
+   * Without a usable generation (cache off, Redis down, re-synchronising) nothing is
+   * cached and the query still waits for what this instance knows has changed.
+   */
+  private async coherent(dto: SearchRecipesDto, mode: Mode): Promise<SearchResponseDto> {
+    const minLsn = RequestContextStore.get()?.minLsn;
+    const generations = this.cache.generations;
+    const token = this.cache.bypass(SEARCH_RESULTS)
+      ? null
+      : await generations.current(SEARCH_RESULTS);
+    if (!token) {
+      return this.computeAt(dto, mode, maxLsn(minLsn, generations.knownFloor));
+    }
+    const floor = maxLsn(minLsn, token.lsn);
+    const id = CacheService.generationId(searchKey(dto, this.config), token);
+    const load = async (): Promise<SearchEntry> => {
+      const response = await this.computeAt(dto, mode, floor);
+      const ids = response.items.map((h) => h.id);
+      return {
+        lsn: floor,
+        at: token.clock,
+        ids: dto.recipeId ? [...ids, dto.recipeId] : ids,
+        response,
+      };
+    };
+    // Fresh enough for this caller's own writes, and none of its recipes deleted or
+    // retitled since it was computed (asked only when something was touched since).
+    let accepted: SearchEntry | undefined;
+    const accept = async (e: SearchEntry): Promise<boolean> => {
+      const ok =
+        lsnReached(e.lsn, minLsn) &&
+        (Number(e.at) >= Number(token.clock) ||
+          (await generations.touchedSince(SEARCH_RESULTS, e.ids, e.at)) === false);
+      if (ok) {
+        accepted = e;
+      }
+      return ok;
+    };
+    const entry = await this.cache.getOrLoad(SEARCH_RESULTS, id, load, {
+      store: () => generations.isCurrent(token),
+      accept,
+    });
+    // (A load shared with a concurrent request is checked here.)
+    if (entry === accepted || (await accept(entry))) {
+      return entry.response;
+    }
+    // Computed before the caller's write reached the nodes it read (a bump lost on the
+    // way): answer from this position and keep the fresher entry.
+    const fresh = await load();
+    if (generations.isCurrent(token)) {
+      await this.cache.tiers.set(SEARCH_RESULTS, id, fresh);
+    }
+    return fresh.response;
+  }
+
+  /** Runs the search with its reads held to nodes that have replayed `floor`. */
+  private computeAt(
+    dto: SearchRecipesDto,
+    mode: Mode,
+    floor: string | null,
+  ): Promise<SearchResponseDto> {
+    const ctx = RequestContextStore.get();
+    const scoped: RequestContext = {
+      ...(ctx ?? { requestId: 'search', consistency: 'default' }),
+      minLsn: floor ?? undefined,
+    };
+    return RequestContextStore.run(scoped, () => this.compute(dto, mode));
   }
 
   private async compute(dto: SearchRecipesDto, mode: Mode): Promise<SearchResponseDto> {
@@ -147,13 +230,15 @@ export class SearchService implements OnApplicationShutdown {
   private async run(query: VectorQuery, mode: Mode): Promise<SearchResult> {
     const started = performance.now();
     try {
-      const result = await this.recipes.search(query, this.tuning(query.limit));
+      const result = await this.searches.search(query, this.tuning(query.limit));
       const filtered = String(Object.keys(query.filters).length > 0);
       this.metrics.duration.observe(
         { plan: result.plan, mode, filtered },
         (performance.now() - started) / 1000,
       );
-      this.metrics.candidates.observe({ plan: result.plan }, result.candidates);
+      if (result.exactFallback) {
+        this.metrics.exactFallbacks.inc({ filtered });
+      }
       this.metrics.returned.observe({ plan: result.plan }, result.hits.length);
       return result;
     } catch (err) {
@@ -185,7 +270,7 @@ export class SearchService implements OnApplicationShutdown {
   }
 
   async checkRecall(query: VectorQuery, result: SearchResult): Promise<number | null> {
-    const exact = await this.recipes.exactIds(query, this.config.vector.queryTimeoutMs * 10);
+    const exact = await this.searches.exactIds(query, this.config.vector.queryTimeoutMs * 10);
     if (exact.length === 0) {
       return null;
     }

@@ -9,7 +9,8 @@ import { AdvisoryLock, LOCK_NAMESPACE } from '../database/locks.js';
 import { directClientConfig } from '../database/pg-direct.js';
 import { TopologyService } from '../database/topology.service.js';
 import { HNSW_INDEX } from './recipes.constants.js';
-import { RecipesRepository, SearchFilters } from './recipes.repository.js';
+import { SearchFilters, SearchPlan } from './search-plan.js';
+import { SearchRepository } from './search.repository.js';
 import { SearchMetrics } from './search.metrics.js';
 import { SearchService } from './search.service.js';
 import { parallelWorkersFor } from './vector-index.js';
@@ -30,6 +31,10 @@ interface PlanNode {
 }
 
 export interface ExplainReport {
+  /** The plan the search reports (and its metrics are labelled with). */
+  plan: SearchPlan;
+  /** The index scan came back short of `limit`; the explained statement is the exact scan after it. */
+  exactFallback: boolean;
   indexUsed: boolean;
   indexName: string | null;
   nodeTypes: string[];
@@ -39,9 +44,12 @@ export interface ExplainReport {
   buffers: { sharedHit: number; sharedRead: number };
   planningMs: number;
   executionMs: number;
-  settings: { efSearch: number; limit: number; filtered: boolean };
-  plan: unknown;
+  settings: { efSearch: number; limit: number; maxDistance: number; filtered: boolean };
+  explained: unknown;
 }
+
+/** Cosine distance is at most 2: a representative EXPLAIN cuts nothing unless asked to. */
+const NO_DISTANCE_BOUND = 2;
 
 const REFRESH_MS = 60_000;
 
@@ -54,7 +62,7 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly recipes: RecipesRepository,
+    private readonly searches: SearchRepository,
     private readonly search: SearchService,
     private readonly metrics: SearchMetrics,
     private readonly topology: TopologyService,
@@ -70,7 +78,7 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
 
   async refreshSize(): Promise<void> {
     try {
-      const size = await this.recipes.indexSizeBytes();
+      const size = await this.searches.indexSizeBytes();
       if (size !== null) {
         this.metrics.indexSize.set(size);
       }
@@ -79,9 +87,17 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** EXPLAIN (ANALYZE, BUFFERS) of a representative search, summarised. */
-  async explain(filters: SearchFilters, limit: number): Promise<ExplainReport> {
-    const embedding = await this.recipes.sampleEmbedding();
+  /**
+   * EXPLAIN (ANALYZE, BUFFERS) of a representative search (a stored embedding), run
+   * exactly as a search with these filters would run, summarised. `plan` is what that
+   * search reports; `indexUsed` is what PostgreSQL did.
+   */
+  async explain(
+    filters: SearchFilters,
+    limit: number,
+    maxDistance = NO_DISTANCE_BOUND,
+  ): Promise<ExplainReport> {
+    const embedding = await this.searches.sampleEmbedding();
     if (!embedding) {
       throw new DomainError(
         ErrorCode.Conflict,
@@ -89,11 +105,15 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
       );
     }
     const tuning = this.search.tuning(limit);
-    const raw = (await this.recipes.explain(
-      { embedding, filters, limit, maxDistance: 2 },
+    const { plan, exactFallback, explained } = await this.searches.explain(
+      { embedding, filters, limit, maxDistance },
       tuning,
-    )) as Array<{ Plan: PlanNode; 'Planning Time': number; 'Execution Time': number }>;
-    const top = raw[0];
+    );
+    const top = explained[0] as unknown as {
+      Plan: PlanNode;
+      'Planning Time': number;
+      'Execution Time': number;
+    };
     const nodes: PlanNode[] = [];
     const walk = (n: PlanNode): void => {
       nodes.push(n);
@@ -102,6 +122,8 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
     walk(top.Plan);
     const indexNode = nodes.find((n) => n['Index Name'] === HNSW_INDEX);
     return {
+      plan,
+      exactFallback,
       indexUsed: indexNode !== undefined,
       indexName: indexNode?.['Index Name'] ?? null,
       nodeTypes: nodes.map((n) => n['Node Type']),
@@ -117,8 +139,13 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
       },
       planningMs: top['Planning Time'],
       executionMs: top['Execution Time'],
-      settings: { efSearch: tuning.efSearch, limit, filtered: Object.keys(filters).length > 0 },
-      plan: raw,
+      settings: {
+        efSearch: tuning.efSearch,
+        limit,
+        maxDistance,
+        filtered: Object.keys(filters).length > 0,
+      },
+      explained,
     };
   }
 

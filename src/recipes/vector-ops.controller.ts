@@ -15,7 +15,7 @@ export class VectorOpsController {
   @RequireScopes('ops:read')
   @ApiOperation({
     summary:
-      'EXPLAIN (ANALYZE, BUFFERS) of a representative vector search: index used, rows, buffers',
+      'EXPLAIN (ANALYZE, BUFFERS) of a representative vector search, run as the search runs: the plan it reports, index used, rows, buffers',
   })
   explain(@Query() q: ExplainQueryDto): Promise<ExplainReport> {
     return this.index.explain(
@@ -26,6 +26,7 @@ export class VectorOpsController {
         maxTotalMinutes: q.maxTotalMinutes,
       }),
       q.limit ?? 20,
+      q.maxDistance,
     );
   }
 

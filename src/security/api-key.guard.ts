@@ -2,20 +2,20 @@ import {
   CanActivate,
   ExecutionContext,
   ForbiddenException,
-  HttpException,
-  HttpStatus,
   Inject,
   Injectable,
   UnauthorizedException,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { RequestContextStore } from '../common/request-context.js';
 import { ApiKeyService, AuthenticatedKey } from './api-key.service.js';
 import { IS_PUBLIC, REQUIRED_SCOPES } from './auth.decorators.js';
+import { consumeOr429 } from './rate-limit.js';
+import { DASHBOARD_COOKIE, readCookie } from './session-cookie.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -50,14 +50,7 @@ export class ApiKeyGuard implements CanActivate {
     }
     const request = context.switchToHttp().getRequest<FastifyRequest>();
     const reply = context.switchToHttp().getResponse<FastifyReply>();
-    const secret = bearer(request.headers.authorization) ?? cookieOrQueryToken(request);
-    if (!secret) {
-      throw new UnauthorizedException('missing API key: send Authorization: Bearer <key>');
-    }
-    const key = this.keys.authenticate(secret);
-    if (!key) {
-      throw new UnauthorizedException('unknown API key');
-    }
+    const key = this.identify(request);
     request.apiKey = key;
     const ctx = RequestContextStore.get();
     if (ctx) {
@@ -78,20 +71,35 @@ export class ApiKeyGuard implements CanActivate {
     return true;
   }
 
-  private async consume(keyId: string, reply: FastifyReply): Promise<void> {
-    try {
-      const res = await this.limiter.consume(keyId);
-      void reply.header('x-ratelimit-remaining', String(res.remainingPoints));
-    } catch (rejection) {
-      if (rejection instanceof RateLimiterRes) {
-        void reply.header('retry-after', String(Math.ceil(rejection.msBeforeNext / 1000)));
-        throw new HttpException(
-          'rate limit exceeded for this API key',
-          HttpStatus.TOO_MANY_REQUESTS,
-        );
+  /** The bearer key, or on /dashboard routes the login cookie's session (401 otherwise). */
+  private identify(request: FastifyRequest): AuthenticatedKey {
+    const secret = bearer(request.headers.authorization);
+    if (secret) {
+      const key = this.keys.authenticate(secret);
+      if (!key) {
+        throw new UnauthorizedException('unknown API key');
       }
-      throw rejection;
+      return key;
     }
+    const session = dashboardSession(request);
+    if (session) {
+      const key = this.keys.verifySession(session);
+      if (!key) {
+        throw new UnauthorizedException('dashboard session expired or invalid: log in again');
+      }
+      return key;
+    }
+    throw new UnauthorizedException('missing API key: send Authorization: Bearer <key>');
+  }
+
+  private async consume(keyId: string, reply: FastifyReply): Promise<void> {
+    const res = await consumeOr429(
+      this.limiter,
+      keyId,
+      reply,
+      'rate limit exceeded for this API key',
+    );
+    void reply.header('x-ratelimit-remaining', String(res.remainingPoints));
   }
 }
 
@@ -103,16 +111,13 @@ function bearer(header: string | undefined): string | null {
   return m ? m[1] : null;
 }
 
-/** Only the HTML dashboard may be opened with a cookie or a query token. */
-function cookieOrQueryToken(request: FastifyRequest): string | null {
+/**
+ * The dashboard's session cookie, read on /dashboard routes only (a key never travels in a
+ * URL: no query token).
+ */
+function dashboardSession(request: FastifyRequest): string | null {
   if (!request.url.startsWith('/dashboard')) {
     return null;
   }
-  const query = request.query as Record<string, unknown> | undefined;
-  if (typeof query?.token === 'string') {
-    return query.token;
-  }
-  const cookie = request.headers.cookie ?? '';
-  const m = /(?:^|;\s*)dbu_key=([^;]+)/.exec(cookie);
-  return m ? decodeURIComponent(m[1]) : null;
+  return readCookie(request.headers.cookie, DASHBOARD_COOKIE);
 }

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { join } from 'node:path';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { AppModule } from '../../src/app.module.js';
@@ -47,6 +48,8 @@ export function testConfig(
     FAILOVER_MODE: 'off',
     // Pool control off unless a test turns it on: it would resize the shared PgBouncer.
     DB_POOL_EVAL_INTERVAL_MS: '0',
+    // Insights collector off unless a test turns it on: it writes history rows every minute.
+    INSIGHTS_SAMPLE_INTERVAL_MS: '0',
     // TEST_VIA_PGBOUNCER=1: every query goes through PgBouncer in transaction pooling
     // (its `*` entry serves any test database; reads then use the primary behind it).
     ...(process.env.TEST_VIA_PGBOUNCER === '1'
@@ -55,6 +58,12 @@ export function testConfig(
     DB_HEALTH_TIMEOUT_MS: '2000',
     DB_HEALTH_INTERVAL_MS: '1000',
     SHUTDOWN_DRAIN_MS: '0',
+    // Scratch instances (backup validation, restores) live inside the stack's folder; the
+    // port range can be moved per worktree like the stack's own ports.
+    ...(env.STACK_DIR ? { BACKUP_SCRATCH_DIR: join(env.STACK_DIR, 'backup-scratch') } : {}),
+    ...(process.env.BACKUP_SCRATCH_PORTS
+      ? { BACKUP_SCRATCH_PORTS: process.env.BACKUP_SCRATCH_PORTS }
+      : {}),
     ...overrides,
   });
 }

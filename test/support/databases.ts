@@ -8,8 +8,12 @@ export interface StackDb {
   host: string;
   primaryPort: number;
   replicaPort: number;
+  /** The service's role (DB_USER). */
   user: string;
   password: string;
+  /** The schema's owner, which migrations run as (DB_MIGRATION_USER). */
+  ownerUser: string;
+  ownerPassword: string;
 }
 
 export function stackDb(env: Record<string, string>): StackDb {
@@ -20,6 +24,8 @@ export function stackDb(env: Record<string, string>): StackDb {
     replicaPort: Number(replica.split(':')[1]),
     user: env.DB_USER,
     password: env.DB_PASSWORD,
+    ownerUser: env.DB_MIGRATION_USER,
+    ownerPassword: env.DB_MIGRATION_PASSWORD,
   };
 }
 
@@ -29,20 +35,44 @@ export function assertTestDatabase(name: string): void {
   }
 }
 
-export async function adminQuery(
+/** One query as the service's role (DB_USER): what the service itself may do. */
+export function adminQuery(
   db: StackDb,
   port: number,
   database: string,
   sql: string,
   params: unknown[] = [],
 ): Promise<pg.QueryResult> {
-  const client = new pg.Client({
-    host: db.host,
+  return queryAs({ user: db.user, password: db.password }, db, port, database, sql, params);
+}
+
+/** One query as the schema's owner (DB_MIGRATION_USER): test databases, audit partitions. */
+export function ownerQuery(
+  db: StackDb,
+  port: number,
+  database: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<pg.QueryResult> {
+  return queryAs(
+    { user: db.ownerUser, password: db.ownerPassword },
+    db,
     port,
-    user: db.user,
-    password: db.password,
     database,
-  });
+    sql,
+    params,
+  );
+}
+
+async function queryAs(
+  role: { user: string; password: string },
+  db: StackDb,
+  port: number,
+  database: string,
+  sql: string,
+  params: unknown[],
+): Promise<pg.QueryResult> {
+  const client = new pg.Client({ host: db.host, port, ...role, database });
   await client.connect();
   try {
     return await client.query(sql, params);
@@ -53,7 +83,8 @@ export async function adminQuery(
 
 /**
  * A fresh database for one test file, copied from the migrated template, and
- * present on the replica before the tests start.
+ * present on the replica before the tests start. The owner role creates it: the
+ * service's role must own neither the database nor its schema.
  */
 export async function createTestDatabase(
   db: StackDb,
@@ -65,14 +96,14 @@ export async function createTestDatabase(
     `dbu_test_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(3).toString('hex')}`;
   assertTestDatabase(name);
   if (opts.exactName) {
-    await adminQuery(
+    await ownerQuery(
       db,
       db.primaryPort,
       'postgres',
       `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`,
     );
   }
-  await adminQuery(
+  await ownerQuery(
     db,
     db.primaryPort,
     'postgres',
@@ -94,8 +125,8 @@ export async function createTestDatabase(
 
 export async function dropTestDatabase(db: StackDb, name: string): Promise<void> {
   assertTestDatabase(name);
-  await adminQuery(db, db.primaryPort, 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  // The app creates its keystore database next to it (KEYSTORE_DB_NAME default).
+  await ownerQuery(db, db.primaryPort, 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  // The app creates its keystore database next to it (KEYSTORE_DB_NAME default), as its own role.
   await adminQuery(
     db,
     db.primaryPort,
@@ -119,4 +150,13 @@ export async function superQuery(
   } finally {
     await client.end();
   }
+}
+
+/** Rows a PITR test wrote before and after its target, as a restored copy holds them. */
+export async function pitrRowCounts(client: pg.Client): Promise<{ before: number; after: number }> {
+  const res = await client.query<{ before: number; after: number }>(
+    `SELECT count(*) FILTER (WHERE title LIKE 'pitr-before %')::int AS before,
+            count(*) FILTER (WHERE title LIKE 'pitr-after %')::int AS after FROM recipes`,
+  );
+  return res.rows[0];
 }

@@ -22,13 +22,15 @@ export async function stackEnv() {
   );
 }
 
-export async function onPrimary(env, sql) {
+/** `as`: 'owner' (DB_MIGRATION_USER, owns the test databases) or 'service' (DB_USER). */
+export async function onPrimary(env, sql, as = 'owner') {
   const [host, port] = env.DB_NODES.split(',')[0].split(':');
   const client = new pg.Client({
     host,
     port: Number(port),
-    user: env.DB_USER,
-    password: env.DB_PASSWORD,
+    ...(as === 'owner'
+      ? { user: env.DB_MIGRATION_USER, password: env.DB_MIGRATION_PASSWORD }
+      : { user: env.DB_USER, password: env.DB_PASSWORD }),
     database: 'postgres',
   });
   await client.connect();
@@ -39,11 +41,20 @@ export async function onPrimary(env, sql) {
   }
 }
 
-/** Migrates the template database once with the real migration CLI (built by scripts/test.sh). */
+/**
+ * Migrates the template database once with the real migration CLI (built by
+ * scripts/test.sh), as the owner role: the service's role owns nothing in it.
+ */
 export default async function globalSetup() {
   process.env.TZ = 'UTC';
   const env = await stackEnv();
-  await onPrimary(env, `DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
+  // A template left by a run from before the owner role belongs to the service's role.
+  const old = await onPrimary(
+    env,
+    `SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = '${TEMPLATE_DB}'`,
+  );
+  const dropAs = old.rows[0]?.owner === env.DB_USER ? 'service' : 'owner';
+  await onPrimary(env, `DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`, dropAs);
   await onPrimary(env, `CREATE DATABASE ${TEMPLATE_DB}`);
   await run(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'database', 'migrate.cli.js')], {
     cwd: REPO_ROOT,

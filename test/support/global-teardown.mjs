@@ -5,9 +5,12 @@ export default async function globalTeardown() {
   const env = await stackEnv();
   const res = await onPrimary(
     env,
-    `SELECT datname FROM pg_database WHERE datname LIKE 'dbu\\_test\\_%' AND datname <> 'dbu_test_template'`,
+    `SELECT datname, pg_get_userbyid(datdba) AS owner
+       FROM pg_database WHERE datname LIKE 'dbu\\_test\\_%' AND datname <> 'dbu_test_template'`,
   );
-  for (const { datname } of res.rows) {
-    await onPrimary(env, `DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`);
+  // Keystore databases belong to the service's role (it creates them), the rest to the owner.
+  for (const { datname, owner } of res.rows) {
+    const as = owner === env.DB_USER ? 'service' : 'owner';
+    await onPrimary(env, `DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`, as);
   }
 }

@@ -33,3 +33,17 @@ export class AuditQueryDto {
   @Min(0)
   cursor?: number;
 }
+
+export const VERIFY_MODES = ['full', 'incremental'] as const;
+
+export class VerifyQueryDto {
+  @ApiPropertyOptional({
+    enum: VERIFY_MODES,
+    default: 'full',
+    description:
+      'full: every retained row, from the newest retention checkpoint; incremental: from the last verified checkpoint',
+  })
+  @IsOptional()
+  @IsIn(VERIFY_MODES)
+  mode?: (typeof VERIFY_MODES)[number];
+}

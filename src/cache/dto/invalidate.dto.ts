@@ -16,7 +16,8 @@ export class InvalidateCacheDto {
 
   @ApiPropertyOptional({
     type: [String],
-    description: 'ids within the type; absent = every entry of the type',
+    description:
+      'ids within the type (search_results: the query hash, current generation); absent = every entry of the type',
   })
   @IsOptional()
   @IsArray()
@@ -27,10 +28,31 @@ export class InvalidateCacheDto {
   keys?: string[];
 }
 
+export class InstanceRemovedDto {
+  @ApiProperty({ description: 'instance id (host:pid:random)' }) instance!: string;
+  @ApiProperty({ description: 'L1 entries this instance removed' }) removed!: number;
+}
+
 export class InvalidateCacheResponseDto {
   @ApiProperty({ enum: CACHE_TYPES }) type!: CacheType;
   @ApiProperty({
-    description: 'entries removed here (L1) and in Redis; other instances drop theirs on the bus',
+    description:
+      'entries removed in Redis and in the L1 of every instance that answered (an entry cached in both tiers counts twice)',
   })
-  removed!: number | null;
+  removed!: number;
+  @ApiProperty({
+    nullable: true,
+    type: Number,
+    description: 'entries removed in Redis (null: Redis unreachable)',
+  })
+  redis!: number | null;
+  @ApiProperty({
+    type: [InstanceRemovedDto],
+    description: 'L1 entries removed per instance, this one first',
+  })
+  instances!: InstanceRemovedDto[];
+  @ApiProperty({
+    description: 'instances that received the invalidation but did not answer within 1 s',
+  })
+  unanswered!: number;
 }

@@ -2,6 +2,10 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { createPino, PinoLoggerService } from '../../common/logger.js';
+import { createClient } from '@keyv/redis';
+import { bumpGeneration } from '../../cache/cache-generations.service.js';
+import { cacheNamespace } from '../../cache/tiered-cache.service.js';
+import type { AppConfig } from '../../config/app-config.js';
 import { ConfigValidationError, loadConfig } from '../../config/app-config.js';
 import { discoverTopology, routeTargets } from '../../database/boot.js';
 import { buildDataSourceOptions } from '../../database/data-source.js';
@@ -38,8 +42,13 @@ async function main(): Promise<void> {
     const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct.toFixed(1)}%  ${cp.rows} rows  ${rate.toFixed(0)} rows/s  ETA ${eta.toFixed(0)}s`;
     process.stderr.write(tty ? `\r${line}` : `${line}\n`);
   };
+  const searches = await searchGenerationBumper(config, dataSource);
   try {
-    const result = await loadRecipes(dataSource, file, { batchSize, onProgress: progress });
+    const result = await loadRecipes(dataSource, file, {
+      batchSize,
+      onProgress: progress,
+      afterBatch: searches.bump,
+    });
     if (tty) {
       process.stderr.write('\n');
     }
@@ -47,8 +56,62 @@ async function main(): Promise<void> {
       `${JSON.stringify({ file, rows: result.rows, lines: result.lines, resumedFromLine: result.resumedFromLine, seconds: result.seconds })}\n`,
     );
   } finally {
+    await searches.close();
     await dataSource.destroy();
   }
+}
+
+/**
+ * Cached search results must not outlive a committed batch: after each one, the
+ * recipes' search generation is bumped in Redis with the writer's WAL position, as
+ * the service does after its own writes. Without Redis (or caching) this says so once.
+ */
+async function searchGenerationBumper(
+  config: AppConfig,
+  dataSource: DataSource,
+): Promise<{ bump: () => Promise<void>; close: () => Promise<void> }> {
+  const none = { bump: async () => undefined, close: async () => undefined };
+  if (!config.cache.enabled) {
+    return none;
+  }
+  const client = createClient({
+    url: config.redis.url,
+    socket: { connectTimeout: config.redis.connectTimeoutMs, reconnectStrategy: false },
+    disableOfflineQueue: true,
+  });
+  let warned = false;
+  const warn = (err: Error): void => {
+    if (!warned) {
+      warned = true;
+      process.stderr.write(
+        `\nwarning: cached search results were not invalidated (${err.message}); ` +
+          'run POST /v1/ops/cache/invalidate {"type":"search_results"} after the load\n',
+      );
+    }
+  };
+  client.on('error', warn);
+  try {
+    await client.connect();
+  } catch (err) {
+    warn(err as Error);
+    return none;
+  }
+  const namespace = cacheNamespace(config);
+  return {
+    bump: async () => {
+      try {
+        const rows: Array<{ lsn: string }> = await dataSource.query(
+          'SELECT pg_current_wal_lsn()::text AS lsn',
+        );
+        await bumpGeneration(client, namespace, 'search_results', rows[0]?.lsn ?? null);
+      } catch (err) {
+        warn(err as Error);
+      }
+    },
+    close: async () => {
+      await client.close().catch(() => undefined);
+    },
+  };
 }
 
 main().catch((err: unknown) => {

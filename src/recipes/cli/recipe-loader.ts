@@ -102,7 +102,12 @@ function parseLine(text: string, line: number): BatchRecipeDto {
 export async function loadRecipes(
   dataSource: DataSource,
   file: string,
-  opts: { batchSize?: number; onProgress?: (cp: LoadCheckpoint, total: number) => void } = {},
+  opts: {
+    batchSize?: number;
+    onProgress?: (cp: LoadCheckpoint, total: number) => void;
+    /** After each committed batch (the loader CLI tells cached searches). */
+    afterBatch?: () => Promise<void>;
+  } = {},
 ): Promise<LoadResult> {
   const batchSize = Math.min(opts.batchSize ?? BATCH_SIZE, BATCH_SIZE);
   const info = await stat(file);
@@ -133,6 +138,7 @@ export async function loadRecipes(
     }
     const items = batch;
     await dataSource.transaction((m) => upsertRecipes(m, items));
+    await opts.afterBatch?.();
     cp.rows += items.length;
     cp.lines = lineNo;
     cp.offset = batchEndOffset;

@@ -1,6 +1,6 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
+import { IsInt, IsNumber, IsOptional, IsString, Length, Max, Min } from 'class-validator';
 
 export class ExplainQueryDto {
   @ApiPropertyOptional() @IsOptional() @IsString() @Length(1, 60) cuisine?: string;
@@ -19,4 +19,11 @@ export class ExplainQueryDto {
   @Min(1)
   @Max(50)
   limit?: number;
+  @ApiPropertyOptional({ default: 2, description: 'cosine distance bound (2: none)' })
+  @IsOptional()
+  @Type(() => Number)
+  @IsNumber({ allowNaN: false, allowInfinity: false })
+  @Min(0)
+  @Max(2)
+  maxDistance?: number;
 }

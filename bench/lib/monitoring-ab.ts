@@ -1,0 +1,339 @@
+/**
+ * `--monitoring-ab` (issue 12): the hot path's cost of monitoring, performance insights
+ * sampling, the dashboard sampler, alerting and the CloudWatch publisher, in one run.
+ *
+ * Rounds alternate `off,on,on,off,off,on,on,off,…` (ABBA), each with a freshly started
+ * service (so the idle side's timers never run during the other side's measurement), a
+ * warm-up and a measured closed loop of the bench's own HTTP workload. The report gives
+ * every round's req/s, the median of each side, the difference in % and PASS/FAIL
+ * against the target (≤ 3 %).
+ *
+ * The CloudWatch publisher talks to a local endpoint started here that answers
+ * PutMetricData the way CloudWatch does (awsJson1_0, `X-Amz-Target:
+ * GraniteServiceVersion20100801.PutMetricData`, gzip above 10 KB; the logic of
+ * test/support/fake-cloudwatch.ts, which cannot be imported here: it registers jest hooks).
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import { gunzipSync } from 'node:zlib';
+import { log } from './progress.js';
+import type { LatencySummary } from './stats.js';
+import { round } from './stats.js';
+
+export const MONITORING_AB_TARGET_PCT = 3;
+
+/** Everything off: sampler, insights, dashboard sampler, alerting, CloudWatch publisher. */
+export const MONITORING_OFF_ENV: Readonly<Record<string, string>> = {
+  MONITORING_DB_SAMPLE_SECONDS: '0',
+  INSIGHTS_SAMPLE_INTERVAL_MS: '0',
+  DASHBOARD_SAMPLE_SECONDS: '0',
+  ALERTING_ENABLED: 'false',
+  CLOUDWATCH_ENABLED: 'false',
+};
+
+/** The defaults (15 s, 1 s, 5 s, alerting on) plus the publisher against `endpoint`. */
+export function monitoringOnEnv(endpoint: string, intervalS: number): Record<string, string> {
+  return {
+    MONITORING_DB_SAMPLE_SECONDS: '15',
+    INSIGHTS_SAMPLE_INTERVAL_MS: '1000',
+    DASHBOARD_SAMPLE_SECONDS: '5',
+    ALERTING_ENABLED: 'true',
+    CLOUDWATCH_ENABLED: 'true',
+    CLOUDWATCH_ENDPOINT: endpoint,
+    CLOUDWATCH_REGION: 'us-east-1',
+    CLOUDWATCH_INTERVAL_SECONDS: String(intervalS),
+    // the local endpoint does not check signatures; the SDK needs some credentials
+    AWS_ACCESS_KEY_ID: 'AKIDBENCH',
+    AWS_SECRET_ACCESS_KEY: 'bench-secret',
+  };
+}
+
+export interface LocalCloudWatch {
+  url: string;
+  /** PutMetricData calls answered 200 and the datums they carried */
+  puts: number;
+  datums: number;
+  wireBytes: number;
+  /** any other operation (answered 400 InvalidAction) */
+  others: number;
+  close(): Promise<void>;
+}
+
+export async function startLocalCloudWatch(): Promise<LocalCloudWatch> {
+  const state = { puts: 0, datums: 0, wireBytes: 0, others: 0 };
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) {
+      chunks.push(chunk as Buffer);
+    }
+    const wire = Buffer.concat(chunks);
+    const raw = req.headers['content-encoding'] === 'gzip' ? gunzipSync(wire) : wire;
+    const target = String(req.headers['x-amz-target'] ?? '');
+    const headers = { 'content-type': 'application/x-amz-json-1.0', 'x-amzn-requestid': 'bench' };
+    if (target === 'GraniteServiceVersion20100801.PutMetricData') {
+      const body = JSON.parse(raw.toString('utf8')) as { MetricData?: unknown[] };
+      if (!Array.isArray(body.MetricData) || body.MetricData.length > 1000) {
+        res.writeHead(400, { ...headers, 'x-amzn-query-error': 'InvalidParameterValue;Sender' });
+        res.end(
+          JSON.stringify({ __type: 'InvalidParameterValue', message: 'MetricData: 1 to 1000' }),
+        );
+        return;
+      }
+      state.puts++;
+      state.datums += body.MetricData.length;
+      state.wireBytes += wire.length;
+      res.writeHead(200, headers);
+      res.end('{}');
+      return;
+    }
+    state.others++;
+    res.writeHead(400, { ...headers, 'x-amzn-query-error': 'InvalidAction;Sender' });
+    res.end(JSON.stringify({ __type: 'InvalidAction', message: `unsupported ${target}` }));
+  };
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: Error) => {
+      res.writeHead(500);
+      res.end(err.message);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    get puts() {
+      return state.puts;
+    },
+    get datums() {
+      return state.datums;
+    },
+    get wireBytes() {
+      return state.wireBytes;
+    },
+    get others() {
+      return state.others;
+    },
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((err) => (err ? reject(err) : resolve()));
+      }),
+  };
+}
+
+export type AbSide = 'off' | 'on';
+
+/** What the bench's measured loop gives back. */
+export interface AbLoop {
+  seconds: number;
+  completed: number;
+  errors: number;
+  rps: number;
+  latencyMs: LatencySummary;
+}
+
+/** A service started for one round; `evidence` scrapes what shows the monitoring ran. */
+export interface AbService {
+  bootS: number;
+  warmup(label: string): Promise<unknown>;
+  measure(label: string): Promise<AbLoop>;
+  /** e.g. metric values from /metrics after the measured phase */
+  evidence(): Promise<Record<string, number | null>>;
+  stop(): Promise<void>;
+}
+
+export interface AbRound {
+  round: number;
+  side: AbSide;
+  startedAt: string;
+  bootS: number;
+  rps: number;
+  completed: number;
+  errors: number;
+  seconds: number;
+  latencyMs: LatencySummary;
+  /** PutMetricData calls / datums the local endpoint received during the measured phase */
+  cloudwatchPuts: number;
+  cloudwatchDatums: number;
+  evidence: Record<string, number | null>;
+  loadAverage1m: number;
+}
+
+export interface AbSideSummary {
+  rounds: number;
+  medianRps: number;
+  minRps: number;
+  maxRps: number;
+  /** medians over the rounds of each round's p50 / p95 */
+  p50Ms: number;
+  p95Ms: number;
+  errors: number;
+}
+
+export interface MonitoringAbReport {
+  workload: string;
+  order: AbSide[];
+  warmupS: number;
+  durationS: number;
+  cloudwatchIntervalS: number;
+  envOff: Record<string, string>;
+  envOn: Record<string, string>;
+  rounds: AbRound[];
+  off: AbSideSummary;
+  on: AbSideSummary;
+  /** (on − off) / off of the medians, in %: negative means slower with monitoring on */
+  differencePct: number;
+  targetPct: number;
+  verdict: 'PASS' | 'FAIL';
+  cloudwatch: { puts: number; datums: number; wireBytes: number; otherCalls: number };
+  loadAverage: { start: number[]; end: number[] };
+  notes: string[];
+}
+
+/** off,on,on,off,off,on,on,off,… */
+export function abOrder(rounds: number): AbSide[] {
+  const pattern: AbSide[] = ['off', 'on', 'on', 'off'];
+  return Array.from({ length: rounds }, (_, i) => pattern[i % 4]);
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) {
+    return Number.NaN;
+  }
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+function summarizeSide(rounds: AbRound[]): AbSideSummary {
+  const rps = rounds.map((r) => r.rps);
+  return {
+    rounds: rounds.length,
+    medianRps: round(median(rps), 1),
+    minRps: round(Math.min(...rps), 1),
+    maxRps: round(Math.max(...rps), 1),
+    p50Ms: round(median(rounds.map((r) => r.latencyMs.p50))),
+    p95Ms: round(median(rounds.map((r) => r.latencyMs.p95))),
+    errors: rounds.reduce((a, r) => a + r.errors, 0),
+  };
+}
+
+/**
+ * Runs the A/B rounds. `start(env)` starts the service with the given monitoring
+ * settings (added last, so they win over the bench's own) and returns its handle.
+ */
+export async function runMonitoringAb(opts: {
+  workload: string;
+  rounds: number;
+  warmupS: number;
+  durationS: number;
+  cloudwatchIntervalS: number;
+  start: (monitoringEnv: Record<string, string>, side: AbSide) => Promise<AbService>;
+}): Promise<MonitoringAbReport> {
+  const cw = await startLocalCloudWatch();
+  const envOn = monitoringOnEnv(cw.url, opts.cloudwatchIntervalS);
+  const order = abOrder(opts.rounds);
+  const loadStart = os.loadavg().map((x) => round(x, 2));
+  const rounds: AbRound[] = [];
+  try {
+    for (const [i, side] of order.entries()) {
+      const label = `monitoring-ab round ${i + 1}/${order.length} (${side})`;
+      const svc = await opts.start(side === 'on' ? envOn : { ...MONITORING_OFF_ENV }, side);
+      try {
+        const startedAt = new Date().toISOString();
+        if (opts.warmupS > 0) {
+          await svc.warmup(`${label} warm-up`);
+        }
+        const puts0 = cw.puts;
+        const datums0 = cw.datums;
+        const loop = await svc.measure(`${label} measured`);
+        const evidence = await svc.evidence();
+        const r: AbRound = {
+          round: i + 1,
+          side,
+          startedAt,
+          bootS: round(svc.bootS, 1),
+          rps: loop.rps,
+          completed: loop.completed,
+          errors: loop.errors,
+          seconds: loop.seconds,
+          latencyMs: loop.latencyMs,
+          cloudwatchPuts: cw.puts - puts0,
+          cloudwatchDatums: cw.datums - datums0,
+          evidence,
+          loadAverage1m: round(os.loadavg()[0], 2),
+        };
+        rounds.push(r);
+        log(
+          `${label}: ${r.rps} req/s, p50 ${r.latencyMs.p50} ms, p95 ${r.latencyMs.p95} ms, ` +
+            `CloudWatch puts ${r.cloudwatchPuts} (${r.cloudwatchDatums} datums), load ${r.loadAverage1m}`,
+        );
+      } finally {
+        await svc.stop();
+      }
+    }
+  } finally {
+    await cw.close();
+  }
+  const off = summarizeSide(rounds.filter((r) => r.side === 'off'));
+  const on = summarizeSide(rounds.filter((r) => r.side === 'on'));
+  const differencePct = round((100 * (on.medianRps - off.medianRps)) / off.medianRps, 2);
+  const notes: string[] = [];
+  const onRounds = rounds.filter((r) => r.side === 'on');
+  if (onRounds.some((r) => r.cloudwatchPuts === 0)) {
+    notes.push(
+      'an "on" round saw no PutMetricData during its measured phase: raise --duration-s or lower --ab-cloudwatch-interval-s',
+    );
+  }
+  if (rounds.some((r) => r.errors > 0)) {
+    notes.push('some requests failed (see errors per round)');
+  }
+  return {
+    workload: opts.workload,
+    order,
+    warmupS: opts.warmupS,
+    durationS: opts.durationS,
+    cloudwatchIntervalS: opts.cloudwatchIntervalS,
+    envOff: { ...MONITORING_OFF_ENV },
+    envOn: { ...envOn, CLOUDWATCH_ENDPOINT: '(local endpoint)', AWS_SECRET_ACCESS_KEY: '(dummy)' },
+    rounds,
+    off,
+    on,
+    differencePct,
+    targetPct: MONITORING_AB_TARGET_PCT,
+    verdict: Math.abs(differencePct) <= MONITORING_AB_TARGET_PCT ? 'PASS' : 'FAIL',
+    cloudwatch: {
+      puts: cw.puts,
+      datums: cw.datums,
+      wireBytes: cw.wireBytes,
+      otherCalls: cw.others,
+    },
+    loadAverage: { start: loadStart, end: os.loadavg().map((x) => round(x, 2)) },
+    notes,
+  };
+}
+
+/** The table printed at the end of a `--monitoring-ab` run. */
+export function renderMonitoringAb(ab: MonitoringAbReport): string {
+  const lines = [
+    `monitoring A/B (${ab.workload}): warm-up ${ab.warmupS}s, measured ${ab.durationS}s per round, CloudWatch interval ${ab.cloudwatchIntervalS}s`,
+    '| round | side | req/s | p50 ms | p95 ms | errors | CW puts | load 1m |',
+    '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...ab.rounds.map(
+      (r) =>
+        `| ${r.round} | ${r.side} | ${r.rps} | ${r.latencyMs.p50} | ${r.latencyMs.p95} | ${r.errors} | ${r.cloudwatchPuts} | ${r.loadAverage1m} |`,
+    ),
+    '',
+    '| side | rounds | median req/s | min | max | p50 ms (median) | p95 ms (median) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...(['off', 'on'] as const).map((s) => {
+      const x = ab[s];
+      return `| ${s} | ${x.rounds} | ${x.medianRps} | ${x.minRps} | ${x.maxRps} | ${x.p50Ms} | ${x.p95Ms} |`;
+    }),
+    '',
+    `difference (on − off) / off: ${ab.differencePct} % — target |Δ| ≤ ${ab.targetPct} %: ${ab.verdict}`,
+    `CloudWatch endpoint: ${ab.cloudwatch.puts} PutMetricData, ${ab.cloudwatch.datums} datums; load average ${ab.loadAverage.start.join(' ')} → ${ab.loadAverage.end.join(' ')}`,
+    ...ab.notes.map((n) => `note: ${n}`),
+  ];
+  return lines.join('\n');
+}

@@ -1,0 +1,79 @@
+import {
+  matchCountStatement,
+  nearestStatement,
+  planSettings,
+  SearchTuning,
+  VectorQuery,
+} from './search-plan.js';
+
+const tuning: SearchTuning = {
+  efSearch: 80,
+  maxScanTuples: 20000,
+  exactMaxRows: 2000,
+  timeoutMs: 3000,
+};
+const query: VectorQuery = {
+  embedding: [1, 0, 0],
+  filters: { cuisine: 'thai', tags: ['quick'] },
+  excludeId: '7d1b0a4e-3f7e-4c89-9a43-9f1c1c0f2b11',
+  limit: 20,
+  maxDistance: 0.8,
+};
+
+describe(planSettings.name, () => {
+  it('leaves PostgreSQL only the HNSW index for an hnsw plan', () => {
+    expect(planSettings('hnsw', tuning)).toEqual({
+      statement_timeout: 3000,
+      'hnsw.ef_search': 80,
+      'hnsw.iterative_scan': 'relaxed_order',
+      'hnsw.max_scan_tuples': 20000,
+      enable_indexscan: 'on',
+      enable_seqscan: 'off',
+      enable_bitmapscan: 'off',
+      enable_sort: 'off',
+      jit: 'off',
+    });
+  });
+
+  it('turns index scans off (and the rest back on) for an exact plan', () => {
+    expect(planSettings('exact', tuning)).toEqual({
+      statement_timeout: 3000,
+      enable_indexscan: 'off',
+      enable_seqscan: 'on',
+      enable_bitmapscan: 'on',
+      enable_sort: 'on',
+      jit: 'off',
+    });
+  });
+
+  it('lets an exact scan follow an hnsw one in the same transaction', () => {
+    const planner = (s: Record<string, unknown>): string[] =>
+      Object.keys(s).filter((k) => k.startsWith('enable_') || k === 'jit');
+    expect(planner(planSettings('exact', tuning)).sort()).toEqual(
+      planner(planSettings('hnsw', tuning)).sort(),
+    );
+  });
+});
+
+describe(nearestStatement.name, () => {
+  it('bounds the distance inside the query, before its LIMIT', () => {
+    const { sql, params } = nearestStatement(query, '[1,0,0]');
+    const inner = sql.slice(sql.indexOf('('), sql.indexOf(')\n'));
+    expect(inner).toMatch(
+      /WHERE .*embedding <=> \$1::vector <= \$5::float8\s+ORDER BY distance LIMIT \$6::int/s,
+    );
+    expect(inner).toContain('cuisine = $2');
+    expect(inner).toContain('tags @> $3::text[]');
+    expect(inner).toContain('id <> $4::uuid');
+    expect(params).toEqual(['[1,0,0]', 'thai', ['quick'], query.excludeId, 0.8, 20]);
+    expect(sql).toMatch(/SELECT \* FROM nearest ORDER BY distance$/);
+  });
+});
+
+describe(matchCountStatement.name, () => {
+  it('stops counting after exactMaxRows + 1 rows', () => {
+    const { sql, params } = matchCountStatement(query, 2000);
+    expect(sql).toContain('LIMIT $4');
+    expect(params).toEqual(['thai', ['quick'], query.excludeId, 2001]);
+  });
+});

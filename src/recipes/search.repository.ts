@@ -1,0 +1,160 @@
+import { Injectable } from '@nestjs/common';
+import pgvector from 'pgvector';
+import type { EntityManager } from 'typeorm';
+import { ReadRouterService } from '../database/read-router.service.js';
+import { HNSW_INDEX } from './recipes.constants.js';
+import {
+  exactSettings,
+  hasFilters,
+  LocalSettings,
+  matchCountStatement,
+  nearestStatement,
+  planSettings,
+  SearchHitRow,
+  SearchPlan,
+  SearchResult,
+  SearchTuning,
+  VectorQuery,
+} from './search-plan.js';
+
+/** EXPLAIN (FORMAT JSON) output: one element with the plan tree and timings. */
+export type ExplainOutput = Array<{
+  Plan: { 'Actual Rows'?: number; [key: string]: unknown };
+  'Planning Time': number;
+  'Execution Time': number;
+}>;
+
+/** `SET LOCAL` of several settings in one round trip, values bound. */
+async function setLocal(m: EntityManager, settings: LocalSettings): Promise<void> {
+  const names = Object.keys(settings);
+  const sql = `SELECT ${names.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ')}`;
+  await m.query(
+    sql,
+    names.flatMap((n) => [n, String(settings[n])]),
+  );
+}
+
+/**
+ * The SQL of vector search: the choice between an exact scan and the HNSW index, the
+ * planner settings that go with it, the exact ground truth, and EXPLAIN.
+ */
+@Injectable()
+export class SearchRepository {
+  constructor(private readonly router: ReadRouterService) {}
+
+  /**
+   * Nearest recipes by cosine distance within `maxDistance`, filters in the same SQL,
+   * on a read node. Very selective filters (≤ exactMaxRows matching rows) get an exact
+   * scan of the filtered rows (recall 1.0, fast at that size); the rest use the HNSW
+   * index with iterative scans. A short answer means there are no more rows: when the
+   * index scan ends before `limit` rows (max_scan_tuples, its memory bound, or a part
+   * of the graph it cannot reach), an exact scan of the same query answers instead.
+   */
+  search(q: VectorQuery, tuning: SearchTuning): Promise<SearchResult> {
+    return this.router.readTransaction(async (m) => {
+      const chosen = await this.choosePlan(m, q, tuning);
+      let hits = await this.nearest(m, q, tuning, chosen);
+      if (chosen === 'exact' || hits.length >= q.limit) {
+        return { plan: chosen, exactFallback: false, hits };
+      }
+      hits = await this.nearest(m, q, tuning, 'exact');
+      return { plan: 'exact', exactFallback: true, hits };
+    });
+  }
+
+  /** Exact scan when the filters match at most `exactMaxRows` rows (a bounded count). */
+  private async choosePlan(
+    m: EntityManager,
+    q: VectorQuery,
+    tuning: SearchTuning,
+  ): Promise<SearchPlan> {
+    if (!hasFilters(q.filters) || tuning.exactMaxRows <= 0) {
+      return 'hnsw';
+    }
+    const count = matchCountStatement(q, tuning.exactMaxRows);
+    const rows: Array<{ n: number }> = await m.query(count.sql, count.params);
+    return rows[0].n <= tuning.exactMaxRows ? 'exact' : 'hnsw';
+  }
+
+  private async nearest(
+    m: EntityManager,
+    q: VectorQuery,
+    tuning: SearchTuning,
+    plan: SearchPlan,
+  ): Promise<SearchHitRow[]> {
+    await setLocal(m, planSettings(plan, tuning));
+    const statement = nearestStatement(q, pgvector.toSql(q.embedding));
+    const rows: SearchHitRow[] = await m.query(statement.sql, statement.params);
+    return rows.map((r) => ({ ...r, distance: Number(r.distance) }));
+  }
+
+  /**
+   * Exact nearest neighbours (no ANN index): the ground truth for recall sampling. It
+   * reads every matching vector, so it runs on the writer: on a replica it would push
+   * the HNSW index out of the buffers that serve the searches.
+   */
+  exactIds(q: VectorQuery, timeoutMs: number): Promise<string[]> {
+    return this.router.readTransaction(
+      async (m) => {
+        // One core: the check runs beside live traffic.
+        await setLocal(m, {
+          ...exactSettings(timeoutMs),
+          max_parallel_workers_per_gather: 0,
+        });
+        const statement = nearestStatement(q, pgvector.toSql(q.embedding), 'id::text AS id');
+        const rows: Array<{ id: string }> = await m.query(statement.sql, statement.params);
+        return rows.map((r) => r.id);
+      },
+      { onWriter: true },
+    );
+  }
+
+  /**
+   * EXPLAIN (ANALYZE, BUFFERS) of what `search()` runs for `q`, with the same settings
+   * and statements: the chosen plan, and the exact scan after it when the index scan
+   * came back short. `plan` is what the search would report.
+   */
+  explain(
+    q: VectorQuery,
+    tuning: SearchTuning,
+  ): Promise<{ plan: SearchPlan; exactFallback: boolean; explained: ExplainOutput }> {
+    return this.router.readTransaction(async (m) => {
+      const run = async (plan: SearchPlan): Promise<ExplainOutput> => {
+        await setLocal(m, planSettings(plan, tuning));
+        const statement = nearestStatement(q, pgvector.toSql(q.embedding));
+        const rows: Array<{ 'QUERY PLAN': ExplainOutput }> = await m.query(
+          `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${statement.sql}`,
+          statement.params,
+        );
+        return rows[0]['QUERY PLAN'];
+      };
+      const chosen = await this.choosePlan(m, q, tuning);
+      const explained = await run(chosen);
+      const returned = explained[0]?.Plan?.['Actual Rows'] ?? 0;
+      if (chosen === 'exact' || returned >= q.limit) {
+        return { plan: chosen, exactFallback: false, explained };
+      }
+      return { plan: 'exact', exactFallback: true, explained: await run('exact') };
+    });
+  }
+
+  /** Any stored embedding, for representative EXPLAINs. */
+  sampleEmbedding(): Promise<number[] | null> {
+    return this.router.read(async (m) => {
+      const rows: Array<{ embedding: string }> = await m.query(
+        `SELECT embedding::text AS embedding FROM recipes WHERE embedding IS NOT NULL LIMIT 1`,
+      );
+      return rows[0] ? (pgvector.fromSql(rows[0].embedding) as number[]) : null;
+    });
+  }
+
+  indexSizeBytes(): Promise<number | null> {
+    return this.router.read(async (m) => {
+      const rows: Array<{ size: string | null }> = await m.query(
+        `SELECT pg_relation_size(to_regclass($1))::text AS size`,
+        [HNSW_INDEX],
+      );
+      return rows[0]?.size === null || rows[0]?.size === undefined ? null : Number(rows[0].size);
+    });
+  }
+}

@@ -1,0 +1,206 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { superQuery } from './support/databases.js';
+import { REPO_ROOT, stackEnv } from './support/stack.js';
+
+const run = promisify(execFile);
+
+/** Bench databases of this file only: a developer's loaded data sets are never replaced. */
+const SEARCH_DB = 'dbu_bench_smoke_search';
+const CACHE_DB = 'dbu_bench_smoke_cache';
+
+interface Bench {
+  name: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/**
+ * Every `npm run bench:*` in a short smoke mode, so that a bench cannot break silently
+ * (say, when the service gains a required setting). The npm scripts are `build`, the bench
+ * compile, then `node dist/bench/<name>.js`: this file checks that shape and runs the last
+ * step with tiny parameters; the figures are not looked at, only that a report came out.
+ */
+describe('benchmarks (smoke mode)', () => {
+  let results: string;
+
+  const BENCHES: Bench[] = [
+    {
+      name: 'search',
+      args: [
+        '--rows',
+        '300',
+        '--queries',
+        '5',
+        '--duration-s',
+        '1',
+        '--warmup-queries',
+        '2',
+        '--concurrency',
+        '1',
+        '--ef-sweep',
+        '40',
+      ],
+      env: { BENCH_SEARCH_DB: SEARCH_DB },
+    },
+    {
+      name: 'cache',
+      args: [
+        '--recipes',
+        '200',
+        '--warmup-s',
+        '1',
+        '--duration-s',
+        '1',
+        '--inproc-iterations',
+        '100',
+        '--inproc-ids',
+        '50',
+        '--wb-updates',
+        '20',
+        '--wb-rate',
+        '20',
+        '--wb-settle-s',
+        '1',
+        '--wb-probe',
+        '5',
+        '--no-kill',
+        '--search-recipes',
+        '200',
+        '--search-queries',
+        '20',
+        '--mixed-warmup-s',
+        '0',
+        '--mixed-duration-s',
+        '2',
+      ],
+      env: { BENCH_CACHE_DB: CACHE_DB },
+    },
+    { name: 'failover', args: [], env: { BENCH_FAILOVER_RUNS: '1' } },
+    { name: 'reads', args: [], env: { BENCH_READS_SECONDS: '1' } },
+    {
+      // a full and a differential backup of the stack's cluster and one validation (restore
+      // into a scratch instance + the four checks), on bench:search's 300 rows loaded just
+      // before (reused: same database, same row count). pgBackRest backs up the whole
+      // cluster: on a developer's stack with a loaded 100,000-row dbu_bench this takes
+      // minutes (bench:backup --own-stack isolates it, at the cost of a stack start)
+      name: 'backup',
+      args: ['--rows', '300', '--port', '20191'],
+      env: { BENCH_SEARCH_DB: SEARCH_DB },
+    },
+  ];
+
+  beforeAll(async () => {
+    results = await mkdtemp(join(tmpdir(), 'dbu-bench-smoke-'));
+    await run(
+      process.execPath,
+      [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'bench/tsconfig.json'],
+      {
+        cwd: REPO_ROOT,
+      },
+    );
+  }, 180_000);
+
+  afterAll(async () => {
+    await rm(results, { recursive: true, force: true });
+    const env = await stackEnv();
+    const primaryPort = Number(env.DB_NODES.split(',')[0].split(':')[1]);
+    for (const db of [SEARCH_DB, CACHE_DB]) {
+      await superQuery(env, primaryPort, 'postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    }
+  });
+
+  it('has an npm script for each bench: build, compile the benches, run it', async () => {
+    const pkg = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    const benchScripts = Object.keys(pkg.scripts).filter((s) => s.startsWith('bench:'));
+    expect(benchScripts.sort()).toEqual(BENCHES.map((b) => `bench:${b.name}`).sort());
+    for (const b of BENCHES) {
+      expect(pkg.scripts[`bench:${b.name}`]).toBe(
+        `npm run --silent build && tsc -p bench/tsconfig.json && node dist/bench/${b.name}.js`,
+      );
+    }
+  });
+
+  it.each(BENCHES.map((b) => [b.name, b] as const))(
+    'bench:%s runs to its report',
+    async (name, bench) => {
+      const out = await run(
+        process.execPath,
+        [join('dist', 'bench', `${name}.js`), ...bench.args],
+        {
+          cwd: REPO_ROOT,
+          env: { ...process.env, ...bench.env, BENCH_RESULTS_DIR: results },
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: 600_000,
+        },
+      ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
+        throw new Error(
+          `bench:${name} exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
+        );
+      });
+      const files = (await readdir(results)).filter(
+        (f) => f.startsWith(`${name}-`) && f.endsWith('.json'),
+      );
+      expect(files).toHaveLength(1);
+      const report = JSON.parse(await readFile(join(results, files[0]), 'utf8')) as Record<
+        string,
+        unknown
+      >;
+      expect(report.benchmark).toBe(name);
+      switch (name) {
+        case 'search': {
+          const r = report.results as {
+            http: Record<string, unknown>;
+            rawSql: Record<string, unknown>;
+          };
+          // the HTTP half ran (it used to be skipped silently when the service did not boot)
+          expect(r).not.toHaveProperty('httpSkipped');
+          expect(Object.keys(r.http ?? {}).length).toBeGreaterThan(0);
+          expect(Object.keys(r.rawSql).length).toBeGreaterThan(0);
+          break;
+        }
+        case 'cache': {
+          const r = report.results as { http: { cacheOn: { hitRates: unknown } } };
+          expect(r.http.cacheOn.hitRates).toBeDefined();
+          break;
+        }
+        case 'failover': {
+          const summary = report.summary as Array<{ writesResumedInAllRuns: boolean }>;
+          expect(summary.map((s) => s.writesResumedInAllRuns)).toEqual([true, true]);
+          break;
+        }
+        case 'backup': {
+          const r = report.results as {
+            full: { label: string | null };
+            diff: { label: string | null };
+            validation: { status: string; checks: Record<string, unknown> };
+          };
+          expect(r.full.label).toMatch(/F$/);
+          expect(r.diff.label).toMatch(/D$/);
+          // the validation ran to its end with the four checks (the figures are not judged)
+          expect(['passed', 'failed']).toContain(r.validation.status);
+          expect(Object.keys(r.validation.checks).sort()).toEqual([
+            'data_integrity_check',
+            'performance_validation',
+            'recovery_time_measurement',
+            'restore_test',
+          ]);
+          break;
+        }
+        case 'reads': {
+          const r = report.results as Array<{ errors: number; requestsPerSecond: number }>;
+          expect(r).toHaveLength(5);
+          expect(r.every((c) => c.requestsPerSecond > 0)).toBe(true);
+          break;
+        }
+      }
+      expect(out.stdout + out.stderr).toContain(files[0]);
+    },
+    600_000,
+  );
+});
