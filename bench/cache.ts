@@ -49,8 +49,10 @@ import {
 } from './lib/cache-workload.js';
 import { hostInfo } from './lib/machine.js';
 import {
+  parseAbOnly,
   renderMonitoringAb,
   runMonitoringAb,
+  type AbComponent,
   type AbService,
   type MonitoringAbReport,
 } from './lib/monitoring-ab.js';
@@ -97,6 +99,7 @@ interface Options {
   monitoringAb: boolean;
   abRounds: number;
   abCloudwatchIntervalS: number;
+  abOnly: AbComponent | null;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -132,6 +135,7 @@ function parseOptions(argv: string[]): Options {
       'monitoring-ab': { type: 'boolean', default: false },
       'ab-rounds': { type: 'string', default: '8' },
       'ab-cloudwatch-interval-s': { type: 'string', default: '5' },
+      'ab-only': { type: 'string', default: 'all' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -145,7 +149,8 @@ function parseOptions(argv: string[]): Options {
         '  [--skip-http] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
         '  [--search-recipes 2000] [--search-queries 1000] [--mixed-write-share 0.05]\n' +
         '  [--mixed-warmup-s 10] [--mixed-duration-s 20] [--skip-mixed] [--baseline-dir DIR]\n' +
-        '  [--monitoring-ab [--ab-rounds 8] [--ab-cloudwatch-interval-s 5]]\n' +
+        '  [--monitoring-ab [--ab-rounds 8] [--ab-cloudwatch-interval-s 5]\n' +
+        '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n' +
         '  [--tag NAME (results file cache-<date>-NAME.json)]\n',
     );
     process.exit(0);
@@ -205,6 +210,7 @@ function parseOptions(argv: string[]): Options {
       1,
       3600,
     ),
+    abOnly: parseAbOnly(values['ab-only']),
   };
   if (opts.baselineDir && !existsSync(path.join(opts.baselineDir, 'dist/src/main.js'))) {
     throw new Error(
@@ -476,6 +482,7 @@ async function monitoringAb(
     warmupS: opts.warmupS,
     durationS: opts.durationS,
     cloudwatchIntervalS: opts.abCloudwatchIntervalS,
+    only: opts.abOnly,
     start: async (monitoringEnv): Promise<AbService> => {
       const r = await startService(env, opts, true, REPO_DIR, monitoringEnv);
       // the same seeded id sequence in every round

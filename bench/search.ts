@@ -35,8 +35,10 @@ import {
 import { metricSum, parseMetrics } from './lib/cache-workload.js';
 import { hostInfo } from './lib/machine.js';
 import {
+  parseAbOnly,
   renderMonitoringAb,
   runMonitoringAb,
+  type AbComponent,
   type AbService,
   type MonitoringAbReport,
 } from './lib/monitoring-ab.js';
@@ -102,6 +104,7 @@ interface Options {
   abRounds: number;
   abWarmupS: number;
   abCloudwatchIntervalS: number;
+  abOnly: AbComponent | null;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -130,6 +133,7 @@ function parseOptions(argv: string[]): Options {
       'ab-rounds': { type: 'string', default: '8' },
       'ab-warmup-s': { type: 'string', default: '5' },
       'ab-cloudwatch-interval-s': { type: 'string', default: '5' },
+      'ab-only': { type: 'string', default: 'all' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -142,7 +146,8 @@ function parseOptions(argv: string[]): Options {
         '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
         '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
         '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n' +
-        '  [--monitoring-ab [--ab-rounds 8] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]]\n',
+        '  [--monitoring-ab [--ab-rounds 8] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]\n' +
+        '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n',
     );
     process.exit(0);
   }
@@ -197,6 +202,7 @@ function parseOptions(argv: string[]): Options {
       1,
       3600,
     ),
+    abOnly: parseAbOnly(values['ab-only']),
   };
 }
 
@@ -1057,6 +1063,7 @@ async function monitoringAb(
     warmupS: opts.abWarmupS,
     durationS: opts.durationS,
     cloudwatchIntervalS: opts.abCloudwatchIntervalS,
+    only: opts.abOnly,
     start: async (monitoringEnv): Promise<AbService> => {
       const secret = randomBytes(24).toString('hex');
       const port = await freePort();

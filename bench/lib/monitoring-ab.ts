@@ -32,21 +32,71 @@ export const MONITORING_OFF_ENV: Readonly<Record<string, string>> = {
   CLOUDWATCH_ENABLED: 'false',
 };
 
-/** The defaults (15 s, 1 s, 5 s, alerting on) plus the publisher against `endpoint`. */
-export function monitoringOnEnv(endpoint: string, intervalS: number): Record<string, string> {
-  return {
-    MONITORING_DB_SAMPLE_SECONDS: '15',
-    INSIGHTS_SAMPLE_INTERVAL_MS: '1000',
-    DASHBOARD_SAMPLE_SECONDS: '5',
-    ALERTING_ENABLED: 'true',
-    CLOUDWATCH_ENABLED: 'true',
-    CLOUDWATCH_ENDPOINT: endpoint,
-    CLOUDWATCH_REGION: 'us-east-1',
-    CLOUDWATCH_INTERVAL_SECONDS: String(intervalS),
-    // the local endpoint does not check signatures; the SDK needs some credentials
-    AWS_ACCESS_KEY_ID: 'AKIDBENCH',
-    AWS_SECRET_ACCESS_KEY: 'bench-secret',
-  };
+/** The parts that `--ab-only` can switch on alone (the rest stays off). */
+export const AB_COMPONENTS = [
+  'sampler',
+  'insights',
+  'dashboard',
+  'alerting',
+  'cloudwatch',
+] as const;
+export type AbComponent = (typeof AB_COMPONENTS)[number];
+
+function componentEnv(
+  component: AbComponent,
+  endpoint: string,
+  intervalS: number,
+): Record<string, string> {
+  switch (component) {
+    case 'sampler':
+      return { MONITORING_DB_SAMPLE_SECONDS: '15' };
+    case 'insights':
+      return { INSIGHTS_SAMPLE_INTERVAL_MS: '1000' };
+    case 'dashboard':
+      return { DASHBOARD_SAMPLE_SECONDS: '5' };
+    case 'alerting':
+      // rules are evaluated by the sampler's leader: alerting alone is sampler + alerting
+      return { MONITORING_DB_SAMPLE_SECONDS: '15', ALERTING_ENABLED: 'true' };
+    case 'cloudwatch':
+      return {
+        CLOUDWATCH_ENABLED: 'true',
+        CLOUDWATCH_ENDPOINT: endpoint,
+        CLOUDWATCH_REGION: 'us-east-1',
+        CLOUDWATCH_INTERVAL_SECONDS: String(intervalS),
+        // the local endpoint does not check signatures; the SDK needs some credentials
+        AWS_ACCESS_KEY_ID: 'AKIDBENCH',
+        AWS_SECRET_ACCESS_KEY: 'bench-secret',
+      };
+  }
+}
+
+/**
+ * The defaults (15 s, 1 s, 5 s, alerting on) plus the publisher against `endpoint`; with
+ * `only`, everything off but that component (to find which part costs what).
+ */
+export function monitoringOnEnv(
+  endpoint: string,
+  intervalS: number,
+  only: AbComponent | null = null,
+): Record<string, string> {
+  if (only) {
+    return { ...MONITORING_OFF_ENV, ...componentEnv(only, endpoint, intervalS) };
+  }
+  return Object.assign(
+    {},
+    ...AB_COMPONENTS.map((c) => componentEnv(c, endpoint, intervalS)),
+  ) as Record<string, string>;
+}
+
+/** `--ab-only` parsed: null for everything, or one of AB_COMPONENTS. */
+export function parseAbOnly(v: string): AbComponent | null {
+  if (v === '' || v === 'all') {
+    return null;
+  }
+  if (!(AB_COMPONENTS as readonly string[]).includes(v)) {
+    throw new Error(`--ab-only must be one of all, ${AB_COMPONENTS.join(', ')}, got '${v}'`);
+  }
+  return v as AbComponent;
 }
 
 export interface LocalCloudWatch {
@@ -172,6 +222,8 @@ export interface AbSideSummary {
 
 export interface MonitoringAbReport {
   workload: string;
+  /** the "on" side: every component, or only this one */
+  only: AbComponent | 'all';
   order: AbSide[];
   warmupS: number;
   durationS: number;
@@ -228,10 +280,11 @@ export async function runMonitoringAb(opts: {
   warmupS: number;
   durationS: number;
   cloudwatchIntervalS: number;
+  only?: AbComponent | null;
   start: (monitoringEnv: Record<string, string>, side: AbSide) => Promise<AbService>;
 }): Promise<MonitoringAbReport> {
   const cw = await startLocalCloudWatch();
-  const envOn = monitoringOnEnv(cw.url, opts.cloudwatchIntervalS);
+  const envOn = monitoringOnEnv(cw.url, opts.cloudwatchIntervalS, opts.only ?? null);
   const order = abOrder(opts.rounds);
   const loadStart = os.loadavg().map((x) => round(x, 2));
   const rounds: AbRound[] = [];
@@ -280,7 +333,7 @@ export async function runMonitoringAb(opts: {
   const differencePct = round((100 * (on.medianRps - off.medianRps)) / off.medianRps, 2);
   const notes: string[] = [];
   const onRounds = rounds.filter((r) => r.side === 'on');
-  if (onRounds.some((r) => r.cloudwatchPuts === 0)) {
+  if (envOn.CLOUDWATCH_ENABLED === 'true' && onRounds.some((r) => r.cloudwatchPuts === 0)) {
     notes.push(
       'an "on" round saw no PutMetricData during its measured phase: raise --duration-s or lower --ab-cloudwatch-interval-s',
     );
@@ -290,12 +343,18 @@ export async function runMonitoringAb(opts: {
   }
   return {
     workload: opts.workload,
+    only: opts.only ?? 'all',
     order,
     warmupS: opts.warmupS,
     durationS: opts.durationS,
     cloudwatchIntervalS: opts.cloudwatchIntervalS,
     envOff: { ...MONITORING_OFF_ENV },
-    envOn: { ...envOn, CLOUDWATCH_ENDPOINT: '(local endpoint)', AWS_SECRET_ACCESS_KEY: '(dummy)' },
+    envOn: {
+      ...envOn,
+      ...(envOn.CLOUDWATCH_ENDPOINT
+        ? { CLOUDWATCH_ENDPOINT: '(local endpoint)', AWS_SECRET_ACCESS_KEY: '(dummy)' }
+        : {}),
+    },
     rounds,
     off,
     on,
@@ -316,7 +375,7 @@ export async function runMonitoringAb(opts: {
 /** The table printed at the end of a `--monitoring-ab` run. */
 export function renderMonitoringAb(ab: MonitoringAbReport): string {
   const lines = [
-    `monitoring A/B (${ab.workload}): warm-up ${ab.warmupS}s, measured ${ab.durationS}s per round, CloudWatch interval ${ab.cloudwatchIntervalS}s`,
+    `monitoring A/B (${ab.workload}; on = ${ab.only === 'all' ? 'everything' : `${ab.only} only`}): warm-up ${ab.warmupS}s, measured ${ab.durationS}s per round, CloudWatch interval ${ab.cloudwatchIntervalS}s`,
     '| round | side | req/s | p50 ms | p95 ms | errors | CW puts | load 1m |',
     '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...ab.rounds.map(

@@ -12,7 +12,12 @@ import type {
 import { BackupType } from './backup.types.js';
 import { pgbackrest } from './pgbackrest.cli.js';
 import { DetailedRecoveryWindow, recoveryWindow as detailedWindow } from './recovery-window.js';
-import { removeOrphanFolders, removeScratchDir, ScratchPostgres } from './scratch-instance.js';
+import {
+  removeOrphanFolders,
+  removeScratchDir,
+  scratchClientConfig,
+  ScratchPostgres,
+} from './scratch-instance.js';
 
 /** The parts of `pgbackrest info --output=json` we read (one element per stanza). */
 interface InfoStanza {
@@ -205,7 +210,7 @@ export class PgBackRestProvider implements BackupProvider {
     port: number | null,
     database: string,
   ): pg.ClientConfig {
-    return { host: ref, port: port ?? undefined, user: this.config.osUser ?? 'postgres', database };
+    return scratchClientConfig(this.config, ref, port ?? undefined, database);
   }
 
   removeRestored(ref: string): Promise<void> {

@@ -1,6 +1,17 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { appendFile, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  chown,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -116,17 +127,36 @@ async function logTail(dir: string): Promise<string> {
   }
 }
 
-/** Removes the socket folder named in a scratch folder, if it is one of ours. */
-async function removeSocketDir(dir: string): Promise<void> {
+/** The socket folder named in a scratch folder, if it is one of ours; else null. */
+function socketDirOf(dir: string): string | null {
   let socketDir: string;
   try {
-    socketDir = (await readFile(join(dir, SOCKET_DIR_FILE), 'utf8')).trim();
+    socketDir = readFileSync(join(dir, SOCKET_DIR_FILE), 'utf8').trim();
   } catch {
-    return;
+    return null;
   }
-  if (socketDir.startsWith(join(tmpdir(), SOCKET_DIR_PREFIX))) {
+  return socketDir.startsWith(join(tmpdir(), SOCKET_DIR_PREFIX)) ? socketDir : null;
+}
+
+async function removeSocketDir(dir: string): Promise<void> {
+  const socketDir = socketDirOf(dir);
+  if (socketDir) {
     await rm(socketDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The superuser over a scratch instance's own socket (local trust, as in the source
+ * cluster), found from its folder: for instances this process did not start (a restore
+ * served after a restart).
+ */
+export function scratchClientConfig(
+  config: BackupConfig,
+  dir: string,
+  port: number | undefined,
+  database: string,
+): pg.ClientConfig {
+  return { host: socketDirOf(dir) ?? dir, port, user: config.osUser ?? 'postgres', database };
 }
 
 /**
@@ -255,7 +285,12 @@ export class ScratchPostgres implements ScratchInstance, RestoredInstance {
 
   /** The superuser over the instance's own socket (local trust, as in the source cluster). */
   clientConfig(database: string): pg.ClientConfig {
-    return { host: this.socketDir, port: this.port, user: this.config.osUser ?? 'postgres', database };
+    return {
+      host: this.socketDir,
+      port: this.port,
+      user: this.config.osUser ?? 'postgres',
+      database,
+    };
   }
 
   async connect(database: string): Promise<pg.Client> {
