@@ -5,6 +5,8 @@ import request from 'supertest';
 import { JobLeadershipService } from '../src/database/job-leadership.service.js';
 import { AdvisoryLock } from '../src/database/locks.js';
 import { TopologyService } from '../src/database/topology.service.js';
+import { readRuleValue } from '../src/alerting/metric-reader.js';
+import { MetricsService } from '../src/monitoring/metrics.service.js';
 import { MonitoringSamplerService } from '../src/monitoring/monitoring-sampler.service.js';
 import { bootApp, testConfig } from './support/app.js';
 import {
@@ -52,6 +54,8 @@ describe('monitoring metrics (sampler of PostgreSQL, Redis, PgBouncer; real stac
   const config = (): ReturnType<typeof testConfig> =>
     testConfig(env, database, {
       MONITORING_DB_SAMPLE_SECONDS: '0',
+      // the CPU estimate over 2 CPUs (window: 60 samples, as the interval is 0)
+      MONITORING_DB_VCPUS: '2',
       // SHOW POOLS of this test's own database (PgBouncer's `*` entry serves it).
       PGBOUNCER_DB_RW: database,
       PGBOUNCER_DB_RO: database,
@@ -158,8 +162,11 @@ describe('monitoring metrics (sampler of PostgreSQL, Redis, PgBouncer; real stac
     expect(one(s, 'dbu_redis_memory_max_bytes')).toBe(1024 ** 3);
     expect(one(s, 'dbu_redis_memory_utilization')).toBeCloseTo(used / 1024 ** 3, 10);
     expect(one(s, 'dbu_redis_connected_clients')).toBeGreaterThanOrEqual(1);
-    expect(one(s, 'dbu_redis_cpu_seconds_total', { mode: 'user' })).toBeGreaterThan(0);
-    expect(one(s, 'dbu_redis_cpu_seconds_total', { mode: 'sys' })).toBeGreaterThan(0);
+    // A Redis started a moment ago may not have had a tick of system time yet (seen: 0).
+    const redisUser = one(s, 'dbu_redis_cpu_seconds_total', { mode: 'user' });
+    const redisSys = one(s, 'dbu_redis_cpu_seconds_total', { mode: 'sys' });
+    expect(redisSys).toBeGreaterThanOrEqual(0);
+    expect(redisUser + redisSys).toBeGreaterThan(0);
     expect(one(s, 'dbu_redis_keyspace_misses_total')).toBeGreaterThanOrEqual(1);
     expect(one(s, 'dbu_redis_evicted_keys_total')).toBeGreaterThanOrEqual(0);
     const hitRatio = one(s, 'dbu_redis_hit_ratio');
@@ -359,6 +366,71 @@ describe('monitoring metrics (sampler of PostgreSQL, Redis, PgBouncer; real stac
     );
     expect(back.redis).toBe(true);
     expect(one(await scrape(), 'dbu_redis_memory_used_bytes')).toBeGreaterThan(0);
+  });
+
+  it("estimates a node's CPU use from sessions on a CPU, and the default database_cpu_high rule reads it", async () => {
+    const rule = config().alerting.rules.find((r) => r.name === 'database_cpu_high')!;
+    const cpu = async (): Promise<{ primary: number; replica: number }> => {
+      const s = await scrape();
+      return {
+        primary: one(s, 'dbu_db_cpu_utilization_percent', { node: primary, role: 'primary' }),
+        replica: one(s, 'dbu_db_cpu_utilization_percent', { node: replica, role: 'replica' }),
+      };
+    };
+    const window = async (): Promise<void> => {
+      for (let i = 0; i < 60; i++) {
+        await sampler().sample();
+      }
+    };
+    // Two sessions spinning on the primary's CPUs (a PL/pgSQL loop waits on nothing).
+    const spinners = [client(db.primaryPort), client(db.primaryPort)];
+    const watcher = client(db.primaryPort);
+    await watcher.connect();
+    const running: Array<Promise<unknown>> = [];
+    try {
+      for (const s of spinners) {
+        await s.connect();
+        await s.query("SET application_name = 'cpu-spinner'");
+        running.push(
+          s
+            .query('DO $$ DECLARE i bigint := 0; BEGIN LOOP i := i + 1; END LOOP; END $$')
+            .catch((e: Error) => e),
+        );
+      }
+      await until(
+        () =>
+          watcher
+            .query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE application_name = 'cpu-spinner' AND state = 'active' AND wait_event IS NULL`,
+            )
+            .then((r) => r.rows[0].n),
+        (n) => n === 2,
+      );
+      await window();
+      const busy = await cpu();
+      // at least 2 sessions on a CPU in every sample, over 2 CPUs
+      expect(busy.primary).toBe(100);
+      expect(busy.replica).toBeLessThan(100);
+      const value = await readRuleValue(
+        app.get(MetricsService).registry,
+        rule,
+        new Map(),
+        Date.now(),
+      );
+      expect(value).toBe(100);
+      expect(value! > rule.threshold).toBe(true);
+    } finally {
+      await watcher.query(
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'cpu-spinner'",
+      );
+      expect((await Promise.all(running)).every((r) => r instanceof Error)).toBe(true);
+      await Promise.all(spinners.map((s) => s.end()));
+      await watcher.end();
+    }
+    await window();
+    // the spinners are gone: the minute's mean falls under the rule's threshold
+    expect((await cpu()).primary).toBeLessThan(rule.threshold);
   });
 
   it('exports cluster-wide figures from the sampling leader only; a lost leadership removes them', async () => {

@@ -46,8 +46,8 @@ type RuleDefaults = Omit<AlertRule, 'name' | 'labels' | 'aggregation' | 'compari
 const SPEC_RULES: Record<string, RuleDefaults> = {
   // alerting_system.alert_rules
   database_cpu_high: {
-    // NOTE: no PostgreSQL CPU figure exists in the registry when the service runs beside a
-    // self-managed cluster; on AWS the CloudWatch alarm of the same name reads RDS CPUUtilization.
+    // Beside a self-managed cluster: the sampler's estimate from sessions on a CPU (needs
+    // MONITORING_DB_VCPUS); on AWS the CloudWatch alarm of the same name reads RDS CPUUtilization.
     metric: 'dbu_db_cpu_utilization_percent',
     threshold: 70,
     forSeconds: 300,

@@ -119,6 +119,8 @@ export interface MonitoringConfig {
   /** 0: the sampler is off. */
   sampleSeconds: number;
   statementTimeoutMs: number;
+  /** CPUs per database node for the CPU estimate; 0: no estimate. */
+  dbVcpus: number;
 }
 
 export interface AlertingConfig {
@@ -418,6 +420,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     monitoring: {
       sampleSeconds: vars.MONITORING_DB_SAMPLE_SECONDS,
       statementTimeoutMs: vars.MONITORING_STATEMENT_TIMEOUT_MS,
+      dbVcpus: vars.MONITORING_DB_VCPUS,
     },
     dashboard: {
       sampleSeconds: vars.DASHBOARD_SAMPLE_SECONDS,

@@ -801,6 +801,18 @@ export class EnvironmentVariables {
   @Min(100)
   MONITORING_STATEMENT_TIMEOUT_MS = 2000;
 
+  /**
+   * CPUs of each database node, for dbu_db_cpu_utilization_percent (the
+   * database_cpu_high alert beside a self-managed cluster): sessions running on a CPU,
+   * sampled, averaged over a minute, divided by this. 0: unknown, no estimate (on RDS the
+   * CloudWatch alarm reads CPUUtilization).
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(4096)
+  MONITORING_DB_VCPUS = 0;
+
   // --- /dashboard -------------------------------------------------------------------
   /** Seconds between the dashboard's samples of the metrics registry; 0: no charts. */
   @Transform(toInt)

@@ -14,6 +14,11 @@ export interface NodeStats {
   blocksRead: number;
   deadlocks: number;
   tempBytes: number;
+  /**
+   * Sessions of any database and kind (autovacuum included) active and waiting on no
+   * event: running on a CPU or queued for one (Performance Insights' "CPU" load).
+   */
+  onCpuSessions: number;
 }
 
 /** Figures that only mean something on the writer (WAL, archiver, size, wraparound). */
@@ -41,6 +46,8 @@ const NODE_SQL = `
             FROM pg_stat_activity
            WHERE backend_type = 'client backend' AND xact_start IS NOT NULL
              AND pid <> pg_backend_pid()) AS longest_xact_s,
+         (SELECT count(*) FROM pg_stat_activity
+           WHERE state = 'active' AND wait_event IS NULL AND pid <> pg_backend_pid()) AS on_cpu,
          d.xact_commit, d.xact_rollback, d.blks_hit, d.blks_read, d.deadlocks, d.temp_bytes
     FROM pg_stat_database d
    WHERE d.datname = current_database()`;
@@ -75,6 +82,7 @@ export async function readNodeStats(client: pg.Client): Promise<NodeStats> {
     blocksRead: Number(row.blks_read),
     deadlocks: Number(row.deadlocks),
     tempBytes: Number(row.temp_bytes),
+    onCpuSessions: Number(row.on_cpu),
   };
 }
 

@@ -13,6 +13,7 @@ import { AdvisoryLock } from '../database/locks.js';
 import { directClientConfig, withDirectClient } from '../database/pg-direct.js';
 import { PoolControllerService } from '../database/pool-controller.service.js';
 import { NodeState, TopologyService } from '../database/topology.service.js';
+import { CpuEstimator, minuteWindow } from './cpu-estimate.js';
 import { NodeStats, readNodeStats, readWriterStats, WriterStats } from './database-stats.js';
 import { parseRedisInfo } from './redis-info.js';
 import { CONNECTION_STATES, SamplerMetrics } from './sampler.metrics.js';
@@ -52,6 +53,8 @@ export class MonitoringSamplerService implements OnApplicationBootstrap, OnModul
   private readonly failing = new Set<string>();
   /** host:port of REDIS_URL (never its credentials): the Redis series' node label. */
   private readonly redisNode: string;
+  /** dbu_db_cpu_utilization_percent per node (MONITORING_DB_VCPUS > 0). */
+  private readonly cpu: CpuEstimator;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -62,6 +65,10 @@ export class MonitoringSamplerService implements OnApplicationBootstrap, OnModul
     private readonly redis: RedisService,
   ) {
     this.redisNode = new URL(config.redis.url).host;
+    this.cpu = new CpuEstimator(
+      config.monitoring.dbVcpus,
+      minuteWindow(config.monitoring.sampleSeconds),
+    );
   }
 
   onApplicationBootstrap(): void {
@@ -93,6 +100,7 @@ export class MonitoringSamplerService implements OnApplicationBootstrap, OnModul
       if (this.exportsDatabase) {
         this.metrics.resetDatabase();
         this.exported.clear();
+        this.cpu.clear();
         this.exportsDatabase = false;
         this.logger.log('not the sampling leader: cluster-wide database metrics removed');
       }
@@ -134,6 +142,7 @@ export class MonitoringSamplerService implements OnApplicationBootstrap, OnModul
       if (live.get(node) !== role) {
         this.metrics.removeNode(node, role);
         this.exported.delete(node);
+        this.cpu.forget(node);
       }
     }
     for (const [node, role] of live) {
@@ -190,6 +199,10 @@ export class MonitoringSamplerService implements OnApplicationBootstrap, OnModul
     }
     m.deadlocks.observe(labels, s.deadlocks);
     m.tempBytes.observe(labels, s.tempBytes);
+    const cpu = this.cpu.add(state.name, s.onCpuSessions);
+    if (cpu !== null) {
+      m.cpuUtilization.set(labels, cpu);
+    }
     if (state.role === 'replica') {
       // The topology monitor measured these in its last round: not queried twice.
       if (state.lastProbe.replayLagSeconds !== null) {

@@ -23,6 +23,7 @@ export enum SamplerMetric {
   ReplicasStreaming = 'dbu_db_replicas_streaming',
   ReplicationLagSeconds = 'dbu_db_replication_lag_seconds',
   ReplicationLagBytes = 'dbu_db_replication_lag_bytes',
+  CpuUtilization = 'dbu_db_cpu_utilization_percent',
   RedisMemoryUsed = 'dbu_redis_memory_used_bytes',
   RedisMemoryMax = 'dbu_redis_memory_max_bytes',
   RedisMemoryUtilization = 'dbu_redis_memory_utilization',
@@ -69,6 +70,7 @@ export class SamplerMetrics {
   readonly replicasStreaming: Gauge<NodeLabel>;
   readonly lagSeconds: Gauge<NodeLabel>;
   readonly lagBytes: Gauge<NodeLabel>;
+  readonly cpuUtilization: Gauge<NodeLabel>;
 
   readonly redisMemoryUsed: Gauge<'node'>;
   readonly redisMemoryMax: Gauge<'node'>;
@@ -102,6 +104,11 @@ export class SamplerMetrics {
     this.maxConnections = gauge(
       SamplerMetric.MaxConnections,
       'max_connections per node',
+      nodeLabels,
+    );
+    this.cpuUtilization = gauge(
+      SamplerMetric.CpuUtilization,
+      'Estimated CPU use per node in %: sessions running on a CPU (sampled, mean over the last minute) / MONITORING_DB_VCPUS, at most 100; absent when MONITORING_DB_VCPUS is 0',
       nodeLabels,
     );
     this.longestTransaction = gauge(
@@ -248,6 +255,7 @@ export class SamplerMetrics {
       this.replicasStreaming,
       this.lagSeconds,
       this.lagBytes,
+      this.cpuUtilization,
     ];
   }
 
