@@ -505,8 +505,12 @@ async function monitoringAb(
             cloudwatchPutFailures: metricSum(s, 'dbu_cloudwatch_put_failures_total'),
             alertEvaluations: metricSum(s, 'dbu_alert_evaluations_total'),
             samplerLeader: metricSum(s, 'dbu_monitoring_sampler_leader'),
+            l1Hits: metricSum(s, 'cache_hits_total', { tier: 'l1', type: CACHE_TYPE }),
+            l2Hits: metricSum(s, 'cache_hits_total', { tier: 'l2', type: CACHE_TYPE }),
+            l2Misses: metricSum(s, 'cache_misses_total', { tier: 'l2', type: CACHE_TYPE }),
           };
         },
+        cpuSeconds: async () => metricSum(await scrape(r.http), 'process_cpu_seconds_total'),
         stop: () => stopService(r),
       };
     },

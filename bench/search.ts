@@ -1125,6 +1125,11 @@ async function monitoringAb(
             samplerLeader: metricSum(m, 'dbu_monitoring_sampler_leader'),
           };
         },
+        cpuSeconds: async () =>
+          metricSum(
+            parseMetrics((await one.request('GET', '/metrics')).body),
+            'process_cpu_seconds_total',
+          ),
         stop,
       };
     },

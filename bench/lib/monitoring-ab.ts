@@ -189,6 +189,8 @@ export interface AbService {
   measure(label: string): Promise<AbLoop>;
   /** e.g. metric values from /metrics after the measured phase */
   evidence(): Promise<Record<string, number | null>>;
+  /** the service's process_cpu_seconds_total (read before and after the measured phase) */
+  cpuSeconds(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -202,6 +204,8 @@ export interface AbRound {
   errors: number;
   seconds: number;
   latencyMs: LatencySummary;
+  /** the service's CPU time per completed request in the measured phase, µs */
+  cpuUsPerRequest: number;
   /** PutMetricData calls / datums the local endpoint received during the measured phase */
   cloudwatchPuts: number;
   cloudwatchDatums: number;
@@ -218,6 +222,8 @@ export interface AbSideSummary {
   p50Ms: number;
   p95Ms: number;
   errors: number;
+  /** median of the rounds' service CPU µs per request */
+  cpuUsPerRequest: number;
 }
 
 export interface MonitoringAbReport {
@@ -235,6 +241,8 @@ export interface MonitoringAbReport {
   on: AbSideSummary;
   /** (on − off) / off of the medians, in %: negative means slower with monitoring on */
   differencePct: number;
+  /** (on − off) / off of the median CPU µs per request, in %: positive means costlier */
+  cpuDifferencePct: number;
   targetPct: number;
   verdict: 'PASS' | 'FAIL';
   cloudwatch: { puts: number; datums: number; wireBytes: number; otherCalls: number };
@@ -267,6 +275,7 @@ function summarizeSide(rounds: AbRound[]): AbSideSummary {
     p50Ms: round(median(rounds.map((r) => r.latencyMs.p50))),
     p95Ms: round(median(rounds.map((r) => r.latencyMs.p95))),
     errors: rounds.reduce((a, r) => a + r.errors, 0),
+    cpuUsPerRequest: round(median(rounds.map((r) => r.cpuUsPerRequest)), 1),
   };
 }
 
@@ -299,7 +308,9 @@ export async function runMonitoringAb(opts: {
         }
         const puts0 = cw.puts;
         const datums0 = cw.datums;
+        const cpu0 = await svc.cpuSeconds();
         const loop = await svc.measure(`${label} measured`);
+        const cpuS = (await svc.cpuSeconds()) - cpu0;
         const evidence = await svc.evidence();
         const r: AbRound = {
           round: i + 1,
@@ -311,6 +322,7 @@ export async function runMonitoringAb(opts: {
           errors: loop.errors,
           seconds: loop.seconds,
           latencyMs: loop.latencyMs,
+          cpuUsPerRequest: round((cpuS * 1e6) / Math.max(1, loop.completed), 1),
           cloudwatchPuts: cw.puts - puts0,
           cloudwatchDatums: cw.datums - datums0,
           evidence,
@@ -319,6 +331,7 @@ export async function runMonitoringAb(opts: {
         rounds.push(r);
         log(
           `${label}: ${r.rps} req/s, p50 ${r.latencyMs.p50} ms, p95 ${r.latencyMs.p95} ms, ` +
+            `service CPU ${r.cpuUsPerRequest} µs/request, ` +
             `CloudWatch puts ${r.cloudwatchPuts} (${r.cloudwatchDatums} datums), load ${r.loadAverage1m}`,
         );
       } finally {
@@ -331,6 +344,10 @@ export async function runMonitoringAb(opts: {
   const off = summarizeSide(rounds.filter((r) => r.side === 'off'));
   const on = summarizeSide(rounds.filter((r) => r.side === 'on'));
   const differencePct = round((100 * (on.medianRps - off.medianRps)) / off.medianRps, 2);
+  const cpuDifferencePct = round(
+    (100 * (on.cpuUsPerRequest - off.cpuUsPerRequest)) / off.cpuUsPerRequest,
+    2,
+  );
   const notes: string[] = [];
   const onRounds = rounds.filter((r) => r.side === 'on');
   if (envOn.CLOUDWATCH_ENABLED === 'true' && onRounds.some((r) => r.cloudwatchPuts === 0)) {
@@ -359,6 +376,7 @@ export async function runMonitoringAb(opts: {
     off,
     on,
     differencePct,
+    cpuDifferencePct,
     targetPct: MONITORING_AB_TARGET_PCT,
     verdict: Math.abs(differencePct) <= MONITORING_AB_TARGET_PCT ? 'PASS' : 'FAIL',
     cloudwatch: {
@@ -376,21 +394,22 @@ export async function runMonitoringAb(opts: {
 export function renderMonitoringAb(ab: MonitoringAbReport): string {
   const lines = [
     `monitoring A/B (${ab.workload}; on = ${ab.only === 'all' ? 'everything' : `${ab.only} only`}): warm-up ${ab.warmupS}s, measured ${ab.durationS}s per round, CloudWatch interval ${ab.cloudwatchIntervalS}s`,
-    '| round | side | req/s | p50 ms | p95 ms | errors | CW puts | load 1m |',
-    '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| round | side | req/s | service CPU µs/req | p50 ms | p95 ms | errors | CW puts | load 1m |',
+    '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...ab.rounds.map(
       (r) =>
-        `| ${r.round} | ${r.side} | ${r.rps} | ${r.latencyMs.p50} | ${r.latencyMs.p95} | ${r.errors} | ${r.cloudwatchPuts} | ${r.loadAverage1m} |`,
+        `| ${r.round} | ${r.side} | ${r.rps} | ${r.cpuUsPerRequest} | ${r.latencyMs.p50} | ${r.latencyMs.p95} | ${r.errors} | ${r.cloudwatchPuts} | ${r.loadAverage1m} |`,
     ),
     '',
-    '| side | rounds | median req/s | min | max | p50 ms (median) | p95 ms (median) |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| side | rounds | median req/s | min | max | service CPU µs/req (median) | p50 ms (median) | p95 ms (median) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...(['off', 'on'] as const).map((s) => {
       const x = ab[s];
-      return `| ${s} | ${x.rounds} | ${x.medianRps} | ${x.minRps} | ${x.maxRps} | ${x.p50Ms} | ${x.p95Ms} |`;
+      return `| ${s} | ${x.rounds} | ${x.medianRps} | ${x.minRps} | ${x.maxRps} | ${x.cpuUsPerRequest} | ${x.p50Ms} | ${x.p95Ms} |`;
     }),
     '',
     `difference (on − off) / off: ${ab.differencePct} % — target |Δ| ≤ ${ab.targetPct} %: ${ab.verdict}`,
+    `service CPU per request (on − off) / off: ${ab.cpuDifferencePct} %`,
     `CloudWatch endpoint: ${ab.cloudwatch.puts} PutMetricData, ${ab.cloudwatch.datums} datums; load average ${ab.loadAverage.start.join(' ')} → ${ab.loadAverage.end.join(' ')}`,
     ...ab.notes.map((n) => `note: ${n}`),
   ];

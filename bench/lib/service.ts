@@ -119,7 +119,9 @@ export class ServiceProcess {
   }
 
   static start(repoDir: string, env: Record<string, string>, port: number): ServiceProcess {
-    const child = spawn(process.execPath, ['dist/src/main.js'], {
+    // e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof': profile the service under the bench's load
+    const nodeArgs = (process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, 'dist/src/main.js'], {
       cwd: repoDir,
       env: {
         PATH: process.env.PATH ?? '/usr/bin:/bin',
