@@ -404,9 +404,21 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
     await asyncReplication();
     // The writer is B after the switchover; A is its standby. Freeze A's WAL receiver so
     // the last acknowledged writes never reach it, then kill B: A is promoted without them.
-    const receiver = Number(
-      (await su(PORTS.primary, 'SELECT pid FROM pg_stat_wal_receiver')).rows[0].pid,
+    // After the rejoin (and the reload above) A's WAL receiver may still be (re)starting:
+    // wait until it streams, so there is one to freeze.
+    const receiver = await until(
+      async () =>
+        Number(
+          (
+            await su(
+              PORTS.primary,
+              "SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+            )
+          ).rows[0]?.pid ?? 0,
+        ),
+      (pid) => pid > 0,
     );
+    expect(receiver).toBeGreaterThan(0); // never process.kill(0): that is this process group
     const loop = await writerLoop(app, async () => {
       process.kill(receiver, 'SIGSTOP');
       try {
