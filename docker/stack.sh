@@ -23,7 +23,8 @@
 # STACK_PGBOUNCER_PORT, STACK_REDIS_PORT, STACK_PG_SHARED_BUFFERS (default 3GB: a 100,000-recipe HNSW index and its vectors, ~1.6 GB, stay in memory),
 # STACK_PG_BIN (a PostgreSQL bin dir), STACK_WAIT_TIMEOUT (seconds, default 60),
 # STACK_BASEBACKUP_TIMEOUT (seconds, default 300), STACK_RESTORE_TIMEOUT (seconds, default 3600:
-# how long dr-restore waits for the archive's replay).
+# how long dr-restore waits for the archive's replay), STACK_REWIND_STREAM_TIMEOUT (seconds, default
+# 10: how long a node rejoined by pg_rewind may take to stream before a fresh base backup).
 #
 # Exit codes: 0 ok; 1 error; 2 usage; 3 `status` with at least one node down.
 set -euo pipefail
@@ -47,6 +48,7 @@ REDIS_PORT=${STACK_REDIS_PORT:-26379}
 PG_SHARED_BUFFERS=${STACK_PG_SHARED_BUFFERS:-3GB}
 WAIT_TIMEOUT=${STACK_WAIT_TIMEOUT:-60}
 BASEBACKUP_TIMEOUT=${STACK_BASEBACKUP_TIMEOUT:-300}
+REWIND_STREAM_TIMEOUT=${STACK_REWIND_STREAM_TIMEOUT:-10}
 PG_DEFAULT_MAJOR=15
 
 DB_NAME=recipes

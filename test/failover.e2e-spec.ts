@@ -168,6 +168,25 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
     return r;
   }
 
+  /** The standby's WAL receiver: 'streaming' once `rejoin` has done its job. */
+  async function receiverStatus(port: number): Promise<string | null> {
+    const row = (await su(port, 'SELECT status FROM pg_stat_wal_receiver')).rows[0];
+    return (row?.status as string | undefined) ?? null;
+  }
+
+  async function rejoinAndStream(node: 'primary' | 'replica'): Promise<void> {
+    await iso.run('rejoin', node);
+    // rejoin leaves the node streaming (a rewound node that cannot is copied afresh)
+    const port = node === 'primary' ? PORTS.primary : PORTS.replica;
+    expect(
+      await until(
+        () => receiverStatus(port),
+        (st) => st === 'streaming',
+        5_000,
+      ),
+    ).toBe('streaming');
+  }
+
   async function asyncReplication(): Promise<void> {
     for (const port of [PORTS.primary, PORTS.replica]) {
       await su(port, `ALTER SYSTEM SET synchronous_standby_names = ''`);
@@ -260,7 +279,7 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
     const metrics = await request(app.getHttpServer()).get('/metrics').expect(200);
     expect(metrics.text).toMatch(/dbu_fenced_nodes\{[^}]*\} 1/);
 
-    await iso.run('rejoin', 'primary');
+    await rejoinAndStream('primary');
     const rejoined = await until(
       () => topology(app),
       (t) => {
@@ -299,7 +318,7 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
       (x) => x.nodes.find((n) => n.name === B)?.fenced === true,
     );
     expect(fenced.nodes.find((n) => n.name === B)?.fenced).toBe(true);
-    await iso.run('rejoin', 'replica');
+    await rejoinAndStream('replica');
     await until(
       () => topology(app),
       (x) => {
@@ -389,7 +408,7 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
       .send({ note: 'after-switchover' })
       .expect(201);
     expect(w.body.servedBy.port).toBe(PORTS.replica);
-    await iso.run('rejoin', 'primary');
+    await rejoinAndStream('primary');
     await until(
       () => topology(app),
       (x) => {

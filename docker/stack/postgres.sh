@@ -493,9 +493,16 @@ pg_rejoin() {
         >"$LOG_DIR/rewind-$node.log" 2>&1); then
     rejoin_follow "$node" "$src_port"
     # A rewound node can still fail to recover (e.g. its minimum recovery point lies on a
-    # timeline the new primary's history does not contain): then a fresh copy it is.
+    # timeline the new primary's history does not contain): then a fresh copy it is. It
+    # can also start and never stream ("requested starting point ... is not in this
+    # server's history": it replayed past the fork point), which the rejoin's callers
+    # would only find out later: the same fresh copy then.
     if ! (pg_start "$node"); then
       warn "$node did not start after pg_rewind: taking a fresh base backup of $other instead"
+      pg_stop "$node" || true
+      rejoin_basebackup "$node" "$other" "$src_port"
+    elif ! wait_until "$REWIND_STREAM_TIMEOUT" node_streaming "$node"; then
+      warn "$node does not stream from $other after pg_rewind (see $(pg_log "$node")): taking a fresh base backup of $other instead"
       pg_stop "$node" || true
       rejoin_basebackup "$node" "$other" "$src_port"
     fi
