@@ -28,6 +28,7 @@ import { Rng } from './lib/rng.js';
 import { HttpClient, ServiceProcess, freePort } from './lib/service.js';
 import { BENCH_DB, clientConfig, loadStackEnv, withClient, type StackEnv } from './lib/stack.js';
 import { round } from './lib/stats.js';
+import { table, targetsTable, type Target } from './lib/text-table.js';
 
 const execFileAsync = promisify(execFile);
 /** --own-stack: pgBackRest backs up a whole cluster, so a small test needs a small one. */
@@ -645,22 +646,8 @@ async function validate(
 // ---------------------------------------------------------------------------
 // Output
 
-interface Target {
-  name: string;
-  target: string;
-  value: string;
-  pass: boolean;
-}
-
 const mib = (bytes: number | null): string =>
   bytes === null ? '?' : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
-
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
 
 interface Report {
   benchmark: 'backup';
@@ -818,12 +805,7 @@ function render(report: Report): string {
   );
   out.push('');
   out.push('Targets');
-  out.push(
-    table(
-      ['target', 'want', 'got', ''],
-      report.targets.map((t) => [t.name, t.target, t.value, t.pass ? 'PASS' : 'FAIL']),
-    ),
-  );
+  out.push(targetsTable(report.targets));
   return out.join('\n');
 }
 

@@ -62,6 +62,7 @@ import { Rng } from './lib/rng.js';
 import { HttpClient, ServiceProcess, freePort } from './lib/service.js';
 import { loadStackEnv, withClient, type StackEnv } from './lib/stack.js';
 import { round } from './lib/stats.js';
+import { table, targetsTable, type Target } from './lib/text-table.js';
 
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CACHE_TYPE = 'recipes';
@@ -720,13 +721,6 @@ async function machineInfo(versions: Versions): Promise<Record<string, unknown>>
 // ---------------------------------------------------------------------------
 // Targets and output
 
-interface Target {
-  name: string;
-  target: string;
-  value: string;
-  pass: boolean;
-}
-
 function evaluateTargets(report: Report): Target[] {
   const t: Target[] = [];
   const ip = report.results.inProcess;
@@ -768,13 +762,6 @@ function evaluateTargets(report: Report): Target[] {
     });
   }
   return t;
-}
-
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => (i < 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
 const pct = (x: number | null | undefined): string =>
@@ -975,12 +962,7 @@ function render(report: Report): string {
     out.push('');
   }
   out.push('Targets');
-  out.push(
-    table(
-      ['target', 'want', 'got', ''],
-      report.targets.map((t) => [t.name, t.target, t.value, t.pass ? 'PASS' : 'FAIL']),
-    ),
-  );
+  out.push(targetsTable(report.targets));
   return out.join('\n');
 }
 

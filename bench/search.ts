@@ -67,6 +67,10 @@ import {
   type StackEnv,
 } from './lib/stack.js';
 import { mean, recallAt, round, summarize, type LatencySummary } from './lib/stats.js';
+import { table, targetsTable, type Target } from './lib/text-table.js';
+
+/** search's tables keep their first two columns left-aligned. */
+const table2 = (headers: string[], rows: string[][]): string => table(headers, rows, 2);
 
 const execFileAsync = promisify(execFile);
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -1230,13 +1234,6 @@ interface QuerySets {
   throughput: Query[][];
 }
 
-interface Target {
-  name: string;
-  target: string;
-  value: string;
-  pass: boolean;
-}
-
 function evaluateTargets(
   raw: SideResult,
   http: SideResult | null,
@@ -1300,13 +1297,6 @@ function evaluateTargets(
   return targets;
 }
 
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
-
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
 function render(report: Report): string {
@@ -1346,7 +1336,7 @@ function render(report: Report): string {
       `${report.parameters.queries} queries per case, limit ${report.parameters.limit}, ef_search ${effectiveEf(report.parameters)}, concurrency 1`,
   );
   out.push(
-    table(
+    table2(
       [
         'side',
         'case',
@@ -1383,13 +1373,13 @@ function render(report: Report): string {
     `Throughput, unfiltered, ${report.parameters.durationS}s closed loop per row (client shares the ${os.cpus().length} CPUs)`,
   );
   out.push(
-    table(['side', 'c', 'searches/s', 'p50 ms', 'p95 ms', 'p99 ms', 'done', 'repeats'], tput),
+    table2(['side', 'c', 'searches/s', 'p50 ms', 'p95 ms', 'p99 ms', 'done', 'repeats'], tput),
   );
   out.push('');
   if (report.efSweep.length) {
     out.push('raw SQL recall by ef_search (c=1, HNSW forced: no exact plan)');
     out.push(
-      table(
+      table2(
         [
           'ef_search',
           'case',
@@ -1446,12 +1436,7 @@ function render(report: Report): string {
   }
   out.push('');
   out.push('Targets');
-  out.push(
-    table(
-      ['target', 'want', 'got', ''],
-      report.targets.map((t) => [t.name, t.target, t.value, t.pass ? 'PASS' : 'FAIL']),
-    ),
-  );
+  out.push(targetsTable(report.targets, 2));
   return out.join('\n');
 }
 
