@@ -99,6 +99,7 @@ interface Options {
   baselineDir: string;
   monitoringAb: boolean;
   abRounds: number;
+  abIdleS: number;
   abCloudwatchIntervalS: number;
   abOnly: AbComponent | null;
 }
@@ -135,6 +136,7 @@ function parseOptions(argv: string[]): Options {
       'baseline-dir': { type: 'string', default: '' },
       'monitoring-ab': { type: 'boolean', default: false },
       'ab-rounds': { type: 'string', default: '8' },
+      'ab-idle-s': { type: 'string', default: '20' },
       'ab-cloudwatch-interval-s': { type: 'string', default: '5' },
       'ab-only': { type: 'string', default: 'all' },
       help: { type: 'boolean', default: false },
@@ -150,7 +152,7 @@ function parseOptions(argv: string[]): Options {
         '  [--skip-http] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
         '  [--search-recipes 2000] [--search-queries 1000] [--mixed-write-share 0.05]\n' +
         '  [--mixed-warmup-s 10] [--mixed-duration-s 20] [--skip-mixed] [--baseline-dir DIR]\n' +
-        '  [--monitoring-ab [--ab-rounds 8] [--ab-cloudwatch-interval-s 5]\n' +
+        '  [--monitoring-ab [--ab-rounds 8] [--ab-idle-s 20] [--ab-cloudwatch-interval-s 5]\n' +
         '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n' +
         '  [--tag NAME (results file cache-<date>-NAME.json)]\n',
     );
@@ -205,6 +207,7 @@ function parseOptions(argv: string[]): Options {
     baselineDir: values['baseline-dir'] ? path.resolve(values['baseline-dir']) : '',
     monitoringAb: values['monitoring-ab'],
     abRounds: int('ab-rounds', values['ab-rounds'], 2, 64),
+    abIdleS: int('ab-idle-s', values['ab-idle-s'], 0, 3600),
     abCloudwatchIntervalS: int(
       'ab-cloudwatch-interval-s',
       values['ab-cloudwatch-interval-s'],
@@ -480,6 +483,7 @@ async function monitoringAb(
   return runMonitoringAb({
     workload: `bench:cache cached GET /v1/recipes/:id (cache on, zipf ${opts.zipfS}, c=${opts.concurrency})`,
     rounds: opts.abRounds,
+    idleS: opts.abIdleS,
     warmupS: opts.warmupS,
     durationS: opts.durationS,
     cloudwatchIntervalS: opts.abCloudwatchIntervalS,

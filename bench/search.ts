@@ -106,6 +106,7 @@ interface Options {
   serviceEnv: Record<string, string>;
   monitoringAb: boolean;
   abRounds: number;
+  abIdleS: number;
   abWarmupS: number;
   abCloudwatchIntervalS: number;
   abOnly: AbComponent | null;
@@ -135,6 +136,7 @@ function parseOptions(argv: string[]): Options {
       'service-env': { type: 'string', multiple: true, default: [] },
       'monitoring-ab': { type: 'boolean', default: false },
       'ab-rounds': { type: 'string', default: '8' },
+      'ab-idle-s': { type: 'string', default: '20' },
       'ab-warmup-s': { type: 'string', default: '5' },
       'ab-cloudwatch-interval-s': { type: 'string', default: '5' },
       'ab-only': { type: 'string', default: 'all' },
@@ -150,7 +152,7 @@ function parseOptions(argv: string[]): Options {
         '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
         '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
         '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n' +
-        '  [--monitoring-ab [--ab-rounds 8] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]\n' +
+        '  [--monitoring-ab [--ab-rounds 8] [--ab-idle-s 20] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]\n' +
         '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n',
     );
     process.exit(0);
@@ -199,6 +201,7 @@ function parseOptions(argv: string[]): Options {
     ),
     monitoringAb: values['monitoring-ab'],
     abRounds: int('ab-rounds', values['ab-rounds'], 2, 64),
+    abIdleS: int('ab-idle-s', values['ab-idle-s'], 0, 3600),
     abWarmupS: int('ab-warmup-s', values['ab-warmup-s'], 0, 3600),
     abCloudwatchIntervalS: int(
       'ab-cloudwatch-interval-s',
@@ -1064,6 +1067,7 @@ async function monitoringAb(
   return runMonitoringAb({
     workload: `bench:search unfiltered POST /v1/recipes/search (limit ${opts.limit}, c=${conc}, fresh result-cache namespace per round)`,
     rounds: opts.abRounds,
+    idleS: opts.abIdleS,
     warmupS: opts.abWarmupS,
     durationS: opts.durationS,
     cloudwatchIntervalS: opts.abCloudwatchIntervalS,

@@ -203,4 +203,69 @@ describe('benchmarks (smoke mode)', () => {
     },
     600_000,
   );
+
+  it('bench:cache --monitoring-ab runs both sides, publishes to its local CloudWatch and measures idle CPU', async () => {
+    // after 'bench:cache runs to its report': its 200 recipes are loaded (--skip-load)
+    const dir = await mkdtemp(join(tmpdir(), 'dbu-bench-smoke-ab-'));
+    try {
+      const out = await run(
+        process.execPath,
+        [
+          join('dist', 'bench', 'cache.js'),
+          '--monitoring-ab',
+          '--skip-load',
+          '--recipes',
+          '200',
+          '--ab-rounds',
+          '2',
+          '--warmup-s',
+          '1',
+          '--duration-s',
+          '3',
+          '--ab-idle-s',
+          '1',
+          '--ab-cloudwatch-interval-s',
+          '1',
+        ],
+        {
+          cwd: REPO_ROOT,
+          env: { ...process.env, BENCH_CACHE_DB: CACHE_DB, BENCH_RESULTS_DIR: dir },
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: 300_000,
+        },
+      ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
+        throw new Error(
+          `bench:cache --monitoring-ab exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
+        );
+      });
+      const files = await readdir(dir);
+      expect(files).toEqual([expect.stringMatching(/^cache-.*-monitoring-ab\.json$/)]);
+      const report = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as {
+        results: {
+          monitoringAb: {
+            order: string[];
+            rounds: Array<{
+              side: string;
+              rps: number;
+              cloudwatchPuts: number;
+              idleCpuMsPerS: number;
+            }>;
+            verdict: string;
+            backgroundCorePct: number;
+          };
+        };
+      };
+      const ab = report.results.monitoringAb;
+      expect(ab.order).toEqual(['off', 'on']);
+      expect(ab.rounds.map((r) => r.side)).toEqual(['off', 'on']);
+      expect(ab.rounds.every((r) => r.rps > 0 && r.idleCpuMsPerS > 0)).toBe(true);
+      // the publisher really sent to the bench's endpoint on the "on" side only
+      expect(ab.rounds.map((r) => r.cloudwatchPuts > 0)).toEqual([false, true]);
+      expect(['PASS', 'FAIL']).toContain(ab.verdict);
+      expect(typeof ab.backgroundCorePct).toBe('number');
+      expect(out.stdout + out.stderr).toContain('background work (idle CPU on − off)');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

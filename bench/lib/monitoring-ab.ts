@@ -8,17 +8,15 @@
  * every round's req/s, the median of each side, the difference in % and PASS/FAIL
  * against the target (≤ 3 %).
  *
- * The CloudWatch publisher talks to a local endpoint started here that answers
- * PutMetricData the way CloudWatch does (awsJson1_0, `X-Amz-Target:
- * GraniteServiceVersion20100801.PutMetricData`, gzip above 10 KB; the logic of
- * test/support/fake-cloudwatch.ts, which cannot be imported here: it registers jest hooks).
+ * The CloudWatch publisher talks to the tests' local endpoint (test/support/fake-cloudwatch.ts),
+ * which answers PutMetricData the way CloudWatch does (awsJson1_0, `X-Amz-Target:
+ * GraniteServiceVersion20100801.PutMetricData`, gzip above 10 KB).
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import { gunzipSync } from 'node:zlib';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { log } from './progress.js';
 import type { LatencySummary } from './stats.js';
+import { startFakeCloudWatch } from '../../test/support/fake-cloudwatch.js';
 import { round } from './stats.js';
 
 export const MONITORING_AB_TARGET_PCT = 3;
@@ -105,69 +103,31 @@ export interface LocalCloudWatch {
   puts: number;
   datums: number;
   wireBytes: number;
-  /** any other operation (answered 400 InvalidAction) */
+  /** any other operation */
   others: number;
   close(): Promise<void>;
 }
 
+/** The tests' CloudWatch stand-in (test/support/fake-cloudwatch.ts), counted for the report. */
 export async function startLocalCloudWatch(): Promise<LocalCloudWatch> {
-  const state = { puts: 0, datums: 0, wireBytes: 0, others: 0 };
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) {
-      chunks.push(chunk as Buffer);
-    }
-    const wire = Buffer.concat(chunks);
-    const raw = req.headers['content-encoding'] === 'gzip' ? gunzipSync(wire) : wire;
-    const target = String(req.headers['x-amz-target'] ?? '');
-    const headers = { 'content-type': 'application/x-amz-json-1.0', 'x-amzn-requestid': 'bench' };
-    if (target === 'GraniteServiceVersion20100801.PutMetricData') {
-      const body = JSON.parse(raw.toString('utf8')) as { MetricData?: unknown[] };
-      if (!Array.isArray(body.MetricData) || body.MetricData.length > 1000) {
-        res.writeHead(400, { ...headers, 'x-amzn-query-error': 'InvalidParameterValue;Sender' });
-        res.end(
-          JSON.stringify({ __type: 'InvalidParameterValue', message: 'MetricData: 1 to 1000' }),
-        );
-        return;
-      }
-      state.puts++;
-      state.datums += body.MetricData.length;
-      state.wireBytes += wire.length;
-      res.writeHead(200, headers);
-      res.end('{}');
-      return;
-    }
-    state.others++;
-    res.writeHead(400, { ...headers, 'x-amzn-query-error': 'InvalidAction;Sender' });
-    res.end(JSON.stringify({ __type: 'InvalidAction', message: `unsupported ${target}` }));
-  };
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: Error) => {
-      res.writeHead(500);
-      res.end(err.message);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const fake = await startFakeCloudWatch();
+  const accepted = () =>
+    fake.calls.filter((c) => c.operation === 'PutMetricData' && c.status === 200);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: fake.url,
     get puts() {
-      return state.puts;
+      return accepted().length;
     },
     get datums() {
-      return state.datums;
+      return accepted().reduce((n, c) => n + (c.body.MetricData as unknown[]).length, 0);
     },
     get wireBytes() {
-      return state.wireBytes;
+      return accepted().reduce((n, c) => n + c.wireBytes, 0);
     },
     get others() {
-      return state.others;
+      return fake.calls.filter((c) => c.operation !== 'PutMetricData').length;
     },
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((err) => (err ? reject(err) : resolve()));
-      }),
+    close: () => fake.close(),
   };
 }
 
@@ -206,6 +166,11 @@ export interface AbRound {
   latencyMs: LatencySummary;
   /** the service's CPU time per completed request in the measured phase, µs */
   cpuUsPerRequest: number;
+  /**
+   * The service's CPU while it serves nothing, in ms per second, over the idle phase after
+   * the measured one: what the background work alone costs (null without an idle phase).
+   */
+  idleCpuMsPerS: number | null;
   /** PutMetricData calls / datums the local endpoint received during the measured phase */
   cloudwatchPuts: number;
   cloudwatchDatums: number;
@@ -224,6 +189,8 @@ export interface AbSideSummary {
   errors: number;
   /** median of the rounds' service CPU µs per request */
   cpuUsPerRequest: number;
+  /** median of the rounds' idle CPU, ms per second (null without an idle phase) */
+  idleCpuMsPerS: number | null;
 }
 
 export interface MonitoringAbReport {
@@ -233,6 +200,7 @@ export interface MonitoringAbReport {
   order: AbSide[];
   warmupS: number;
   durationS: number;
+  idleS: number;
   cloudwatchIntervalS: number;
   envOff: Record<string, string>;
   envOn: Record<string, string>;
@@ -243,6 +211,11 @@ export interface MonitoringAbReport {
   differencePct: number;
   /** (on − off) / off of the median CPU µs per request, in %: positive means costlier */
   cpuDifferencePct: number;
+  /**
+   * The background work's share of one core: (idle CPU on − idle CPU off) / 1000 ms, in %.
+   * A service whose event loop is saturated loses about this much throughput to it.
+   */
+  backgroundCorePct: number | null;
   targetPct: number;
   verdict: 'PASS' | 'FAIL';
   cloudwatch: { puts: number; datums: number; wireBytes: number; otherCalls: number };
@@ -276,6 +249,9 @@ function summarizeSide(rounds: AbRound[]): AbSideSummary {
     p95Ms: round(median(rounds.map((r) => r.latencyMs.p95))),
     errors: rounds.reduce((a, r) => a + r.errors, 0),
     cpuUsPerRequest: round(median(rounds.map((r) => r.cpuUsPerRequest)), 1),
+    idleCpuMsPerS: rounds.every((r) => r.idleCpuMsPerS !== null)
+      ? round(median(rounds.map((r) => r.idleCpuMsPerS as number)), 2)
+      : null,
   };
 }
 
@@ -288,6 +264,8 @@ export async function runMonitoringAb(opts: {
   rounds: number;
   warmupS: number;
   durationS: number;
+  /** seconds of no load after the measured phase, to measure the background CPU (0: none) */
+  idleS: number;
   cloudwatchIntervalS: number;
   only?: AbComponent | null;
   start: (monitoringEnv: Record<string, string>, side: AbSide) => Promise<AbService>;
@@ -310,8 +288,18 @@ export async function runMonitoringAb(opts: {
         const datums0 = cw.datums;
         const cpu0 = await svc.cpuSeconds();
         const loop = await svc.measure(`${label} measured`);
-        const cpuS = (await svc.cpuSeconds()) - cpu0;
+        const cpu1 = await svc.cpuSeconds();
+        const cpuS = cpu1 - cpu0;
         const evidence = await svc.evidence();
+        let idleCpuMsPerS: number | null = null;
+        if (opts.idleS > 0) {
+          log(`${label} idle ${opts.idleS}s`);
+          const t0 = performance.now();
+          const idle0 = await svc.cpuSeconds();
+          await sleep(opts.idleS * 1000);
+          const idleS = (performance.now() - t0) / 1000;
+          idleCpuMsPerS = round((((await svc.cpuSeconds()) - idle0) * 1000) / idleS, 2);
+        }
         const r: AbRound = {
           round: i + 1,
           side,
@@ -323,6 +311,7 @@ export async function runMonitoringAb(opts: {
           seconds: loop.seconds,
           latencyMs: loop.latencyMs,
           cpuUsPerRequest: round((cpuS * 1e6) / Math.max(1, loop.completed), 1),
+          idleCpuMsPerS,
           cloudwatchPuts: cw.puts - puts0,
           cloudwatchDatums: cw.datums - datums0,
           evidence,
@@ -332,6 +321,7 @@ export async function runMonitoringAb(opts: {
         log(
           `${label}: ${r.rps} req/s, p50 ${r.latencyMs.p50} ms, p95 ${r.latencyMs.p95} ms, ` +
             `service CPU ${r.cpuUsPerRequest} µs/request, ` +
+            (r.idleCpuMsPerS === null ? '' : `idle CPU ${r.idleCpuMsPerS} ms/s, `) +
             `CloudWatch puts ${r.cloudwatchPuts} (${r.cloudwatchDatums} datums), load ${r.loadAverage1m}`,
         );
       } finally {
@@ -348,6 +338,10 @@ export async function runMonitoringAb(opts: {
     (100 * (on.cpuUsPerRequest - off.cpuUsPerRequest)) / off.cpuUsPerRequest,
     2,
   );
+  const backgroundCorePct =
+    on.idleCpuMsPerS === null || off.idleCpuMsPerS === null
+      ? null
+      : round((on.idleCpuMsPerS - off.idleCpuMsPerS) / 10, 2);
   const notes: string[] = [];
   const onRounds = rounds.filter((r) => r.side === 'on');
   if (envOn.CLOUDWATCH_ENABLED === 'true' && onRounds.some((r) => r.cloudwatchPuts === 0)) {
@@ -364,6 +358,7 @@ export async function runMonitoringAb(opts: {
     order,
     warmupS: opts.warmupS,
     durationS: opts.durationS,
+    idleS: opts.idleS,
     cloudwatchIntervalS: opts.cloudwatchIntervalS,
     envOff: { ...MONITORING_OFF_ENV },
     envOn: {
@@ -377,6 +372,7 @@ export async function runMonitoringAb(opts: {
     on,
     differencePct,
     cpuDifferencePct,
+    backgroundCorePct,
     targetPct: MONITORING_AB_TARGET_PCT,
     verdict: Math.abs(differencePct) <= MONITORING_AB_TARGET_PCT ? 'PASS' : 'FAIL',
     cloudwatch: {
@@ -394,22 +390,27 @@ export async function runMonitoringAb(opts: {
 export function renderMonitoringAb(ab: MonitoringAbReport): string {
   const lines = [
     `monitoring A/B (${ab.workload}; on = ${ab.only === 'all' ? 'everything' : `${ab.only} only`}): warm-up ${ab.warmupS}s, measured ${ab.durationS}s per round, CloudWatch interval ${ab.cloudwatchIntervalS}s`,
-    '| round | side | req/s | service CPU µs/req | p50 ms | p95 ms | errors | CW puts | load 1m |',
-    '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| round | side | req/s | service CPU µs/req | idle CPU ms/s | p50 ms | p95 ms | errors | CW puts | load 1m |',
+    '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...ab.rounds.map(
       (r) =>
-        `| ${r.round} | ${r.side} | ${r.rps} | ${r.cpuUsPerRequest} | ${r.latencyMs.p50} | ${r.latencyMs.p95} | ${r.errors} | ${r.cloudwatchPuts} | ${r.loadAverage1m} |`,
+        `| ${r.round} | ${r.side} | ${r.rps} | ${r.cpuUsPerRequest} | ${r.idleCpuMsPerS ?? '-'} | ${r.latencyMs.p50} | ${r.latencyMs.p95} | ${r.errors} | ${r.cloudwatchPuts} | ${r.loadAverage1m} |`,
     ),
     '',
-    '| side | rounds | median req/s | min | max | service CPU µs/req (median) | p50 ms (median) | p95 ms (median) |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| side | rounds | median req/s | min | max | service CPU µs/req (median) | idle CPU ms/s (median) | p50 ms (median) | p95 ms (median) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...(['off', 'on'] as const).map((s) => {
       const x = ab[s];
-      return `| ${s} | ${x.rounds} | ${x.medianRps} | ${x.minRps} | ${x.maxRps} | ${x.cpuUsPerRequest} | ${x.p50Ms} | ${x.p95Ms} |`;
+      return `| ${s} | ${x.rounds} | ${x.medianRps} | ${x.minRps} | ${x.maxRps} | ${x.cpuUsPerRequest} | ${x.idleCpuMsPerS ?? '-'} | ${x.p50Ms} | ${x.p95Ms} |`;
     }),
     '',
     `difference (on − off) / off: ${ab.differencePct} % — target |Δ| ≤ ${ab.targetPct} %: ${ab.verdict}`,
     `service CPU per request (on − off) / off: ${ab.cpuDifferencePct} %`,
+    ...(ab.backgroundCorePct === null
+      ? []
+      : [
+          `background work (idle CPU on − off): ${ab.backgroundCorePct} % of one core (the throughput a saturated event loop loses to it)`,
+        ]),
     `CloudWatch endpoint: ${ab.cloudwatch.puts} PutMetricData, ${ab.cloudwatch.datums} datums; load average ${ab.loadAverage.start.join(' ')} → ${ab.loadAverage.end.join(' ')}`,
     ...ab.notes.map((n) => `note: ${n}`),
   ];

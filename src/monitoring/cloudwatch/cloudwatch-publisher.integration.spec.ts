@@ -2,11 +2,9 @@ import { createServer } from 'node:net';
 import { Test } from '@nestjs/testing';
 import type { AddressInfo } from 'node:net';
 import { Gauge } from 'prom-client';
+import { useTestAwsCredentials } from '../../../test/support/aws-credentials.js';
 import type { FakeCloudWatch } from '../../../test/support/fake-cloudwatch.js';
-import {
-  startFakeCloudWatch,
-  useTestAwsCredentials,
-} from '../../../test/support/fake-cloudwatch.js';
+import { startFakeCloudWatch } from '../../../test/support/fake-cloudwatch.js';
 import { CacheMetrics } from '../../cache/cache.metrics.js';
 import { type AppConfig, type CloudWatchConfig, loadConfig } from '../../config/app-config.js';
 import { ConfigModule } from '../../config/config.module.js';
