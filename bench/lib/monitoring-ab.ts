@@ -8,15 +8,17 @@
  * every round's req/s, the median of each side, the difference in % and PASS/FAIL
  * against the target (≤ 3 %).
  *
- * The CloudWatch publisher talks to the tests' local endpoint (test/support/fake-cloudwatch.ts),
- * which answers PutMetricData the way CloudWatch does (awsJson1_0, `X-Amz-Target:
+ * The CloudWatch publisher talks to the tests' local endpoint (test/support/fake-cloudwatch.ts)
+ * run in a child process (cloudwatch-endpoint.ts), which answers PutMetricData the way CloudWatch does (awsJson1_0, `X-Amz-Target:
  * GraniteServiceVersion20100801.PutMetricData`, gzip above 10 KB).
  */
+import { fork } from 'node:child_process';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { log } from './progress.js';
 import type { LatencySummary } from './stats.js';
-import { startFakeCloudWatch } from '../../test/support/fake-cloudwatch.js';
+import type { EndpointCounts } from './cloudwatch-endpoint.js';
 import { round } from './stats.js';
 
 export const MONITORING_AB_TARGET_PCT = 3;
@@ -99,35 +101,53 @@ export function parseAbOnly(v: string): AbComponent | null {
 
 export interface LocalCloudWatch {
   url: string;
-  /** PutMetricData calls answered 200 and the datums they carried */
-  puts: number;
-  datums: number;
-  wireBytes: number;
-  /** any other operation */
-  others: number;
+  /** What the endpoint received so far. */
+  counts(): Promise<EndpointCounts>;
   close(): Promise<void>;
 }
 
-/** The tests' CloudWatch stand-in (test/support/fake-cloudwatch.ts), counted for the report. */
+/**
+ * Forks bench/lib/cloudwatch-endpoint.ts (the tests' CloudWatch stand-in in a process of
+ * its own, away from the load generator's event loop) and waits for its address.
+ */
 export async function startLocalCloudWatch(): Promise<LocalCloudWatch> {
-  const fake = await startFakeCloudWatch();
-  const accepted = () =>
-    fake.calls.filter((c) => c.operation === 'PutMetricData' && c.status === 200);
+  const script = fileURLToPath(new URL('./cloudwatch-endpoint.js', import.meta.url));
+  const child = fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const next = <T>(key: string): Promise<T> =>
+    new Promise((resolve, reject) => {
+      const onMessage = (m: Record<string, unknown>) => {
+        if (key in m) {
+          cleanup();
+          resolve(m[key] as T);
+        }
+      };
+      const onExit = (code: number | null) => {
+        cleanup();
+        reject(new Error(`the local CloudWatch endpoint exited (${String(code)})`));
+      };
+      const cleanup = () => {
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+      };
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
+  const url = await next<string>('url');
   return {
-    url: fake.url,
-    get puts() {
-      return accepted().length;
+    url,
+    counts: () => {
+      const answer = next<EndpointCounts>('counts');
+      child.send('counts');
+      return answer;
     },
-    get datums() {
-      return accepted().reduce((n, c) => n + (c.body.MetricData as unknown[]).length, 0);
+    close: async () => {
+      if (child.exitCode !== null) {
+        return;
+      }
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.send('close');
+      await exited;
     },
-    get wireBytes() {
-      return accepted().reduce((n, c) => n + c.wireBytes, 0);
-    },
-    get others() {
-      return fake.calls.filter((c) => c.operation !== 'PutMetricData').length;
-    },
-    close: () => fake.close(),
   };
 }
 
@@ -275,6 +295,7 @@ export async function runMonitoringAb(opts: {
   const order = abOrder(opts.rounds);
   const loadStart = os.loadavg().map((x) => round(x, 2));
   const rounds: AbRound[] = [];
+  let cwTotal: EndpointCounts;
   try {
     for (const [i, side] of order.entries()) {
       const label = `monitoring-ab round ${i + 1}/${order.length} (${side})`;
@@ -284,11 +305,11 @@ export async function runMonitoringAb(opts: {
         if (opts.warmupS > 0) {
           await svc.warmup(`${label} warm-up`);
         }
-        const puts0 = cw.puts;
-        const datums0 = cw.datums;
+        const cw0 = await cw.counts();
         const cpu0 = await svc.cpuSeconds();
         const loop = await svc.measure(`${label} measured`);
         const cpu1 = await svc.cpuSeconds();
+        const cw1 = await cw.counts();
         const cpuS = cpu1 - cpu0;
         const evidence = await svc.evidence();
         let idleCpuMsPerS: number | null = null;
@@ -312,8 +333,8 @@ export async function runMonitoringAb(opts: {
           latencyMs: loop.latencyMs,
           cpuUsPerRequest: round((cpuS * 1e6) / Math.max(1, loop.completed), 1),
           idleCpuMsPerS,
-          cloudwatchPuts: cw.puts - puts0,
-          cloudwatchDatums: cw.datums - datums0,
+          cloudwatchPuts: cw1.puts - cw0.puts,
+          cloudwatchDatums: cw1.datums - cw0.datums,
           evidence,
           loadAverage1m: round(os.loadavg()[0], 2),
         };
@@ -328,6 +349,7 @@ export async function runMonitoringAb(opts: {
         await svc.stop();
       }
     }
+    cwTotal = await cw.counts();
   } finally {
     await cw.close();
   }
@@ -376,10 +398,10 @@ export async function runMonitoringAb(opts: {
     targetPct: MONITORING_AB_TARGET_PCT,
     verdict: Math.abs(differencePct) <= MONITORING_AB_TARGET_PCT ? 'PASS' : 'FAIL',
     cloudwatch: {
-      puts: cw.puts,
-      datums: cw.datums,
-      wireBytes: cw.wireBytes,
-      otherCalls: cw.others,
+      puts: cwTotal.puts,
+      datums: cwTotal.datums,
+      wireBytes: cwTotal.wireBytes,
+      otherCalls: cwTotal.others,
     },
     loadAverage: { start: loadStart, end: os.loadavg().map((x) => round(x, 2)) },
     notes,

@@ -10,7 +10,6 @@ import { type AppConfig, type CloudWatchConfig, loadConfig } from '../../config/
 import { ConfigModule } from '../../config/config.module.js';
 import { SearchMetrics } from '../../recipes/search.metrics.js';
 import { MetricsService } from '../metrics.service.js';
-import { createCloudWatchClient } from './cloudwatch-clients.js';
 import {
   CloudWatchMetric,
   CloudWatchPublisher,
@@ -51,7 +50,8 @@ function setUp(url: string, overrides: Partial<CloudWatchConfig> = {}) {
   const metrics = new MetricsService();
   const config = cwConfig(url, overrides);
   const publisher = new CloudWatchPublisher(metrics, { cloudwatch: config } as AppConfig);
-  publisher.start(createCloudWatchClient(config));
+  // the production path: the SDK in the publisher's worker thread
+  publisher.start();
   return { metrics, publisher };
 }
 

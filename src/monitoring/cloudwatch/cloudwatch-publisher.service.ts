@@ -6,17 +6,13 @@ import {
   OnApplicationBootstrap,
   OnApplicationShutdown,
 } from '@nestjs/common';
-import {
-  CloudWatchClient,
-  PutMetricDataCommand,
-  type MetricDatum,
-} from '@aws-sdk/client-cloudwatch';
+import type { MetricDatum } from '@aws-sdk/client-cloudwatch';
 import { Counter, Gauge } from 'prom-client';
 import type { AppConfig, CloudWatchConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
 import { MetricsService } from '../metrics.service.js';
-import { createCloudWatchClient } from './cloudwatch-clients.js';
 import { RegistryConverter, type RegistryMetric, splitBatches } from './metric-datum.js';
+import { type MetricSender, WorkerMetricSender } from './metric-sender.js';
 
 export enum CloudWatchMetric {
   Dropped = 'dbu_cloudwatch_dropped_total',
@@ -60,7 +56,7 @@ export class CloudWatchPublisher implements OnApplicationBootstrap, OnApplicatio
   private readonly warnedTruncated = new Set<string>();
   /** Datums waiting to be sent, oldest first. */
   private backlog: MetricDatum[] = [];
-  private client: CloudWatchClient | null = null;
+  private client: MetricSender | null = null;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private abort = new AbortController();
@@ -134,7 +130,7 @@ export class CloudWatchPublisher implements OnApplicationBootstrap, OnApplicatio
   }
 
   /** Starts the timer; each tick collects, then flushes unless a flush is still running. */
-  start(client: CloudWatchClient = createCloudWatchClient(this.config)): void {
+  start(client: MetricSender = new WorkerMetricSender(this.config)): void {
     if (this.timer) {
       return;
     }
@@ -171,7 +167,7 @@ export class CloudWatchPublisher implements OnApplicationBootstrap, OnApplicatio
       this.drop(DropReason.Shutdown, this.backlog.length);
       this.backlog = [];
     }
-    this.client.destroy();
+    await this.client.destroy();
     this.client = null;
   }
 
@@ -238,10 +234,7 @@ export class CloudWatchPublisher implements OnApplicationBootstrap, OnApplicatio
       // Taken out first: a collect during the call may trim the backlog's head.
       this.backlog.splice(0, batch.length);
       try {
-        await client.send(
-          new PutMetricDataCommand({ Namespace: this.config.namespace, MetricData: batch }),
-          { abortSignal: this.abort.signal },
-        );
+        await client.send(this.config.namespace, batch, this.abort.signal);
         this.sent.inc(batch.length);
       } catch (err) {
         if (isRetryable(err)) {
