@@ -121,7 +121,14 @@ export class ServiceProcess {
   static start(repoDir: string, env: Record<string, string>, port: number): ServiceProcess {
     // e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof': profile the service under the bench's load
     const nodeArgs = (process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-    const child = spawn(process.execPath, [...nodeArgs, 'dist/src/main.js'], {
+    // e.g. '1': the service on CPU 1 alone (run the bench itself under `taskset -c 0`), so
+    // that where the scheduler puts it is not one more variable between rounds
+    const cpus = process.env.BENCH_SERVICE_CPUS ?? '';
+    const argv = [...nodeArgs, 'dist/src/main.js'];
+    const [cmd, args] = cpus
+      ? ['taskset', ['-c', cpus, process.execPath, ...argv]]
+      : [process.execPath, argv];
+    const child = spawn(cmd, args, {
       cwd: repoDir,
       env: {
         PATH: process.env.PATH ?? '/usr/bin:/bin',

@@ -3,6 +3,7 @@ import { Test } from '@nestjs/testing';
 import type { AddressInfo } from 'node:net';
 import { Gauge } from 'prom-client';
 import { useTestAwsCredentials } from '../../../test/support/aws-credentials.js';
+import { testCloudWatchConfig } from '../../../test/support/cloudwatch-config.js';
 import type { FakeCloudWatch } from '../../../test/support/fake-cloudwatch.js';
 import { startFakeCloudWatch } from '../../../test/support/fake-cloudwatch.js';
 import { CacheMetrics } from '../../cache/cache.metrics.js';
@@ -27,28 +28,9 @@ type Wire = Record<string, unknown> & {
   Timestamp: number;
 };
 
-function cwConfig(url: string, overrides: Partial<CloudWatchConfig> = {}): CloudWatchConfig {
-  return {
-    enabled: true,
-    namespace: 'DatabaseUnitTest',
-    region: 'us-east-1',
-    endpoint: url,
-    intervalMs: 3_600_000, // ticks are driven by the tests
-    maxBacklog: 20_000,
-    maxAttempts: 3,
-    environment: 'test',
-    logGroup: '/database-unit/test',
-    logRetentionDays: 30,
-    alarmTopicArn: undefined,
-    rdsInstances: [],
-    elastiCacheClusters: [],
-    ...overrides,
-  };
-}
-
 function setUp(url: string, overrides: Partial<CloudWatchConfig> = {}) {
   const metrics = new MetricsService();
-  const config = cwConfig(url, overrides);
+  const config = testCloudWatchConfig(url, overrides);
   const publisher = new CloudWatchPublisher(metrics, { cloudwatch: config } as AppConfig);
   // the production path: the SDK in the publisher's worker thread
   publisher.start();

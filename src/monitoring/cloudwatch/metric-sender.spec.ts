@@ -1,27 +1,9 @@
 import { threadId } from 'node:worker_threads';
-import type { CloudWatchConfig } from '../../config/app-config.js';
 import { useTestAwsCredentials } from '../../../test/support/aws-credentials.js';
+import { testCloudWatchConfig } from '../../../test/support/cloudwatch-config.js';
 import { type FakeCloudWatch, startFakeCloudWatch } from '../../../test/support/fake-cloudwatch.js';
 import { isRetryable } from './cloudwatch-publisher.service.js';
 import { WorkerMetricSender } from './metric-sender.js';
-
-function config(url: string): CloudWatchConfig {
-  return {
-    enabled: true,
-    namespace: 'DatabaseUnitTest',
-    region: 'us-east-1',
-    endpoint: url,
-    intervalMs: 60_000,
-    maxBacklog: 1_000,
-    maxAttempts: 1,
-    environment: 'test',
-    logGroup: '/database-unit/test',
-    logRetentionDays: 30,
-    alarmTopicArn: undefined,
-    rdsInstances: [],
-    elastiCacheClusters: [],
-  };
-}
 
 const datum = (value: number) => ({ MetricName: 'dbu_test', Value: value, Unit: 'Count' as const });
 
@@ -32,7 +14,7 @@ describe(WorkerMetricSender.name, () => {
 
   beforeEach(async () => {
     fake = await startFakeCloudWatch();
-    sender = new WorkerMetricSender(config(fake.url));
+    sender = new WorkerMetricSender(testCloudWatchConfig(fake.url, { maxAttempts: 1 }));
   });
 
   afterEach(async () => {
