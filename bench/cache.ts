@@ -221,7 +221,11 @@ function parseOptions(argv: string[]): Options {
       `--baseline-dir: ${opts.baselineDir}/dist/src/main.js is missing (build it there)`,
     );
   }
-  if (!opts.skipDurability && 2 * opts.wbUpdates + opts.wbProbe > opts.recipes) {
+  if (
+    !opts.monitoringAb &&
+    !opts.skipDurability &&
+    2 * opts.wbUpdates + opts.wbProbe > opts.recipes
+  ) {
     throw new Error('--recipes must be at least 2 x --wb-updates + --wb-probe (distinct recipes)');
   }
   return opts;
