@@ -1,8 +1,8 @@
 /**
  * The `--monitoring-ab` CloudWatch endpoint as a process of its own (forked by
- * monitoring-ab.ts). In the bench's own process, answering PutMetricData (gunzip, JSON
- * parse) took turns with the load generator's event loop and showed up as a cost of the
- * publisher: −12 % req/s with the endpoint inside the bench, within noise with it here.
+ * monitoring-ab.ts), so that answering PutMetricData (gunzip, JSON parse) never takes a
+ * turn on the load generator's event loop. (Measured: it was not what cost the "on" side
+ * its ~10 %; that was the SDK on the service's main thread, see metric-sender.ts.)
  *
  * IPC: sends `{ url }` once listening; answers `'counts'` with `{ counts }`; exits on
  * `'close'` (or when the parent goes away).

@@ -8,9 +8,11 @@
  * every round's req/s, the median of each side, the difference in % and PASS/FAIL
  * against the target (≤ 3 %).
  *
- * The CloudWatch publisher talks to the tests' local endpoint (test/support/fake-cloudwatch.ts)
- * run in a child process (cloudwatch-endpoint.ts), which answers PutMetricData the way CloudWatch does (awsJson1_0, `X-Amz-Target:
- * GraniteServiceVersion20100801.PutMetricData`, gzip above 10 KB).
+ * The CloudWatch publisher talks to the tests' local endpoint
+ * (test/support/fake-cloudwatch.ts) run in a child process (cloudwatch-endpoint.ts), which
+ * answers PutMetricData the way CloudWatch does (awsJson1_0, `X-Amz-Target:
+ * GraniteServiceVersion20100801.PutMetricData`, gzip above 10 KB). After each measured
+ * phase an idle phase measures the service's CPU with no load: the background work alone.
  */
 import { fork } from 'node:child_process';
 import os from 'node:os';
