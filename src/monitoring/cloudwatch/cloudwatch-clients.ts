@@ -3,14 +3,14 @@ import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import type { CloudWatchConfig } from '../../config/app-config.js';
 
 /** A CloudWatch call never holds a socket longer than this (the publisher runs off the request path). */
-export const CONNECTION_TIMEOUT_MS = 3_000;
-export const REQUEST_TIMEOUT_MS = 15_000;
+const CONNECTION_TIMEOUT_MS = 3_000;
+const REQUEST_TIMEOUT_MS = 15_000;
 
 /**
- * What both clients share. Credentials come from the SDK's default chain (env, profile,
+ * What both clients (and the publisher's worker thread, metric-sender.ts) share. Credentials come from the SDK's default chain (env, profile,
  * ECS task role, IMDS).
  */
-function clientOptions(config: CloudWatchConfig) {
+export function clientOptions(config: CloudWatchConfig) {
   return {
     region: config.region,
     endpoint: config.endpoint,

@@ -56,7 +56,7 @@ export class CloudWatchPublisher implements OnApplicationBootstrap, OnApplicatio
   private readonly warnedTruncated = new Set<string>();
   /** Datums waiting to be sent, oldest first. */
   private backlog: MetricDatum[] = [];
-  private client: MetricSender | null = null;
+  private sender: MetricSender | null = null;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private abort = new AbortController();
@@ -130,11 +130,11 @@ export class CloudWatchPublisher implements OnApplicationBootstrap, OnApplicatio
   }
 
   /** Starts the timer; each tick collects, then flushes unless a flush is still running. */
-  start(client: MetricSender = new WorkerMetricSender(this.config)): void {
+  start(sender: MetricSender = new WorkerMetricSender(this.config)): void {
     if (this.timer) {
       return;
     }
-    this.client = client;
+    this.sender = sender;
     this.abort = new AbortController();
     this.timer = setInterval(() => this.tick(), this.config.intervalMs);
     this.timer.unref();
@@ -150,7 +150,7 @@ export class CloudWatchPublisher implements OnApplicationBootstrap, OnApplicatio
 
   /** Stops the timer, makes one bounded last attempt, counts what is left as dropped. */
   async stop(): Promise<void> {
-    if (!this.timer || !this.client) {
+    if (!this.timer || !this.sender) {
       return;
     }
     clearInterval(this.timer);
@@ -167,8 +167,8 @@ export class CloudWatchPublisher implements OnApplicationBootstrap, OnApplicatio
       this.drop(DropReason.Shutdown, this.backlog.length);
       this.backlog = [];
     }
-    await this.client.destroy();
-    this.client = null;
+    await this.sender.destroy();
+    this.sender = null;
   }
 
   /** The timer's callback: returns at once; the work runs in the background. */
@@ -225,8 +225,8 @@ export class CloudWatchPublisher implements OnApplicationBootstrap, OnApplicatio
   }
 
   private async drain(): Promise<void> {
-    const client = this.client;
-    if (!client) {
+    const sender = this.sender;
+    if (!sender) {
       return;
     }
     while (this.backlog.length > 0 && !this.abort.signal.aborted) {
@@ -234,7 +234,7 @@ export class CloudWatchPublisher implements OnApplicationBootstrap, OnApplicatio
       // Taken out first: a collect during the call may trim the backlog's head.
       this.backlog.splice(0, batch.length);
       try {
-        await client.send(this.config.namespace, batch, this.abort.signal);
+        await sender.send(this.config.namespace, batch, this.abort.signal);
         this.sent.inc(batch.length);
       } catch (err) {
         if (isRetryable(err)) {

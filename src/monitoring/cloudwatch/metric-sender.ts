@@ -1,33 +1,13 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import {
-  type CloudWatchClient,
-  type MetricDatum,
-  PutMetricDataCommand,
-} from '@aws-sdk/client-cloudwatch';
+import type { MetricDatum } from '@aws-sdk/client-cloudwatch';
 import type { CloudWatchConfig } from '../../config/app-config.js';
-import { CONNECTION_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from './cloudwatch-clients.js';
+import { clientOptions } from './cloudwatch-clients.js';
 
 /** Sends one PutMetricData call; a failure is thrown shaped like the SDK's errors. */
 export interface MetricSender {
   send(namespace: string, datums: MetricDatum[], signal: AbortSignal): Promise<void>;
   destroy(): Promise<void>;
-}
-
-/** The SDK in the calling thread (tests, the provisioning CLI's checks). */
-export class SdkMetricSender implements MetricSender {
-  constructor(private readonly client: CloudWatchClient) {}
-
-  async send(namespace: string, datums: MetricDatum[], signal: AbortSignal): Promise<void> {
-    await this.client.send(new PutMetricDataCommand({ Namespace: namespace, MetricData: datums }), {
-      abortSignal: signal,
-    });
-  }
-
-  destroy(): Promise<void> {
-    this.client.destroy();
-    return Promise.resolve();
-  }
 }
 
 /** What crosses the thread boundary of a failed call: enough for isRetryable and the logs. */
@@ -138,16 +118,7 @@ export class WorkerMetricSender implements MetricSender {
       env: { ...process.env },
       workerData: {
         sdk: createRequire(import.meta.url).resolve('@aws-sdk/client-cloudwatch'),
-        options: {
-          region: this.config.region,
-          endpoint: this.config.endpoint,
-          maxAttempts: this.config.maxAttempts,
-          retryMode: 'standard',
-          requestHandler: {
-            connectionTimeout: CONNECTION_TIMEOUT_MS,
-            requestTimeout: REQUEST_TIMEOUT_MS,
-          },
-        },
+        options: clientOptions(this.config),
       },
     });
     // The publisher's timer keeps the process alive when it should, not this thread.

@@ -1,8 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { useTestAwsCredentials } from '../../../test/support/aws-credentials.js';
-import type { FakeCloudWatch } from '../../../test/support/fake-cloudwatch.js';
-import { startFakeCloudWatch } from '../../../test/support/fake-cloudwatch.js';
+import { type FakeCloudWatch, startFakeCloudWatch } from '../../../test/support/fake-cloudwatch.js';
 import type { CloudWatchConfig } from '../../config/app-config.js';
 import { createCloudWatchClient, createCloudWatchLogsClient } from './cloudwatch-clients.js';
 import {
