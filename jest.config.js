@@ -23,5 +23,11 @@ export default {
       globalTeardown: '<rootDir>/test/support/global-teardown.mjs',
       slowTestThreshold: 30,
     },
+    {
+      // run by scripts/test.sh after the whole suite (it reads the logs the suite wrote)
+      ...common,
+      displayName: 'final',
+      testMatch: ['<rootDir>/test/**/*.final-spec.ts'],
+    },
   ],
 };

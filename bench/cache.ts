@@ -266,7 +266,7 @@ async function startService(
   serviceDir = REPO_DIR,
   extraEnv: Record<string, string> = {},
 ): Promise<Running> {
-  const removed = await flushBenchKeys(env.vars.REDIS_URL);
+  const removed = await flushBenchKeys(env.vars);
   log(`redis: unlinked ${removed} keys of ${CACHE_BENCH_DB}`);
   const secret = randomBytes(24).toString('hex');
   const hash = createHash('sha256').update(secret, 'utf8').digest('hex');
@@ -690,7 +690,7 @@ async function durability(
   const handle = {
     http: r.http,
     auth: r.auth,
-    redisUrl: env.vars.REDIS_URL,
+    redis: env.vars,
     repoDir: REPO_DIR,
     env,
     output: () => r.service.output(),
@@ -1056,13 +1056,13 @@ async function main(): Promise<void> {
     [byRank[i], byRank[j]] = [byRank[j], byRank[i]];
   }
   const zipf = new Zipf(byRank.length, opts.zipfS);
-  const versions = await serverVersions(env, redisUrl);
+  const versions = await serverVersions(env, env.vars);
   const tag = `${Date.now().toString(36)}`;
 
   if (opts.monitoringAb) {
     // only the A/B of the HTTP phase; its own report file (the day's main report stays)
     const ab = await phase('monitoring A/B', () => monitoringAb(env, opts, byRank));
-    await flushBenchKeys(redisUrl);
+    await flushBenchKeys(env.vars);
     const abReport = {
       benchmark: 'cache',
       mode: 'monitoring-ab',
@@ -1086,7 +1086,7 @@ async function main(): Promise<void> {
   let inProcess: InProcessResult | null = null;
   if (!opts.skipInproc) {
     inProcess = await phase('in-process', async () => {
-      await flushBenchKeys(redisUrl);
+      await flushBenchKeys(env.vars);
       const n = opts.inprocIterations;
       return measureInProcess(
         serviceEnv(env, opts, true),
@@ -1112,7 +1112,7 @@ async function main(): Promise<void> {
   const dur = opts.skipDurability
     ? null
     : await phase('write-behind durability', () => durability(env, opts, byRank, tag));
-  await flushBenchKeys(redisUrl);
+  await flushBenchKeys(env.vars);
 
   const report: Report = {
     benchmark: 'cache',

@@ -53,17 +53,19 @@ PG_DEFAULT_MAJOR=15
 
 DB_NAME=recipes
 DB_USER=app
-DB_PASSWORD=app
 # owns the schema (migrations run as it); the service (DB_USER) only gets rights on it
 DB_MIGRATION_USER=app_owner
-DB_MIGRATION_PASSWORD=app_owner
 REPL_USER=replicator
-REPL_PASSWORD=replicator
 REPL_SLOT=stack_replica
 PGB_DB_RW=recipes
 PGB_DB_RO=recipes_ro
 PGB_ADMIN_USER=pgbouncer_admin
-PGB_ADMIN_PASSWORD=pgbouncer_admin
+# Redis ACL users: the service's (only the commands it needs) and the stack's own admin
+# (SHUTDOWN, and the tests' CONFIG/FLUSH); the default user is disabled.
+REDIS_USER=dbu
+REDIS_ADMIN_USER=dbu_admin
+# Passwords: generated per stack into $STACK_DIR/secrets (docker/stack/tls.sh, load_secrets).
+DB_PASSWORD= DB_MIGRATION_PASSWORD= REPL_PASSWORD= PGB_ADMIN_PASSWORD= REDIS_PASSWORD= REDIS_ADMIN_PASSWORD=
 
 RUN_DIR=$STACK_DIR/run
 LOG_DIR=$STACK_DIR/logs
@@ -107,10 +109,14 @@ fi
 # ----------------------------------------------------------------------------
 # One file per concern under docker/stack/
 # ----------------------------------------------------------------------------
-for part in common install postgres pgbouncer redis backup; do
+for part in common tls install postgres pgbouncer redis backup; do
   # shellcheck source=/dev/null
   source "$SCRIPT_DIR/stack/$part.sh"
 done
+# Every TCP connection the scripts open (psql, pg_isready, pg_basebackup, the replicas'
+# primary_conninfo written by pg_basebackup -R) verifies the nodes' certificate and name.
+# Unix-socket connections ignore these.
+export PGSSLMODE=verify-full PGSSLROOTCERT=$TLS_CA_CRT
 
 # ----------------------------------------------------------------------------
 # Node dispatch
@@ -208,7 +214,14 @@ export PGBOUNCER_DB_RW=$PGB_DB_RW
 export PGBOUNCER_DB_RO=$PGB_DB_RO
 export PGBOUNCER_ADMIN_USER=$PGB_ADMIN_USER
 export PGBOUNCER_ADMIN_PASSWORD=$PGB_ADMIN_PASSWORD
-export REDIS_URL=redis://$HOST:$REDIS_PORT
+export DB_SSL=verify-full
+export DB_SSL_CA=$TLS_CA_CRT
+export REDIS_URL=rediss://$HOST:$REDIS_PORT
+export REDIS_USERNAME=$REDIS_USER
+export REDIS_PASSWORD=$REDIS_PASSWORD
+export REDIS_TLS_CA=$TLS_CA_CRT
+export STACK_REDIS_ADMIN_USERNAME=$REDIS_ADMIN_USER
+export STACK_REDIS_ADMIN_PASSWORD=$REDIS_ADMIN_PASSWORD
 export MONITORING_DB_VCPUS=$(nproc)
 export STACK_DIR=$STACK_DIR
 export STACK_PG_BIN=$PG_BIN
@@ -238,15 +251,18 @@ print_summary() {
 [stack] ------------------------------------------------------------------------
 [stack] stack dir   : $STACK_DIR   (logs in $LOG_DIR)
 [stack] postgres    : $PG_BIN (PostgreSQL $PG_MAJOR, runs as OS user $SVC_USER)
-[stack] primary     : $HOST:$PRIMARY_PORT   psql "postgresql://$DB_USER:$DB_PASSWORD@$HOST:$PRIMARY_PORT/$DB_NAME"
+[stack] tls         : every TCP port speaks TLS only; CA $TLS_CA_CRT (server certificate $TLS_SERVER_CRT)
+[stack] secrets     : generated passwords in $SECRETS_DIR (0600; 'docker/stack.sh env' hands them out)
+[stack] primary     : $HOST:$PRIMARY_PORT   PGPASSWORD=\$(cat $SECRETS_DIR/db-app) psql "host=$HOST port=$PRIMARY_PORT dbname=$DB_NAME user=$DB_USER sslmode=verify-full sslrootcert=$TLS_CA_CRT"
 [stack] replica     : $HOST:$REPLICA_PORT   hot standby, streaming from the primary (slot $REPL_SLOT)
 [stack] superuser   : psql -h $RUN_DIR -p $PRIMARY_PORT -U postgres   (unix socket, trust)
 [stack] pgbouncer   : $HOST:$PGB_PORT   db $PGB_DB_RW -> primary, $PGB_DB_RO -> replica, * -> primary (transaction pooling)
-[stack] pgb console : PGPASSWORD=$PGB_ADMIN_PASSWORD psql -h $HOST -p $PGB_PORT -U $PGB_ADMIN_USER pgbouncer
-[stack] redis       : redis://$HOST:$REDIS_PORT
+[stack] pgb console : PGPASSWORD=\$(cat $SECRETS_DIR/pgbouncer-admin) psql "host=$HOST port=$PGB_PORT user=$PGB_ADMIN_USER dbname=pgbouncer sslmode=verify-full sslrootcert=$TLS_CA_CRT"
+[stack] redis       : rediss://$HOST:$REDIS_PORT  REDISCLI_AUTH=\$(cat $SECRETS_DIR/redis-service) redis-cli --tls --cacert $TLS_CA_CRT -p $REDIS_PORT --user $REDIS_USER
 [stack] service env : eval "\$(bash docker/stack.sh env)"
 EOF
-  env_lines | sed 's/^/[stack]   /'
+  # the settings without their secrets (those stay in the files above)
+  env_lines | sed -E "s|^(export [A-Z_]*PASSWORD)=.*|\\1=(in $SECRETS_DIR)|" | sed 's/^/[stack]   /'
 }
 
 cmd_up() {
@@ -359,6 +375,10 @@ main() {
   local cmd=${1:-}
   [[ -n $cmd ]] || usage
   check_settings
+  # `down` and the like on a folder that holds no stack must not create one
+  if [[ -d $STACK_DIR || $cmd == up || $cmd == env || $cmd == start || $cmd == restart ]]; then
+    load_secrets
+  fi
   case $cmd in
     up) [[ $# -eq 1 ]] || usage; cmd_up ;;
     down) [[ $# -eq 1 ]] || usage; cmd_down ;;

@@ -22,14 +22,15 @@ bash docker/stack.sh up
 npm run --silent build
 
 export TZ=UTC
-mkdir -p .stack
+mkdir -p .stack/logs
 JEST=(node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --runInBand --json)
 results=(.stack/jest-results.json)
-rm -f .stack/jest-results.json .stack/jest-results-pgbouncer.json
-# The e2e files stop and kill shared nodes of the stack, so they run one at a time.
+rm -f .stack/jest-results.json .stack/jest-results-pgbouncer.json .stack/jest-results-final.json
+# The suite's output is also kept in .stack/logs/ (the final check reads it for secrets).
 status=0
-"${JEST[@]}" --outputFile=.stack/jest-results.json "$@" || status=$?
 if [[ $# -eq 0 ]]; then
+  # The e2e files stop and kill shared nodes of the stack, so they run one at a time.
+  "${JEST[@]}" --selectProjects unit e2e --outputFile=.stack/jest-results.json 2>&1 | tee .stack/logs/test-run.log || status=$?
   # The whole suite also runs every feature's e2e file once more with all queries going
   # through PgBouncer in transaction pooling (no session state may leak between them).
   echo "[test] feature e2e files again, through PgBouncer (TEST_VIA_PGBOUNCER=1)"
@@ -37,9 +38,16 @@ if [[ $# -eq 0 ]]; then
   TEST_VIA_PGBOUNCER=1 "${JEST[@]}" --selectProjects e2e --outputFile=.stack/jest-results-pgbouncer.json \
     test/users.e2e-spec.ts test/consent.e2e-spec.ts test/audit.e2e-spec.ts test/recipes.e2e-spec.ts \
     test/gdpr.e2e-spec.ts test/idempotency.e2e-spec.ts test/compliance.e2e-spec.ts \
-    test/search.e2e-spec.ts test/cache.e2e-spec.ts test/alerting.e2e-spec.ts || status=$?
+    test/search.e2e-spec.ts test/cache.e2e-spec.ts test/alerting.e2e-spec.ts 2>&1 \
+    | tee .stack/logs/test-run-pgbouncer.log || status=$?
+  # Last: no generated password and no API key in any log the suite wrote.
+  echo "[test] secrets in logs"
+  results+=(.stack/jest-results-final.json)
+  "${JEST[@]}" --selectProjects final --outputFile=.stack/jest-results-final.json || status=$?
+else
+  "${JEST[@]}" --outputFile=.stack/jest-results.json "$@" || status=$?
 fi
-# Both runs in one closing line; the exit code fails when either run failed.
+# Every run in one closing line; the exit code fails when any run failed.
 echo
 node scripts/test-summary.mjs "${results[@]}" || status=1
 exit $status

@@ -21,6 +21,14 @@ async function bootstrap(): Promise<void> {
     throw err;
   }
   const logger = new PinoLoggerService(createPino(config.logLevel));
+  for (const reason of config.insecureTransport.reasons) {
+    // every boot says it, so that an insecure setting is never forgotten
+    logger.warn(
+      { setting: reason.split(':')[0], allowInsecureTransport: config.insecureTransport.allowed },
+      `insecure transport: ${reason}`,
+      'Main',
+    );
+  }
   const app = await NestFactory.create<NestFastifyApplication>(
     AppModule.forRoot(config),
     new FastifyAdapter(FASTIFY_OPTIONS),

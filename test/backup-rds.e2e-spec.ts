@@ -19,6 +19,7 @@ import {
   StackDb,
   stackDb,
   pitrRowCounts,
+  testSsl,
 } from './support/databases.js';
 import { RdsCall, RdsServer, startRdsServer } from './support/rds-server.js';
 import { stackEnv } from './support/stack.js';
@@ -477,6 +478,7 @@ describe('backups on RDS (rds provider against a local RDS Query endpoint)', () 
       user: env.DB_USER,
       password: env.DB_PASSWORD,
       database,
+      ssl: testSsl(env),
     });
     await client.connect();
     try {

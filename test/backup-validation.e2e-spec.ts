@@ -30,6 +30,7 @@ import {
   pitrRowCounts,
   stackDb,
   superQuery,
+  testSsl,
 } from './support/databases.js';
 import { REPO_ROOT, stackCommand, stackEnv } from './support/stack.js';
 import { seededVector } from './support/vectors.js';
@@ -396,6 +397,7 @@ describe('backup validation and point-in-time restores (real pgBackRest, real Po
       user: env.DB_USER,
       password: env.DB_PASSWORD,
       database,
+      ssl: testSsl(env),
     });
     await client.connect();
     try {
@@ -664,6 +666,7 @@ describe('a validation interrupted by the death of the service', () => {
       user: db.user,
       password: db.password,
       database: `${database}_keystore`,
+      ssl: db.ssl,
     });
     await gate.connect();
     await gate.query('BEGIN');

@@ -1,7 +1,6 @@
 import type { RedisClientType } from '@keyv/redis';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
@@ -17,22 +16,11 @@ import {
   stackDb,
   superQuery,
 } from './support/databases.js';
+import { freePort } from './support/ports.js';
 import { keysMatching, redisClient } from './support/redis.js';
 import { REPO_ROOT, stack, stackEnv } from './support/stack.js';
 import { axis, recipeBody } from './support/vectors.js';
 import { until as untilFor } from './support/wait.js';
-
-/** A port the OS says is free now (no fixed ports: other checkouts run these tests too). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 const until = <T>(probe: () => Promise<T>, accept: (v: T) => boolean, ms = 10_000): Promise<T> =>
   untilFor(probe, accept, ms);

@@ -1,7 +1,7 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
@@ -81,12 +81,22 @@ describe('DR drill: npm run dr:restore after the loss of both nodes (isolated re
     settings = await iso.settings();
     shared = await stackEnv();
     const sharedPrimary = shared.DB_NODES.split(',')[0];
+    // Each stack has a CA of its own: one bundle trusts both (as RDS's bundle holds every
+    // region's CA).
+    const bundle = join(iso.dir, 'ca-bundle.pem');
+    await writeFile(
+      bundle,
+      (await readFile(settings.DB_SSL_CA, 'utf8')) + (await readFile(shared.DB_SSL_CA, 'utf8')),
+    );
     serviceEnv = {
       ...settings,
+      DB_SSL_CA: bundle,
       // the keystore (wrapped keys, erasure tombstones) is on the shared stack: outside the
-      // cluster that is destroyed and restored
+      // cluster that is destroyed and restored (its passwords are the shared stack's)
       KEYSTORE_DB_NODE: sharedPrimary,
       KEYSTORE_DB_NAME: keystoreDb,
+      KEYSTORE_DB_USER: shared.DB_USER,
+      KEYSTORE_DB_PASSWORD: shared.DB_PASSWORD,
     };
   }, 300_000);
 

@@ -56,6 +56,7 @@ describe('performance insights (/v1/ops/insights; real stack)', () => {
       user: db.user,
       password: db.password,
       database: name,
+      ssl: db.ssl,
       application_name: applicationName,
     });
     c.on('error', () => undefined);

@@ -94,7 +94,7 @@ describe('monitoring metrics (sampler of PostgreSQL, Redis, PgBouncer; real stac
   const sampler = (target = app): MonitoringSamplerService => target.get(MonitoringSamplerService);
 
   function client(port: number, user = db.user, password = db.password): pg.Client {
-    const c = new pg.Client({ host: db.host, port, user, password, database });
+    const c = new pg.Client({ host: db.host, port, user, password, database, ssl: db.ssl });
     c.on('error', () => undefined);
     return c;
   }

@@ -3,7 +3,13 @@ import pg from 'pg';
 import request from 'supertest';
 import { ReadRouterService } from '../src/database/read-router.service.js';
 import { bearer, bootApp, KEYS, testConfig } from './support/app.js';
-import { createTestDatabase, dropTestDatabase, StackDb, stackDb } from './support/databases.js';
+import {
+  createTestDatabase,
+  dropTestDatabase,
+  StackDb,
+  stackDb,
+  testSsl,
+} from './support/databases.js';
 import { stackEnv } from './support/stack.js';
 import { until } from './support/wait.js';
 
@@ -32,6 +38,7 @@ describe('adaptive pools and PgBouncer pool control (real stack)', () => {
       user: env.PGBOUNCER_ADMIN_USER,
       password: env.PGBOUNCER_ADMIN_PASSWORD,
       database: 'pgbouncer',
+      ssl: testSsl(env),
     });
     await c.connect();
     try {
@@ -135,6 +142,7 @@ describe('adaptive pools and PgBouncer pool control (real stack)', () => {
           user: env.DB_USER,
           password: env.DB_PASSWORD,
           database: env.PGBOUNCER_DB_RW,
+          ssl: testSsl(env),
         });
         await c.connect();
         return c;

@@ -113,6 +113,7 @@ describe('slow query log (DB_SLOW_QUERY_MS)', () => {
       user: db.user,
       password: db.password,
       database,
+      ssl: db.ssl,
     });
     await client.connect();
     try {

@@ -112,6 +112,7 @@ describe('docker/stack.sh', () => {
       user: db.user,
       password: db.password,
       database: 'postgres',
+      ssl: db.ssl,
     });
     await client.connect();
     try {

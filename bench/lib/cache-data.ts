@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { createClient, type RedisClientType } from '@keyv/redis';
 import type pg from 'pg';
+import { stackRedisOptions } from '../../test/support/redis.js';
 import { RecipeFactory } from './dataset.js';
 import { log, Progress } from './progress.js';
 import { benchDatabase } from './paths.js';
@@ -121,14 +122,17 @@ export async function waitForReplica(env: StackEnv, timeoutS = 300): Promise<num
   });
 }
 
+/** The stack's `docker/stack.sh env` variables (REDIS_URL, its admin ACL user, its CA). */
+export type RedisEnv = Record<string, string>;
+
+/** A client as the stack's Redis admin user (the bench flushes its keys, reads INFO). */
 export async function withRedis<T>(
-  url: string,
+  redis: RedisEnv,
   fn: (r: RedisClientType) => Promise<T>,
 ): Promise<T> {
-  const r = createClient({
-    url,
-    socket: { connectTimeout: 5_000, reconnectStrategy: false },
-  }) as RedisClientType;
+  const r = createClient(
+    stackRedisOptions(redis, { connectTimeout: 5_000, reconnectStrategy: false }),
+  ) as RedisClientType;
   r.on('error', (err: Error) => log(`bench redis client: ${err.message}`));
   await r.connect();
   try {
@@ -139,8 +143,8 @@ export async function withRedis<T>(
 }
 
 /** SCAN + UNLINK of the bench database's keys only (never KEYS, never FLUSHDB). */
-export async function flushBenchKeys(url: string): Promise<number> {
-  return withRedis(url, async (r) => {
+export async function flushBenchKeys(redis: RedisEnv): Promise<number> {
+  return withRedis(redis, async (r) => {
     let removed = 0;
     for await (const keys of r.scanIterator({ MATCH: CACHE_KEY_PATTERN, COUNT: 1000 })) {
       if (keys.length > 0) {
@@ -157,13 +161,13 @@ export interface Versions {
   redisPersistence: Record<string, string>;
 }
 
-export async function serverVersions(env: StackEnv, redisUrl: string): Promise<Versions> {
+export async function serverVersions(env: StackEnv, redis: RedisEnv): Promise<Versions> {
   const postgres = await withClient(
     cacheDbConfig(env, env.primary),
     async (c) =>
       (await c.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0].v,
   );
-  const info = await withRedis(redisUrl, async (r) => ({
+  const info = await withRedis(redis, async (r) => ({
     server: await r.info('server'),
     config: {
       appendonly: (await r.configGet('appendonly')).appendonly ?? '?',

@@ -6,6 +6,7 @@ import {
   cacheDbConfig,
   otherBenchmarkRunning,
   stack,
+  RedisEnv,
   withRedis,
 } from './cache-data.js';
 import {
@@ -30,7 +31,7 @@ const INVALIDATION_CHANNEL = 'dbu:cache:invalidate';
 export interface ServiceHandle {
   http: HttpClient;
   auth: Record<string, string>;
-  redisUrl: string;
+  redis: RedisEnv;
   repoDir: string;
   env: StackEnv;
   /** the last lines the service logged */
@@ -173,9 +174,9 @@ async function persistedIndexes(env: StackEnv, prefix: string): Promise<Set<numb
   });
 }
 
-async function streamLength(redisUrl: string): Promise<number | null> {
+async function streamLength(redis: RedisEnv): Promise<number | null> {
   try {
-    return await withRedis(redisUrl, (r) => r.xLen(STREAM_KEY));
+    return await withRedis(redis, (r) => r.xLen(STREAM_KEY));
   } catch (err) {
     log(`XLEN ${STREAM_KEY} failed: ${err instanceof Error ? err.message : String(err)}`);
     return null;
@@ -212,7 +213,7 @@ export async function controlRun(
   const m0 = await scrape(h);
   log(`write-behind control: ${ids.length} PATCHes at ${rateHz}/s`);
   const sent = await sendAtRate(ids.length, rateHz, (i) => patch(h, ids[i], `${prefix}${i}`));
-  const xlen = await streamLength(h.redisUrl);
+  const xlen = await streamLength(h.redis);
   const acked = acknowledged(sent);
   const lastAck = Math.max(...acked.map((i) => sent.ackAt[i] ?? 0));
   let persisted = new Set<number>();
@@ -292,9 +293,9 @@ export async function killRun(
   log(`write-behind kill run: ${ids.length} PATCHes at ${rateHz}/s, then SIGKILL redis`);
   const sent = await sendAtRate(ids.length, rateHz, (i) => patch(h, ids[i], `${prefix}${i}`));
   const m1 = await scrape(h);
-  const xlen = await streamLength(h.redisUrl);
-  const subscribers = await channelSubscribers(h.redisUrl);
-  const snapshot = await lastSnapshot(h.redisUrl);
+  const xlen = await streamLength(h.redis);
+  const subscribers = await channelSubscribers(h.redis);
+  const snapshot = await lastSnapshot(h.redis);
   const killAt = Date.now();
   let restartedAt: number;
   let persisted: Set<number>;
@@ -354,7 +355,7 @@ async function checkAfterRestart(
     snapshot: RestartCheck['snapshot'];
   },
 ): Promise<RestartCheck> {
-  const restored = await withRedis(h.redisUrl, async (r) => {
+  const restored = await withRedis(h.redis, async (r) => {
     let keys = 0;
     for await (const batch of r.scanIterator({ MATCH: `dbu:${CACHE_BENCH_DB}:*`, COUNT: 1000 })) {
       keys += batch.length;
@@ -419,8 +420,8 @@ async function checkAfterRestart(
   };
 }
 
-async function channelSubscribers(redisUrl: string): Promise<number> {
-  return withRedis(redisUrl, async (r) => {
+async function channelSubscribers(redis: RedisEnv): Promise<number> {
+  return withRedis(redis, async (r) => {
     const counts = await r.pubSubNumSub(INVALIDATION_CHANNEL);
     return Number(counts[INVALIDATION_CHANNEL] ?? 0);
   });
@@ -445,7 +446,7 @@ async function waitReconnected(
     const res = await h.http.request('GET', '/health/ready');
     const redisUp =
       res.status === 200 && (JSON.parse(res.body) as Readiness).details?.redis?.status === 'up';
-    if (redisUp && (await channelSubscribers(h.redisUrl)) >= subscribers) {
+    if (redisUp && (await channelSubscribers(h.redis)) >= subscribers) {
       return round((Date.now() - restartedAt) / 1000, 1);
     }
     await sleep(250);
@@ -456,9 +457,9 @@ async function waitReconnected(
 
 /** The RDB file a restart restores (the stack's Redis runs on this machine). */
 async function lastSnapshot(
-  redisUrl: string,
+  redis: RedisEnv,
 ): Promise<{ file: string; mtimeMs: number | null } | null> {
-  const file = await withRedis(redisUrl, async (r) => {
+  const file = await withRedis(redis, async (r) => {
     const dir = (await r.configGet('dir')).dir;
     const name = (await r.configGet('dbfilename')).dbfilename;
     return dir && name ? path.join(dir, name) : null;

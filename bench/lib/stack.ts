@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { testSsl } from '../../test/support/databases.js';
 import { benchDatabase } from './paths.js';
 
 const run = promisify(execFile);
@@ -18,6 +19,8 @@ export interface StackEnv {
   ownerUser: string;
   ownerPassword: string;
   stackDir: string;
+  /** TLS of the bench's own connections (the stack's DB_SSL / DB_SSL_CA). */
+  ssl: pg.ClientConfig['ssl'];
 }
 
 export interface NodeAddress {
@@ -47,7 +50,7 @@ export async function loadStackEnv(repoDir: string): Promise<StackEnv> {
   let primary: NodeAddress | undefined;
   let replica: NodeAddress | undefined;
   for (const node of nodes) {
-    const c = new pg.Client({ ...node, user, password, database: 'postgres' });
+    const c = new pg.Client({ ...node, user, password, database: 'postgres', ssl: testSsl(vars) });
     await c.connect();
     try {
       const { rows } = await c.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby');
@@ -74,6 +77,7 @@ export async function loadStackEnv(repoDir: string): Promise<StackEnv> {
     ownerUser: vars.DB_MIGRATION_USER,
     ownerPassword: vars.DB_MIGRATION_PASSWORD,
     stackDir: vars.STACK_DIR,
+    ssl: testSsl(vars),
   };
 }
 
@@ -88,6 +92,7 @@ export function clientConfig(
     user: env.user,
     password: env.password,
     database,
+    ssl: env.ssl,
     application_name: 'bench:search',
   };
 }

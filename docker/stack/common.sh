@@ -233,6 +233,7 @@ prepare_dirs() {
       fi
     done
   fi
+  tls_ensure || true
 }
 
 lock_stack() {

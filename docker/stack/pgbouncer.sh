@@ -64,6 +64,17 @@ server_check_query = select 1
 ;; login (default 15 s, added to every failover's time to first write).
 server_login_retry = 1
 ignore_startup_parameters = extra_float_digits,options,statement_timeout,application_name
+
+;; TLS (docker/stack/tls.sh): clients must use TLS; PostgreSQL's certificate and name are
+;; verified. Server certificate $(tls_fingerprint)
+client_tls_sslmode = require
+client_tls_cert_file = $TLS_SERVER_CRT
+client_tls_key_file = $TLS_SERVER_KEY
+client_tls_ca_file = $TLS_CA_CRT
+client_tls_protocols = tlsv1.2,tlsv1.3
+server_tls_sslmode = verify-full
+server_tls_ca_file = $TLS_CA_CRT
+server_tls_protocols = tlsv1.2,tlsv1.3
 EOF
 }
 

@@ -59,6 +59,14 @@ shared_buffers = '$PG_SHARED_BUFFERS'
 maintenance_work_mem = '256MB'
 password_encryption = 'scram-sha-256'
 
+# TLS (docker/stack/tls.sh): TCP connections are accepted over TLS only (pg_hba.conf has
+# hostssl lines and no host lines); server certificate $(tls_fingerprint)
+ssl = on
+ssl_cert_file = '$TLS_SERVER_CRT'
+ssl_key_file = '$TLS_SERVER_KEY'
+ssl_ca_file = '$TLS_CA_CRT'
+ssl_min_protocol_version = 'TLSv1.2'
+
 wal_level = replica
 max_wal_senders = 10
 max_replication_slots = 10
@@ -102,11 +110,13 @@ EOF
 pg_hba_content() {
   cat <<'EOF'
 # Managed by docker/stack.sh
-# TYPE  DATABASE     USER  ADDRESS       METHOD
-local   all          all                 trust
-local   replication  all                 trust
-host    all          all   127.0.0.1/32  scram-sha-256
-host    replication  all   127.0.0.1/32  scram-sha-256
+# TCP only over TLS: with no 'host' line, a connection without TLS finds no entry and is
+# refused ("no pg_hba.conf entry ... no encryption").
+# TYPE   DATABASE     USER  ADDRESS       METHOD
+local    all          all                 trust
+local    replication  all                 trust
+hostssl  all          all   127.0.0.1/32  scram-sha-256
+hostssl  replication  all   127.0.0.1/32  scram-sha-256
 EOF
 }
 
@@ -220,8 +230,9 @@ EOF
 
 pg_bootstrap() {
   local sysid
-  # the suffix is the bootstrap SQL's version: a changed script runs again (it is idempotent)
-  sysid="$(pg_sysid "$PRIMARY_DATA"):4"
+  # the suffix is the bootstrap SQL's version and a digest of the generated passwords: a
+  # changed script or a new password runs it again (it is idempotent)
+  sysid="$(pg_sysid "$PRIMARY_DATA"):4:$(sha256_hex "$DB_PASSWORD $DB_MIGRATION_PASSWORD $REPL_PASSWORD" | cut -c1-16)"
   if [[ -f $STATE_DIR/primary.bootstrapped && $(cat "$STATE_DIR/primary.bootstrapped") == "$sysid" ]]; then
     return 0
   fi
@@ -352,6 +363,8 @@ replica_valid() {
   [[ -f $REPLICA_DATA/standby.signal ]] || { echo "it is no longer a standby (standby.signal missing: promoted?)"; return 1; }
   grep -q "port=$PRIMARY_PORT" "$REPLICA_DATA/postgresql.auto.conf" 2>/dev/null \
     || { echo "its primary_conninfo does not point to port $PRIMARY_PORT"; return 1; }
+  grep -qE "sslmode=('')?verify-full" "$REPLICA_DATA/postgresql.auto.conf" 2>/dev/null \
+    || { echo "its primary_conninfo does not stream over verified TLS (a stack from before TLS)"; return 1; }
   if [[ -f $PRIMARY_DATA/global/pg_control ]]; then
     psys=$(pg_sysid "$PRIMARY_DATA")
     rsys=$(pg_sysid "$REPLICA_DATA")
@@ -383,6 +396,7 @@ replica_clone() {
     die "pg_basebackup failed"
   fi
   grep -q primary_conninfo "$REPLICA_DATA/postgresql.auto.conf" || die "pg_basebackup -R wrote no primary_conninfo"
+  grep -qE "sslmode=('')?verify-full" "$REPLICA_DATA/postgresql.auto.conf" || die "pg_basebackup -R wrote a primary_conninfo without sslmode=verify-full"
   rm -f "$REPLICA_DATA/postmaster.opts"
   pg_write_config replica || true
   echo "$(date -u +%FT%TZ) $(pg_sysid "$REPLICA_DATA")" >"$STATE_DIR/replica.cloned"
@@ -448,8 +462,8 @@ rejoin_follow() {
   local node=$1 src_port=$2 data
   data=$(pg_data "$node")
   as_svc sed -i -e '/^primary_conninfo/d' -e '/^primary_slot_name/d' "$data/postgresql.auto.conf"
-  printf "primary_conninfo = 'host=%s port=%s user=%s password=%s application_name=stack_%s'\nprimary_slot_name = '%s'\n" \
-    "$HOST" "$src_port" "$REPL_USER" "$REPL_PASSWORD" "$node" "$REPL_SLOT" | as_svc tee -a "$data/postgresql.auto.conf" >/dev/null
+  printf "primary_conninfo = 'host=%s port=%s user=%s password=%s application_name=stack_%s sslmode=verify-full sslrootcert=%s'\nprimary_slot_name = '%s'\n" \
+    "$HOST" "$src_port" "$REPL_USER" "$REPL_PASSWORD" "$node" "$TLS_CA_CRT" "$REPL_SLOT" | as_svc tee -a "$data/postgresql.auto.conf" >/dev/null
   as_svc touch "$data/standby.signal"
   rm -f "$data/postmaster.opts"
   pg_write_config "$node" || true

@@ -17,14 +17,36 @@ redis_pid() {
   return 1
 }
 
-redis_cli() { timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" "$@"; }
+# as the stack's admin user, over TLS (the password reaches redis-cli through its environment)
+redis_cli() {
+  REDISCLI_AUTH=$REDIS_ADMIN_PASSWORD timeout 5 redis-cli --tls --cacert "$TLS_CA_CRT" \
+    -h "$HOST" -p "$REDIS_PORT" --user "$REDIS_ADMIN_USER" --no-auth-warning "$@"
+}
 redis_ready() { [[ $(redis_cli ping 2>/dev/null) == PONG ]]; }
+
+# The service's ACL: every data, scripting, stream and pub/sub command on every key and
+# channel, INFO for the monitoring, nothing of @dangerous otherwise (no CONFIG, FLUSHALL,
+# KEYS, SHUTDOWN, DEBUG, MONITOR, ACL, REPLICAOF, ...).
+REDIS_SERVICE_ACL='~* &* +@all -@dangerous +info'
+
+sha256_hex() { printf '%s' "$1" | openssl dgst -sha256 -r | cut -d' ' -f1; }
 
 redis_conf_content() {
   cat <<EOF
 # Managed by docker/stack.sh: rewritten on every 'up'/'start'.
 bind $HOST
-port $REDIS_PORT
+# TLS only (docker/stack/tls.sh): no plain TCP port. Server certificate $(tls_fingerprint)
+port 0
+tls-port $REDIS_PORT
+tls-cert-file $TLS_SERVER_CRT
+tls-key-file $TLS_SERVER_KEY
+tls-ca-cert-file $TLS_CA_CRT
+tls-auth-clients no
+tls-protocols "TLSv1.2 TLSv1.3"
+# ACL users (passwords as SHA-256 digests; the default user is off)
+user default off resetchannels -@all
+user $REDIS_USER on #$(sha256_hex "$REDIS_PASSWORD") resetchannels $REDIS_SERVICE_ACL
+user $REDIS_ADMIN_USER on #$(sha256_hex "$REDIS_ADMIN_PASSWORD") ~* &* +@all
 protected-mode yes
 daemonize yes
 supervised no
@@ -42,7 +64,7 @@ EOF
 
 redis_start() {
   local pid
-  if redis_conf_content | install_file "$REDIS_CONF" 644; then
+  if redis_conf_content | install_file "$REDIS_CONF" 600; then
     log "redis: configuration written"
     CHANGED=1
     if redis_pid >/dev/null; then

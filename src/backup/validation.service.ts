@@ -17,6 +17,7 @@ import { RequestContextStore } from '../common/request-context.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { JobLeadershipService } from '../database/job-leadership.service.js';
+import { libpqSslEnv } from '../database/pg-direct.js';
 import { ReadRouterService } from '../database/read-router.service.js';
 import { ErasureService } from '../gdpr/erasure.service.js';
 import { BackupValidationMetrics } from './backup-validation.metrics.js';
@@ -479,10 +480,7 @@ export class ValidationService implements OnApplicationBootstrap, OnModuleDestro
       env.PGPASSWORD = String(cfg.password);
     }
     if (cfg.ssl) {
-      env.PGSSLMODE =
-        typeof cfg.ssl === 'object' && cfg.ssl.rejectUnauthorized === false
-          ? 'require'
-          : 'verify-full';
+      Object.assign(env, libpqSslEnv(cfg.ssl));
     }
     try {
       const { stdout, stderr } = await run(file, args, {

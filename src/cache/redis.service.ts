@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nest
 import { createClient, RedisClientType } from '@keyv/redis';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
+import { redisClientOptions } from './redis-options.js';
 
 /**
  * The process's Redis connection. Boot never waits for Redis: the service runs
@@ -16,14 +17,12 @@ export class RedisService implements OnModuleInit, OnModuleDestroy {
   private shuttingDown = false;
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
-    this.client = createClient({
-      url: config.redis.url,
-      socket: {
+    this.client = createClient(
+      redisClientOptions(config.redis, {
         connectTimeout: config.redis.connectTimeoutMs,
         reconnectStrategy: (retries: number) => Math.min(100 * 2 ** Math.min(retries, 6), 5_000),
-      },
-      disableOfflineQueue: true,
-    });
+      }),
+    ) as RedisClientType;
     this.client.on('error', (err: Error) => {
       if (this.lastError !== err.message && !this.shuttingDown) {
         this.logger.warn({ error: err.message }, 'redis error');

@@ -12,6 +12,9 @@ import { CircuitBreaker } from './circuit-breaker.js';
 import { RedisService } from './redis.service.js';
 
 const STATS_REFRESH_MS = 15_000;
+/** The restart check's retries while Redis loads its snapshot (LOADING): 2 minutes. */
+const RESTART_CHECK_ATTEMPTS = 480;
+const RESTART_CHECK_RETRY_MS = 250;
 
 /**
  * `dbu:<database>:v<CACHE_KEY_VERSION>:` — the database keeps deployments (and test
@@ -43,6 +46,7 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
   private readonly pendingFills = new Set<Promise<void>>();
   readonly circuit: CircuitBreaker;
   private timer?: NodeJS.Timeout;
+  private restartCheck?: NodeJS.Timeout;
   private policyChecked = false;
   private redisRunId: string | null = null;
 
@@ -77,6 +81,7 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     if (this.timer) {
       clearInterval(this.timer);
     }
+    clearTimeout(this.restartCheck);
     await Promise.allSettled([...this.pendingFills]);
   }
 
@@ -384,25 +389,41 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
    * predate writes made since, so this namespace's L2 entries are dropped (never the
    * write-behind queue). Several instances doing it at once is harmless.
    */
-  private async dropRestoredEntries(): Promise<void> {
+  private async dropRestoredEntries(attempt = 0): Promise<void> {
+    clearTimeout(this.restartCheck);
     try {
       const runId = /run_id:(\S+)/.exec(await this.redis.client.info('server'))?.[1] ?? null;
       const restarted = this.redisRunId !== null && runId !== null && runId !== this.redisRunId;
-      this.redisRunId = runId;
       if (!restarted) {
+        this.redisRunId = runId;
         return;
       }
       let removed = 0;
       for (const type of CACHE_TYPES) {
         removed += await this.unlinkL2(type);
       }
+      // only now: a drop that failed half-way (LOADING, a dropped connection) runs again
+      this.redisRunId = runId;
       this.dropAllLocal();
       this.logger.warn(
         { removed },
         'redis restarted (snapshot reloaded): dropped its possibly stale cache entries',
       );
     } catch (err) {
-      this.logger.warn({ error: (err as Error).message }, 'could not check for a redis restart');
+      // A restarted Redis answers LOADING until its snapshot is in memory: the check
+      // waits for it (it must run before the restored entries can be read).
+      if (attempt < RESTART_CHECK_ATTEMPTS && this.redis.client.isReady) {
+        this.restartCheck = setTimeout(
+          () => void this.dropRestoredEntries(attempt + 1),
+          RESTART_CHECK_RETRY_MS,
+        );
+        this.restartCheck.unref();
+        return;
+      }
+      this.logger.warn(
+        { error: (err as Error).message, attempts: attempt + 1 },
+        'could not check for a redis restart',
+      );
     }
   }
 

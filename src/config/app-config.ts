@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { plainToInstance } from 'class-transformer';
 import { validateSync, ValidationError } from 'class-validator';
-import { CacheStrategyName, EnvironmentVariables } from './env.schema.js';
+import { CacheStrategyName, DbSslMode, EnvironmentVariables } from './env.schema.js';
 import { ApiKeyConfig, parseApiKeys, parseNodeList } from './validators.js';
 import { AlertRule, AlertSeverity, resolveAlertRules } from './alerting.config.js';
 
@@ -17,7 +19,7 @@ export interface DatabaseConfig {
   /** Owner of the schema; migrations connect as it (never the service's queries). */
   migrationUser: string;
   migrationPassword: string | undefined;
-  ssl: 'disable' | 'require' | 'verify-full';
+  ssl: DbTlsConfig;
   connectTimeoutMs: number;
   bootTimeoutMs: number;
   pool: { default: number; min: number; max: number; reserve: number };
@@ -47,7 +49,26 @@ export interface DatabaseConfig {
   failover: { mode: 'auto' | 'manual' | 'off'; maxLagBytes: number; retryAfterSeconds: number };
 }
 
+/** DB_SSL and DB_SSL_CA: how every PostgreSQL and PgBouncer connection uses TLS. */
+export interface DbTlsConfig {
+  mode: DbSslMode;
+  /** DB_SSL_CA as given (for libpq programs), or null for the system's trust store. */
+  caFile: string | null;
+  /** Its PEM contents, read once at boot. */
+  ca: string | null;
+}
+
+export interface RedisConfig {
+  url: string;
+  connectTimeoutMs: number;
+  username: string | undefined;
+  password: string | undefined;
+  /** REDIS_TLS_CA's PEM contents (rediss:// only), or null for the system's trust store. */
+  tlsCa: string | null;
+}
+
 export interface PgBouncerConfig {
+  ssl: DbTlsConfig;
   host: string;
   port: number;
   dbRw: string;
@@ -68,7 +89,9 @@ export interface AppConfig {
   database: DatabaseConfig;
   /** null when PgBouncer is not part of this deployment. */
   pgbouncer: PgBouncerConfig | null;
-  redis: { url: string; connectTimeoutMs: number };
+  redis: RedisConfig;
+  /** ALLOW_INSECURE_TRANSPORT: production may run without TLS (a warning at every boot). */
+  insecureTransport: { allowed: boolean; reasons: string[] };
   security: {
     apiKeys: ApiKeyConfig[];
     rateLimit: { ttlMs: number; limit: number };
@@ -266,6 +289,65 @@ function describe(errors: ValidationError[]): string[] {
   });
 }
 
+/** A PEM file named by `name`, read now: a missing or unreadable file is a problem of boot. */
+function readPem(name: string, path: string | undefined, problems: string[]): string | null {
+  if (path === undefined) {
+    return null;
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    problems.push(`${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return null;
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+    problems.push(`${name}: ${path} holds no PEM certificate`);
+    return null;
+  }
+  return text;
+}
+
+/** What of the settings lets bytes cross a socket in clear or unverified (empty: nothing). */
+function insecureTransport(vars: EnvironmentVariables): string[] {
+  const reasons: string[] = [];
+  if (vars.DB_SSL === 'disable') {
+    reasons.push('DB_SSL: disable sends passwords and data to PostgreSQL in clear; use verify-full');
+  } else if (vars.DB_SSL === 'require' && !vars.DB_SSL_CA) {
+    reasons.push(
+      "DB_SSL: require without DB_SSL_CA accepts any server's certificate; use verify-full with DB_SSL_CA",
+    );
+  }
+  if (vars.REDIS_URL.startsWith('redis://')) {
+    reasons.push('REDIS_URL: a plain redis:// URL sends data and the AUTH token in clear; use rediss://');
+  }
+  return reasons;
+}
+
+/** The development key files: refused in production. */
+export const DEVELOPMENT_KMS_KEY_FILE = '.data/kms/local-keys.json';
+/** The id scripts/start-local.sh gives the development API key it generates. */
+export const DEVELOPMENT_API_KEY_ID = 'dev';
+
+function developmentSecrets(vars: EnvironmentVariables): string[] {
+  const problems: string[] = [];
+  if (
+    vars.KMS_PROVIDER === 'local' &&
+    !vars.KMS_LOCAL_KEYS &&
+    resolve(vars.KMS_LOCAL_KEY_FILE) === resolve(DEVELOPMENT_KMS_KEY_FILE)
+  ) {
+    problems.push(
+      `KMS_LOCAL_KEY_FILE: ${DEVELOPMENT_KMS_KEY_FILE} is the development key file; production uses KMS_PROVIDER=aws, KMS_LOCAL_KEYS or a key file of its own`,
+    );
+  }
+  if (parseApiKeys(vars.API_KEYS).some((k) => k.id === DEVELOPMENT_API_KEY_ID)) {
+    problems.push(
+      `API_KEYS: the key '${DEVELOPMENT_API_KEY_ID}' is the development key of scripts/start-local.sh; production issues keys of its own`,
+    );
+  }
+  return problems;
+}
+
 /** Reads, validates and shapes the environment. Only `src/config` reads `process.env`. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const known = Object.keys(new EnvironmentVariables());
@@ -273,6 +355,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const optional = [
     'DB_PASSWORD',
     'DB_MIGRATION_PASSWORD',
+    'DB_SSL_CA',
+    'REDIS_USERNAME',
+    'REDIS_PASSWORD',
+    'REDIS_TLS_CA',
     'PGBOUNCER_HOST',
     'PGBOUNCER_ADMIN_PASSWORD',
     'EMBEDDINGS_URL',
@@ -342,9 +428,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       problems.push('DB_ROUTE_VIA_PGBOUNCER: needs PGBOUNCER_HOST');
     }
   }
+  const dbCa = readPem('DB_SSL_CA', vars.DB_SSL_CA, problems);
+  const redisCa = readPem('REDIS_TLS_CA', vars.REDIS_TLS_CA, problems);
+  const insecure = problems.length === 0 ? insecureTransport(vars) : [];
+  if (vars.NODE_ENV === 'production' && problems.length === 0) {
+    if (!vars.ALLOW_INSECURE_TRANSPORT) {
+      problems.push(
+        ...insecure.map((r) => `${r} (or set ALLOW_INSECURE_TRANSPORT=true to accept that)`),
+      );
+    }
+    problems.push(...developmentSecrets(vars));
+  }
   if (problems.length > 0) {
     throw new ConfigValidationError(problems);
   }
+  const dbTls: DbTlsConfig = { mode: vars.DB_SSL, caFile: vars.DB_SSL_CA ?? null, ca: dbCa };
 
   return Object.freeze({
     env: vars.NODE_ENV,
@@ -359,11 +457,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       nodes: parseNodeList(vars.DB_NODES),
       name: vars.DB_NAME,
       user: vars.DB_USER,
-      password: vars.DB_PASSWORD ?? (vars.NODE_ENV === 'production' ? undefined : 'app'),
+      // the local stack generates its passwords: `docker/stack.sh env` hands them out
+      password: vars.DB_PASSWORD,
       migrationUser: vars.DB_MIGRATION_USER,
-      migrationPassword:
-        vars.DB_MIGRATION_PASSWORD ?? (vars.NODE_ENV === 'production' ? undefined : 'app_owner'),
-      ssl: vars.DB_SSL,
+      migrationPassword: vars.DB_MIGRATION_PASSWORD,
+      ssl: dbTls,
       connectTimeoutMs: vars.DB_CONNECT_TIMEOUT_MS,
       bootTimeoutMs: vars.DB_BOOT_TIMEOUT_MS,
       pool: {
@@ -402,6 +500,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     pgbouncer: vars.PGBOUNCER_HOST
       ? {
+          ssl: dbTls,
           host: vars.PGBOUNCER_HOST,
           port: vars.PGBOUNCER_PORT,
           dbRw: vars.PGBOUNCER_DB_RW,
@@ -410,7 +509,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
           adminPassword: vars.PGBOUNCER_ADMIN_PASSWORD,
         }
       : null,
-    redis: { url: vars.REDIS_URL, connectTimeoutMs: vars.REDIS_CONNECT_TIMEOUT_MS },
+    redis: {
+      url: vars.REDIS_URL,
+      connectTimeoutMs: vars.REDIS_CONNECT_TIMEOUT_MS,
+      username: vars.REDIS_USERNAME,
+      password: vars.REDIS_PASSWORD,
+      tlsCa: redisCa,
+    },
+    insecureTransport: { allowed: vars.ALLOW_INSECURE_TRANSPORT, reasons: insecure },
     security: {
       apiKeys: parseApiKeys(vars.API_KEYS),
       rateLimit: { ttlMs: vars.RATE_LIMIT_TTL_MS, limit: vars.RATE_LIMIT_LIMIT },

@@ -15,6 +15,9 @@ import {
 } from 'class-validator';
 import { IsApiKeyList, IsNodeList, IsRedisUrl } from './validators.js';
 
+export const DB_SSL_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+export type DbSslMode = (typeof DB_SSL_MODES)[number];
+
 export const CACHE_STRATEGIES = ['write_through', 'write_behind', 'cache_aside', 'none'] as const;
 export type CacheStrategyName = (typeof CACHE_STRATEGIES)[number];
 
@@ -131,8 +134,31 @@ export class EnvironmentVariables {
   @MinLength(1)
   DB_MIGRATION_PASSWORD?: string;
 
-  @IsIn(['disable', 'require', 'verify-full'])
-  DB_SSL: 'disable' | 'require' | 'verify-full' = 'disable';
+  /**
+   * TLS to PostgreSQL and PgBouncer, with libpq's meanings: disable (clear text), require
+   * (encrypted; with DB_SSL_CA the chain is checked, as libpq does with a root
+   * certificate), verify-ca (chain checked against DB_SSL_CA), verify-full (chain and
+   * host name). Applies to every connection the service and its CLIs open.
+   */
+  @IsIn(['disable', 'require', 'verify-ca', 'verify-full'])
+  DB_SSL: DbSslMode = 'verify-full';
+
+  /**
+   * PEM file of the CA(s) that sign the servers' certificates (RDS: the region's CA
+   * bundle). Without it, the system's trust store.
+   */
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  DB_SSL_CA?: string;
+
+  /**
+   * Production refuses clear-text transport (DB_SSL=disable, `require` without a CA, a
+   * plain redis:// URL) unless this is true; each boot then logs a warning.
+   */
+  @Transform(toBool)
+  @IsBoolean()
+  ALLOW_INSECURE_TRANSPORT = false;
 
   @Transform(toInt)
   @IsInt()
@@ -320,8 +346,27 @@ export class EnvironmentVariables {
   PGBOUNCER_ADMIN_PASSWORD?: string;
 
   // --- redis ------------------------------------------------------------------
+  /** redis:// (clear text) or rediss:// (TLS, the certificate and host name verified). */
   @IsRedisUrl()
-  REDIS_URL = 'redis://127.0.0.1:26379';
+  REDIS_URL = 'rediss://127.0.0.1:26379';
+
+  /** ACL user (ElastiCache RBAC user); credentials in REDIS_URL work too. */
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  REDIS_USERNAME?: string;
+
+  /** The ACL user's password or ElastiCache's AUTH token. */
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  REDIS_PASSWORD?: string;
+
+  /** PEM file of the CA that signs Redis's certificate (rediss:// only). */
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  REDIS_TLS_CA?: string;
 
   @Transform(toInt)
   @IsInt()

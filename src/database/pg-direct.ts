@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { DatabaseConfig, NodeAddress } from '../config/app-config.js';
+import type { DatabaseConfig, DbTlsConfig, NodeAddress } from '../config/app-config.js';
 
 /**
  * Short-lived direct connection to one node, for topology probes, health checks,
@@ -25,15 +25,58 @@ export function directClientConfig(
   };
 }
 
-export function sslOption(mode: DatabaseConfig['ssl']): pg.ClientConfig['ssl'] {
-  switch (mode) {
-    case 'disable':
-      return false;
-    case 'require':
-      return { rejectUnauthorized: false };
-    case 'verify-full':
-      return { rejectUnauthorized: true };
+/** The oldest TLS version any connection of the service accepts. */
+export const MIN_TLS_VERSION = 'TLSv1.2';
+
+/** The libpq settings an `ssl` option stands for (for psql, pg_amcheck and the like). */
+const LIBPQ_SETTINGS = new WeakMap<object, { sslmode: string; sslrootcert: string | null }>();
+
+/**
+ * node-postgres's `ssl` option for DB_SSL with libpq's meanings: `require` encrypts
+ * (and, like libpq with a root certificate, checks the chain when a CA is given),
+ * `verify-ca` checks the chain, `verify-full` the chain and the host name. Without a
+ * CA, Node's trust store is used.
+ */
+export function sslOption(tls: DbTlsConfig): pg.ClientConfig['ssl'] {
+  if (tls.mode === 'disable') {
+    return false;
   }
+  const ca = tls.ca ?? undefined;
+  const skipName = { checkServerIdentity: (): undefined => undefined };
+  let option: Exclude<pg.ClientConfig['ssl'], boolean | undefined>;
+  switch (tls.mode) {
+    case 'require':
+      option = ca
+        ? { ca, rejectUnauthorized: true, ...skipName, minVersion: MIN_TLS_VERSION }
+        : { rejectUnauthorized: false, minVersion: MIN_TLS_VERSION };
+      break;
+    case 'verify-ca':
+      option = { ca, rejectUnauthorized: true, ...skipName, minVersion: MIN_TLS_VERSION };
+      break;
+    case 'verify-full':
+      option = { ca, rejectUnauthorized: true, minVersion: MIN_TLS_VERSION };
+      break;
+  }
+  LIBPQ_SETTINGS.set(option, { sslmode: tls.mode, sslrootcert: tls.caFile });
+  return option;
+}
+
+/**
+ * PGSSLMODE / PGSSLROOTCERT for a libpq program connecting with the same TLS settings as
+ * `ssl` (an option made by sslOption; anything else counts as verify-full).
+ */
+export function libpqSslEnv(ssl: pg.ClientConfig['ssl']): Record<string, string> {
+  if (!ssl) {
+    return { PGSSLMODE: 'disable' };
+  }
+  const known = typeof ssl === 'object' ? LIBPQ_SETTINGS.get(ssl) : undefined;
+  if (!known) {
+    return { PGSSLMODE: 'verify-full' };
+  }
+  return {
+    PGSSLMODE: known.sslmode,
+    ...(known.sslrootcert ? { PGSSLROOTCERT: known.sslrootcert } : {}),
+  };
 }
 
 export function nodeName(node: NodeAddress): string {

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { PgBouncerConfig } from '../config/app-config.js';
-import { closeWithin } from './pg-direct.js';
+import { closeWithin, sslOption } from './pg-direct.js';
 
 /** SHOW POOLS summed over the service's two entries (PGBOUNCER_DB_RW / _RO). */
 export interface PgBouncerPoolStats {
@@ -26,6 +26,7 @@ export async function withPgBouncerAdmin<T>(
     user: pgb.adminUser,
     password: pgb.adminPassword,
     database: 'pgbouncer',
+    ssl: sslOption(pgb.ssl),
     connectionTimeoutMillis: timeoutMs,
     query_timeout: timeoutMs,
   });

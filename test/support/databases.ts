@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const TEMPLATE_DB = 'dbu_test_template';
@@ -14,6 +15,28 @@ export interface StackDb {
   /** The schema's owner, which migrations run as (DB_MIGRATION_USER). */
   ownerUser: string;
   ownerPassword: string;
+  /** node-postgres's TLS option for the stack (DB_SSL / DB_SSL_CA of its env). */
+  ssl: pg.ClientConfig['ssl'];
+}
+
+/**
+ * The `ssl` option of a test's own connections, from the stack's DB_SSL and DB_SSL_CA:
+ * the stack accepts TCP connections over TLS only.
+ */
+export function testSsl(env: Record<string, string | undefined>): pg.ClientConfig['ssl'] {
+  const mode = env.DB_SSL ?? 'disable';
+  if (mode === 'disable') {
+    return false;
+  }
+  const ca = env.DB_SSL_CA ? readFileSync(env.DB_SSL_CA, 'utf8') : undefined;
+  if (mode === 'require' && !ca) {
+    return { rejectUnauthorized: false };
+  }
+  return {
+    ca,
+    rejectUnauthorized: true,
+    ...(mode === 'verify-full' ? {} : { checkServerIdentity: () => undefined }),
+  };
 }
 
 export function stackDb(env: Record<string, string>): StackDb {
@@ -26,6 +49,7 @@ export function stackDb(env: Record<string, string>): StackDb {
     password: env.DB_PASSWORD,
     ownerUser: env.DB_MIGRATION_USER,
     ownerPassword: env.DB_MIGRATION_PASSWORD,
+    ssl: testSsl(env),
   };
 }
 
@@ -72,7 +96,7 @@ async function queryAs(
   sql: string,
   params: unknown[],
 ): Promise<pg.QueryResult> {
-  const client = new pg.Client({ host: db.host, port, ...role, database });
+  const client = new pg.Client({ host: db.host, port, ...role, database, ssl: db.ssl });
   await client.connect();
   try {
     return await client.query(sql, params);

@@ -1,6 +1,7 @@
 // Jest loads global setup outside its module mapper, so this file is plain ESM
 // with no imports of the TypeScript sources. Keep TEMPLATE_DB in step with databases.ts.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -32,6 +33,8 @@ export async function onPrimary(env, sql, as = 'owner') {
       ? { user: env.DB_MIGRATION_USER, password: env.DB_MIGRATION_PASSWORD }
       : { user: env.DB_USER, password: env.DB_PASSWORD }),
     database: 'postgres',
+    // the stack takes TCP connections over TLS only (its CA verifies the node's name)
+    ssl: env.DB_SSL_CA ? { ca: readFileSync(env.DB_SSL_CA, 'utf8'), rejectUnauthorized: true } : false,
   });
   await client.connect();
   try {

@@ -1,8 +1,38 @@
-import { createClient, RedisClientType } from '@keyv/redis';
+import { readFileSync } from 'node:fs';
+import { createClient, RedisClientOptions, RedisClientType } from '@keyv/redis';
 
-/** A plain Redis client on the stack's Redis, to look at what the service stored. */
-export async function redisClient(env: Record<string, string>): Promise<RedisClientType> {
-  const client = createClient({ url: env.REDIS_URL }) as RedisClientType;
+/**
+ * Options of a client on the stack's Redis, from its `docker/stack.sh env` variables: TLS
+ * against the stack's CA when REDIS_URL is rediss://, and an ACL user: the stack's admin
+ * (STACK_REDIS_ADMIN_*, who may FLUSH and CONFIG) or the service's (REDIS_USERNAME).
+ */
+export function stackRedisOptions(
+  env: Record<string, string | undefined>,
+  socket: { connectTimeout?: number; reconnectStrategy?: false } = {},
+  as: 'admin' | 'service' = 'admin',
+): RedisClientOptions {
+  const username = as === 'admin' ? env.STACK_REDIS_ADMIN_USERNAME : env.REDIS_USERNAME;
+  const password = as === 'admin' ? env.STACK_REDIS_ADMIN_PASSWORD : env.REDIS_PASSWORD;
+  const url = env.REDIS_URL ?? '';
+  return {
+    url,
+    ...(username ? { username } : {}),
+    ...(password ? { password } : {}),
+    socket: {
+      ...socket,
+      ...(url.startsWith('rediss://') && env.REDIS_TLS_CA
+        ? { tls: true, ca: readFileSync(env.REDIS_TLS_CA, 'utf8') }
+        : {}),
+    },
+  };
+}
+
+/** A plain Redis client on the stack's Redis (its admin user), to look at what the service stored. */
+export async function redisClient(
+  env: Record<string, string>,
+  as: 'admin' | 'service' = 'admin',
+): Promise<RedisClientType> {
+  const client = createClient(stackRedisOptions(env, {}, as)) as RedisClientType;
   client.on('error', () => undefined);
   await client.connect();
   return client;

@@ -2,7 +2,8 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { createPino, PinoLoggerService } from '../../common/logger.js';
-import { createClient } from '@keyv/redis';
+import { createClient, RedisClientType } from '@keyv/redis';
+import { redisClientOptions } from '../../cache/redis-options.js';
 import { bumpGeneration } from '../../cache/cache-generations.service.js';
 import { cacheNamespace } from '../../cache/tiered-cache.service.js';
 import type { AppConfig } from '../../config/app-config.js';
@@ -74,11 +75,12 @@ async function searchGenerationBumper(
   if (!config.cache.enabled) {
     return none;
   }
-  const client = createClient({
-    url: config.redis.url,
-    socket: { connectTimeout: config.redis.connectTimeoutMs, reconnectStrategy: false },
-    disableOfflineQueue: true,
-  });
+  const client = createClient(
+    redisClientOptions(config.redis, {
+      connectTimeout: config.redis.connectTimeoutMs,
+      reconnectStrategy: false,
+    }),
+  ) as RedisClientType;
   let warned = false;
   const warn = (err: Error): void => {
     if (!warned) {
