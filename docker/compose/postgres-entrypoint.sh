@@ -54,12 +54,14 @@ clone_primary() {
     sleep 2
   done
 
-  log "cloning ${host}:${port} into ${PGDATA} (slot ${slot})"
+  log "cloning ${host}:${port} into ${PGDATA} (slot ${slot}, TLS verify-full)"
   # -R writes standby.signal and primary_conninfo (with the password, into
   # postgresql.auto.conf of this volume); -X stream copies the WAL needed for a
   # consistent start; the slot (created by the primary's init script) keeps
   # the primary from recycling WAL the replica still needs.
-  PGPASSWORD="$password" as_postgres pg_basebackup \
+  # TLS with the stack's CA: -R writes sslmode=verify-full and sslrootcert into
+  # primary_conninfo, so streaming verifies the primary too.
+  PGPASSWORD="$password" PGSSLMODE=verify-full PGSSLROOTCERT=/tls/ca.crt as_postgres pg_basebackup \
     --pgdata="$PGDATA" \
     --host="$host" --port="$port" --username="$user" --no-password \
     --write-recovery-conf --wal-method=stream --slot="$slot" \
@@ -98,6 +100,13 @@ prepare_dir "$PGBACKREST_REPO_DIR"
 for d in /var/log/pgbackrest /var/spool/pgbackrest /tmp/pgbackrest; do
   prepare_dir "$d"
 done
+
+# TCP over TLS only: a data directory made before TLS gets its `host` lines turned into
+# `hostssl` (new clusters get them from postgres-init.sh; a replica copies the primary's).
+if [ -s "$PGDATA/pg_hba.conf" ] && grep -q '^host[[:space:]]' "$PGDATA/pg_hba.conf"; then
+  as_postgres sed -i 's/^host[[:space:]]/hostssl /' "$PGDATA/pg_hba.conf"
+  log "pg_hba.conf: host lines are hostssl now (TCP over TLS only)"
+fi
 
 case "$PG_ROLE" in
   primary)

@@ -53,6 +53,9 @@ CREATE DATABASE :"app_db" OWNER :"owner_user" TEMPLATE template1;
 SQL
 
   # Streaming replication connections only match a `replication` line.
-  printf '\n# replicas: pg_basebackup and streaming\nhost replication %s all scram-sha-256\n' \
+  printf '\n# replicas: pg_basebackup and streaming\nhostssl replication %s all scram-sha-256\n' \
     "$replication_user" >> "$PGDATA/pg_hba.conf"
+  # TCP over TLS only: the image's `host all all all` line becomes `hostssl`, so a
+  # connection without TLS finds no entry and is refused.
+  sed -i 's/^host[[:space:]]/hostssl /' "$PGDATA/pg_hba.conf"
 )
