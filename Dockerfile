@@ -3,7 +3,7 @@
 # docker-compose 1.29 uses (so no RUN --mount or COPY --link).
 
 # --- build: full dependency tree, compile, then drop dev dependencies --------
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 
 # Dependencies first: this layer is reused until package*.json change.
@@ -19,7 +19,7 @@ RUN npm run build \
  && npm cache clean --force
 
 # --- runtime -----------------------------------------------------------------
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 
 # PostgreSQL 15 client tools (pg_dump, pg_restore, pg_basebackup, psql) for the
 # backup jobs, from Debian bookworm, matching the servers' major version; tini

@@ -52,10 +52,12 @@ import {
   parseAbOnly,
   renderMonitoringAb,
   runMonitoringAb,
+  type AbComparison,
   type AbComponent,
   type AbService,
   type MonitoringAbReport,
 } from './lib/monitoring-ab.js';
+import { tlsComparison } from './lib/tls-ab.js';
 import { log, timed } from './lib/progress.js';
 import { runBench, writeReport } from './lib/paths.js';
 import { Rng } from './lib/rng.js';
@@ -98,6 +100,8 @@ interface Options {
   skipMixed: boolean;
   baselineDir: string;
   monitoringAb: boolean;
+  /** `--tls-ab`: the same A/B with TLS off versus on (issue 13) */
+  tlsAb: boolean;
   abRounds: number;
   abIdleS: number;
   abCloudwatchIntervalS: number;
@@ -135,6 +139,7 @@ function parseOptions(argv: string[]): Options {
       'skip-mixed': { type: 'boolean', default: false },
       'baseline-dir': { type: 'string', default: '' },
       'monitoring-ab': { type: 'boolean', default: false },
+      'tls-ab': { type: 'boolean', default: false },
       'ab-rounds': { type: 'string', default: '8' },
       'ab-idle-s': { type: 'string', default: '20' },
       'ab-cloudwatch-interval-s': { type: 'string', default: '5' },
@@ -154,6 +159,7 @@ function parseOptions(argv: string[]): Options {
         '  [--mixed-warmup-s 10] [--mixed-duration-s 20] [--skip-mixed] [--baseline-dir DIR]\n' +
         '  [--monitoring-ab [--ab-rounds 8] [--ab-idle-s 20] [--ab-cloudwatch-interval-s 5]\n' +
         '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n' +
+        '  [--tls-ab (the same rounds with TLS off versus on; needs STACK_TLS_ONLY=0 bash docker/stack.sh up)]\n' +
         '  [--tag NAME (results file cache-<date>-NAME.json)]\n',
     );
     process.exit(0);
@@ -206,6 +212,7 @@ function parseOptions(argv: string[]): Options {
     skipMixed: values['skip-mixed'],
     baselineDir: values['baseline-dir'] ? path.resolve(values['baseline-dir']) : '',
     monitoringAb: values['monitoring-ab'],
+    tlsAb: values['tls-ab'],
     abRounds: int('ab-rounds', values['ab-rounds'], 2, 64),
     abIdleS: int('ab-idle-s', values['ab-idle-s'], 0, 3600),
     abCloudwatchIntervalS: int(
@@ -223,6 +230,7 @@ function parseOptions(argv: string[]): Options {
   }
   if (
     !opts.monitoringAb &&
+    !opts.tlsAb &&
     !opts.skipDurability &&
     2 * opts.wbUpdates + opts.wbProbe > opts.recipes
   ) {
@@ -483,8 +491,10 @@ async function monitoringAb(
   env: StackEnv,
   opts: Options,
   byRank: readonly string[],
+  comparison?: AbComparison,
 ): Promise<MonitoringAbReport> {
   return runMonitoringAb({
+    comparison,
     workload: `bench:cache cached GET /v1/recipes/:id (cache on, zipf ${opts.zipfS}, c=${opts.concurrency})`,
     rounds: opts.abRounds,
     idleS: opts.abIdleS,
@@ -1059,13 +1069,17 @@ async function main(): Promise<void> {
   const versions = await serverVersions(env, env.vars);
   const tag = `${Date.now().toString(36)}`;
 
-  if (opts.monitoringAb) {
+  if (opts.monitoringAb || opts.tlsAb) {
     // only the A/B of the HTTP phase; its own report file (the day's main report stays)
-    const ab = await phase('monitoring A/B', () => monitoringAb(env, opts, byRank));
+    const comparison = opts.tlsAb ? await tlsComparison(env) : undefined;
+    const mode = opts.tlsAb ? 'tls-ab' : 'monitoring-ab';
+    const ab = await phase(opts.tlsAb ? 'TLS A/B' : 'monitoring A/B', () =>
+      monitoringAb(env, opts, byRank, comparison),
+    );
     await flushBenchKeys(env.vars);
     const abReport = {
       benchmark: 'cache',
-      mode: 'monitoring-ab',
+      mode,
       startedAt,
       finishedAt: new Date().toISOString(),
       machine: await machineInfo(versions),
@@ -1073,10 +1087,10 @@ async function main(): Promise<void> {
       interference,
       parameters: opts,
       dataset: { database: CACHE_BENCH_DB, recipes: ids.length, loaded: !opts.skipLoad },
-      results: { monitoringAb: ab },
+      results: opts.tlsAb ? { tlsAb: ab } : { monitoringAb: ab },
       phasesS: phases,
     };
-    const file = await writeReport('cache', startedAt, opts.tag || 'monitoring-ab', abReport);
+    const file = await writeReport('cache', startedAt, opts.tag || mode, abReport);
     process.stdout.write(
       `${renderMonitoringAb(ab)}\n\nphases (s): ${JSON.stringify(phases)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
     );

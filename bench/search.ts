@@ -38,10 +38,12 @@ import {
   parseAbOnly,
   renderMonitoringAb,
   runMonitoringAb,
+  type AbComparison,
   type AbComponent,
   type AbService,
   type MonitoringAbReport,
 } from './lib/monitoring-ab.js';
+import { tlsComparison } from './lib/tls-ab.js';
 import { log, Progress, timed } from './lib/progress.js';
 import { runBench, writeReport } from './lib/paths.js';
 import { Rng } from './lib/rng.js';
@@ -105,6 +107,8 @@ interface Options {
   /** extra VAR=value settings for the service under test, e.g. VECTOR_RECALL_SAMPLE_RATE=0 */
   serviceEnv: Record<string, string>;
   monitoringAb: boolean;
+  /** `--tls-ab`: the same A/B with TLS off versus on (issue 13) */
+  tlsAb: boolean;
   abRounds: number;
   abIdleS: number;
   abWarmupS: number;
@@ -135,6 +139,7 @@ function parseOptions(argv: string[]): Options {
       tag: { type: 'string', default: '' },
       'service-env': { type: 'string', multiple: true, default: [] },
       'monitoring-ab': { type: 'boolean', default: false },
+      'tls-ab': { type: 'boolean', default: false },
       'ab-rounds': { type: 'string', default: '8' },
       'ab-idle-s': { type: 'string', default: '20' },
       'ab-warmup-s': { type: 'string', default: '5' },
@@ -153,7 +158,8 @@ function parseOptions(argv: string[]): Options {
         '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
         '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n' +
         '  [--monitoring-ab [--ab-rounds 8] [--ab-idle-s 20] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]\n' +
-        '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n',
+        '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n' +
+        '  [--tls-ab (the same rounds with TLS off versus on; needs STACK_TLS_ONLY=0 bash docker/stack.sh up)]\n',
     );
     process.exit(0);
   }
@@ -200,6 +206,7 @@ function parseOptions(argv: string[]): Options {
       }),
     ),
     monitoringAb: values['monitoring-ab'],
+    tlsAb: values['tls-ab'],
     abRounds: int('ab-rounds', values['ab-rounds'], 2, 64),
     abIdleS: int('ab-idle-s', values['ab-idle-s'], 0, 3600),
     abWarmupS: int('ab-warmup-s', values['ab-warmup-s'], 0, 3600),
@@ -1062,9 +1069,11 @@ async function monitoringAb(
   opts: Options,
   warmupPool: Query[],
   pool: Query[],
+  comparison?: AbComparison,
 ): Promise<MonitoringAbReport> {
   const conc = Math.max(1, ...opts.concurrency);
   return runMonitoringAb({
+    comparison,
     workload: `bench:search unfiltered POST /v1/recipes/search (limit ${opts.limit}, c=${conc}, fresh result-cache namespace per round)`,
     rounds: opts.abRounds,
     idleS: opts.abIdleS,
@@ -1539,27 +1548,31 @@ async function main(): Promise<void> {
   }
   const sz = await sizes(env);
   await phase('replica catch-up', () => waitForReplica(env));
-  if (opts.monitoringAb) {
+  if (opts.monitoringAb || opts.tlsAb) {
     // only the A/B of the HTTP throughput phase; its own report file
     const conc = Math.max(1, ...opts.concurrency);
+    const comparison = opts.tlsAb ? await tlsComparison(env) : undefined;
+    const mode = opts.tlsAb ? 'tls-ab' : 'monitoring-ab';
     const abWarmup = await phase('prewarm', () => prewarm(env));
     const pool = makeQueries(model, opts.seed + 3, Math.min(30_000, opts.durationS * 1_200));
     const warmPool = makeQueries(model, opts.seed + 2, Math.max(100, opts.abWarmupS * 1_200));
-    const ab = await phase('monitoring A/B', () => monitoringAb(env, opts, warmPool, pool));
+    const ab = await phase(opts.tlsAb ? 'TLS A/B' : 'monitoring A/B', () =>
+      monitoringAb(env, opts, warmPool, pool, comparison),
+    );
     const abReport = {
       benchmark: 'search',
-      mode: 'monitoring-ab',
+      mode,
       startedAt,
       finishedAt: new Date().toISOString(),
       machine: await machineInfo(env),
       parameters: { ...opts, abConcurrency: conc, maxDistance: MAX_DISTANCE },
       dataset: { rows: sel.total, params: load.dataset },
       warmup: { beforeAb: abWarmup },
-      results: { monitoringAb: ab },
+      results: opts.tlsAb ? { tlsAb: ab } : { monitoringAb: ab },
       phasesS: phases,
       loadAverage1mAfterPhase: loadAverage,
     };
-    const file = await writeReport('search', startedAt, opts.tag || 'monitoring-ab', abReport);
+    const file = await writeReport('search', startedAt, opts.tag || mode, abReport);
     process.stdout.write(
       `${renderMonitoringAb(ab)}\n\nphases (s): ${JSON.stringify(phases)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
     );

@@ -215,7 +215,21 @@ export interface AbSideSummary {
   idleCpuMsPerS: number | null;
 }
 
+/**
+ * Another comparison run by the same A/B machinery (e.g. `--tls-ab`): its own env of each
+ * side and target; no CloudWatch endpoint is started.
+ */
+export interface AbComparison {
+  /** what is compared: 'tls' (rounds are labelled `tls-ab`) */
+  name: string;
+  envOff: Record<string, string>;
+  envOn: Record<string, string>;
+  targetPct: number;
+}
+
 export interface MonitoringAbReport {
+  /** 'monitoring', or the AbComparison's name */
+  compare: string;
   workload: string;
   /** the "on" side: every component, or only this one */
   only: AbComponent | 'all';
@@ -290,18 +304,27 @@ export async function runMonitoringAb(opts: {
   idleS: number;
   cloudwatchIntervalS: number;
   only?: AbComponent | null;
+  /** compare something else than monitoring off/on */
+  comparison?: AbComparison;
   start: (monitoringEnv: Record<string, string>, side: AbSide) => Promise<AbService>;
 }): Promise<MonitoringAbReport> {
-  const cw = await startLocalCloudWatch();
-  const envOn = monitoringOnEnv(cw.url, opts.cloudwatchIntervalS, opts.only ?? null);
+  const none: EndpointCounts = { puts: 0, datums: 0, wireBytes: 0, others: 0 };
+  const cw = opts.comparison
+    ? { url: '', counts: () => Promise.resolve(none), close: () => Promise.resolve() }
+    : await startLocalCloudWatch();
+  const envOn =
+    opts.comparison?.envOn ?? monitoringOnEnv(cw.url, opts.cloudwatchIntervalS, opts.only ?? null);
+  const envOff = opts.comparison?.envOff ?? { ...MONITORING_OFF_ENV };
+  const name = opts.comparison?.name ?? 'monitoring';
+  const targetPct = opts.comparison?.targetPct ?? MONITORING_AB_TARGET_PCT;
   const order = abOrder(opts.rounds);
   const loadStart = os.loadavg().map((x) => round(x, 2));
   const rounds: AbRound[] = [];
   let cwTotal: EndpointCounts;
   try {
     for (const [i, side] of order.entries()) {
-      const label = `monitoring-ab round ${i + 1}/${order.length} (${side})`;
-      const svc = await opts.start(side === 'on' ? envOn : { ...MONITORING_OFF_ENV }, side);
+      const label = `${name}-ab round ${i + 1}/${order.length} (${side})`;
+      const svc = await opts.start(side === 'on' ? envOn : envOff, side);
       try {
         const startedAt = new Date().toISOString();
         if (opts.warmupS > 0) {
@@ -377,6 +400,7 @@ export async function runMonitoringAb(opts: {
     notes.push('some requests failed (see errors per round)');
   }
   return {
+    compare: name,
     workload: opts.workload,
     only: opts.only ?? 'all',
     order,
@@ -384,7 +408,7 @@ export async function runMonitoringAb(opts: {
     durationS: opts.durationS,
     idleS: opts.idleS,
     cloudwatchIntervalS: opts.cloudwatchIntervalS,
-    envOff: { ...MONITORING_OFF_ENV },
+    envOff,
     envOn: {
       ...envOn,
       ...(envOn.CLOUDWATCH_ENDPOINT
@@ -397,8 +421,8 @@ export async function runMonitoringAb(opts: {
     differencePct,
     cpuDifferencePct,
     backgroundCorePct,
-    targetPct: MONITORING_AB_TARGET_PCT,
-    verdict: Math.abs(differencePct) <= MONITORING_AB_TARGET_PCT ? 'PASS' : 'FAIL',
+    targetPct,
+    verdict: Math.abs(differencePct) <= targetPct ? 'PASS' : 'FAIL',
     cloudwatch: {
       puts: cwTotal.puts,
       datums: cwTotal.datums,
@@ -413,7 +437,9 @@ export async function runMonitoringAb(opts: {
 /** The table printed at the end of a `--monitoring-ab` run. */
 export function renderMonitoringAb(ab: MonitoringAbReport): string {
   const lines = [
-    `monitoring A/B (${ab.workload}; on = ${ab.only === 'all' ? 'everything' : `${ab.only} only`}): warm-up ${ab.warmupS}s, measured ${ab.durationS}s per round, CloudWatch interval ${ab.cloudwatchIntervalS}s`,
+    ab.compare === 'monitoring'
+      ? `monitoring A/B (${ab.workload}; on = ${ab.only === 'all' ? 'everything' : `${ab.only} only`}): warm-up ${ab.warmupS}s, measured ${ab.durationS}s per round, CloudWatch interval ${ab.cloudwatchIntervalS}s`
+      : `${ab.compare} A/B (${ab.workload}): warm-up ${ab.warmupS}s, measured ${ab.durationS}s per round`,
     '| round | side | req/s | service CPU µs/req | idle CPU ms/s | p50 ms | p95 ms | errors | CW puts | load 1m |',
     '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...ab.rounds.map(
