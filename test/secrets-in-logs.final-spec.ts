@@ -37,7 +37,9 @@ function stackSecrets(dir: string, found = new Map<string, string>()): Map<strin
         for (const f of readdirSync(path)) {
           found.set(readFileSync(join(path, f), 'utf8').trim(), relative(STACK, join(path, f)));
         }
-      } else if (!['base', 'global', 'pg_wal', 'backup-repo', 'primary', 'replica'].includes(entry.name)) {
+      } else if (
+        !['base', 'global', 'pg_wal', 'backup-repo', 'primary', 'replica'].includes(entry.name)
+      ) {
         stackSecrets(path, found);
       }
     } else if (entry.name === 'cipher-pass') {

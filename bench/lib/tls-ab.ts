@@ -25,7 +25,9 @@ function plainRedisAnswers(port: number, user: string, password: string): Promis
     let got = '';
     const s = net.connect(port, '127.0.0.1', () => {
       const args = ['AUTH', user, password];
-      s.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
+      s.write(
+        `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`,
+      );
     });
     s.setTimeout(5_000, () => s.destroy());
     s.on('data', (d) => {
@@ -51,7 +53,9 @@ export async function tlsComparison(env: StackEnv): Promise<AbComparison> {
   try {
     await plainPg.connect();
   } catch (err) {
-    throw new Error(`--tls-ab: PostgreSQL refuses plain TCP (${(err as Error).message}): ${HOW}`);
+    throw new Error(`--tls-ab: PostgreSQL refuses plain TCP (${(err as Error).message}): ${HOW}`, {
+      cause: err,
+    });
   } finally {
     await plainPg.end().catch(() => undefined);
   }

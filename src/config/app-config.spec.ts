@@ -185,7 +185,9 @@ describe(loadConfig.name, () => {
       const withoutKeys: Record<string, string> = { ...PRODUCTION };
       delete withoutKeys.KMS_LOCAL_KEYS;
       expect(problemsOf(withoutKeys)).toEqual([
-        expect.stringMatching(/^KMS_LOCAL_KEY_FILE: \.data\/kms\/local-keys\.json is the development key file/),
+        expect.stringMatching(
+          /^KMS_LOCAL_KEY_FILE: \.data\/kms\/local-keys\.json is the development key file/,
+        ),
       ]);
       expect(problemsOf({ ...withoutKeys, KMS_LOCAL_KEY_FILE: '/run/secrets/kms.json' })).toEqual(
         [],

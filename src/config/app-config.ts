@@ -298,7 +298,9 @@ function readPem(name: string, path: string | undefined, problems: string[]): st
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    problems.push(`${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    problems.push(
+      `${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
     return null;
   }
   if (!text.includes('-----BEGIN CERTIFICATE-----')) {
@@ -312,14 +314,18 @@ function readPem(name: string, path: string | undefined, problems: string[]): st
 function insecureTransport(vars: EnvironmentVariables): string[] {
   const reasons: string[] = [];
   if (vars.DB_SSL === 'disable') {
-    reasons.push('DB_SSL: disable sends passwords and data to PostgreSQL in clear; use verify-full');
+    reasons.push(
+      'DB_SSL: disable sends passwords and data to PostgreSQL in clear; use verify-full',
+    );
   } else if (vars.DB_SSL === 'require' && !vars.DB_SSL_CA) {
     reasons.push(
       "DB_SSL: require without DB_SSL_CA accepts any server's certificate; use verify-full with DB_SSL_CA",
     );
   }
   if (vars.REDIS_URL.startsWith('redis://')) {
-    reasons.push('REDIS_URL: a plain redis:// URL sends data and the AUTH token in clear; use rediss://');
+    reasons.push(
+      'REDIS_URL: a plain redis:// URL sends data and the AUTH token in clear; use rediss://',
+    );
   }
   return reasons;
 }
