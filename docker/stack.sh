@@ -22,6 +22,8 @@
 # Environment overrides: STACK_DIR, STACK_PG_PRIMARY_PORT, STACK_PG_REPLICA_PORT,
 # STACK_PGBOUNCER_PORT, STACK_REDIS_PORT, STACK_PG_SHARED_BUFFERS (default 3GB: a 100,000-recipe HNSW index and its vectors, ~1.6 GB, stay in memory),
 # STACK_PG_BIN (a PostgreSQL bin dir), STACK_WAIT_TIMEOUT (seconds, default 60),
+# STACK_TLS_ONLY (default 1; 0: the nodes accept plain TCP as well, for `--tls-ab` benchmarks
+# only; Redis then also listens on STACK_REDIS_PLAIN_PORT, default 26380),
 # STACK_BASEBACKUP_TIMEOUT (seconds, default 300), STACK_RESTORE_TIMEOUT (seconds, default 3600:
 # how long dr-restore waits for the archive's replay), STACK_REWIND_STREAM_TIMEOUT (seconds, default
 # 10: how long a node rejoined by pg_rewind may take to stream before a fresh base backup).
@@ -46,6 +48,8 @@ REPLICA_PORT=${STACK_PG_REPLICA_PORT:-25433}
 PGB_PORT=${STACK_PGBOUNCER_PORT:-26432}
 REDIS_PORT=${STACK_REDIS_PORT:-26379}
 PG_SHARED_BUFFERS=${STACK_PG_SHARED_BUFFERS:-3GB}
+TLS_ONLY=${STACK_TLS_ONLY:-1}
+REDIS_PLAIN_PORT=${STACK_REDIS_PLAIN_PORT:-26380}
 WAIT_TIMEOUT=${STACK_WAIT_TIMEOUT:-60}
 BASEBACKUP_TIMEOUT=${STACK_BASEBACKUP_TIMEOUT:-300}
 REWIND_STREAM_TIMEOUT=${STACK_REWIND_STREAM_TIMEOUT:-10}
@@ -222,6 +226,7 @@ export REDIS_PASSWORD=$REDIS_PASSWORD
 export REDIS_TLS_CA=$TLS_CA_CRT
 export STACK_REDIS_ADMIN_USERNAME=$REDIS_ADMIN_USER
 export STACK_REDIS_ADMIN_PASSWORD=$REDIS_ADMIN_PASSWORD
+export STACK_REDIS_PLAIN_PORT=$REDIS_PLAIN_PORT
 export MONITORING_DB_VCPUS=$(nproc)
 export STACK_DIR=$STACK_DIR
 export STACK_PG_BIN=$PG_BIN
@@ -278,6 +283,9 @@ cmd_up() {
   redis_start
   pgb_start
   pgb_verify
+  if [[ $TLS_ONLY == 0 ]]; then
+    warn "STACK_TLS_ONLY=0: the nodes accept plain TCP too (Redis on $REDIS_PLAIN_PORT); for benchmarks only: a plain 'up' goes back to TLS only"
+  fi
   if [[ $CHANGED -eq 0 ]]; then
     log "nothing to do: the stack was already up"
   else

@@ -74,6 +74,8 @@ export async function tlsComparison(env: StackEnv): Promise<AbComparison> {
       DB_SSL: 'disable',
       REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       REDIS_TLS_CA: '',
+      // the benches run the service with NODE_ENV=production, which refuses clear text
+      ALLOW_INSECURE_TRANSPORT: 'true',
     },
     targetPct: TLS_AB_TARGET_PCT,
   };

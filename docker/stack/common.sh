@@ -39,7 +39,8 @@ EOF
 
 check_settings() {
   local p
-  for p in "$PRIMARY_PORT" "$REPLICA_PORT" "$PGB_PORT" "$REDIS_PORT" "$WAIT_TIMEOUT" "$BASEBACKUP_TIMEOUT"; do
+  [[ $TLS_ONLY == 0 || $TLS_ONLY == 1 ]] || die "STACK_TLS_ONLY must be 1 (default) or 0, got '$TLS_ONLY'"
+  for p in "$PRIMARY_PORT" "$REPLICA_PORT" "$PGB_PORT" "$REDIS_PORT" "$REDIS_PLAIN_PORT" "$WAIT_TIMEOUT" "$BASEBACKUP_TIMEOUT"; do
     [[ $p =~ ^[0-9]+$ ]] || die "not a number: '$p' (check STACK_* port/timeout variables)"
   done
   if [[ $(printf '%s\n' "$PRIMARY_PORT" "$REPLICA_PORT" "$PGB_PORT" "$REDIS_PORT" | sort -u | wc -l) -ne 4 ]]; then

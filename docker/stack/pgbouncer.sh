@@ -67,7 +67,7 @@ ignore_startup_parameters = extra_float_digits,options,statement_timeout,applica
 
 ;; TLS (docker/stack/tls.sh): clients must use TLS; PostgreSQL's certificate and name are
 ;; verified. Server certificate $(tls_fingerprint)
-client_tls_sslmode = require
+client_tls_sslmode = $([[ $TLS_ONLY == 1 ]] && echo require || echo prefer)
 client_tls_cert_file = $TLS_SERVER_CRT
 client_tls_key_file = $TLS_SERVER_KEY
 client_tls_ca_file = $TLS_CA_CRT

@@ -118,6 +118,12 @@ local    replication  all                 trust
 hostssl  all          all   127.0.0.1/32  scram-sha-256
 hostssl  replication  all   127.0.0.1/32  scram-sha-256
 EOF
+  if [[ $TLS_ONLY == 0 ]]; then
+    cat <<'EOF'
+# STACK_TLS_ONLY=0 (benchmarks of TLS against no TLS): plain TCP too
+host     all          all   127.0.0.1/32  scram-sha-256
+EOF
+  fi
 }
 
 # Writes stack.conf + pg_hba.conf of a node. 0 = something changed.

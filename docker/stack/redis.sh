@@ -36,7 +36,7 @@ redis_conf_content() {
 # Managed by docker/stack.sh: rewritten on every 'up'/'start'.
 bind $HOST
 # TLS only (docker/stack/tls.sh): no plain TCP port. Server certificate $(tls_fingerprint)
-port 0
+port $([[ $TLS_ONLY == 1 ]] && echo 0 || echo "$REDIS_PLAIN_PORT")
 tls-port $REDIS_PORT
 tls-cert-file $TLS_SERVER_CRT
 tls-key-file $TLS_SERVER_KEY
