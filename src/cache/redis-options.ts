@@ -1,6 +1,6 @@
 import type { RedisClientOptions } from '@keyv/redis';
+import { MIN_TLS_VERSION } from '../common/tls.js';
 import type { RedisConfig } from '../config/app-config.js';
-import { MIN_TLS_VERSION } from '../database/pg-direct.js';
 
 /**
  * The connection options every Redis client of the service uses: REDIS_URL (rediss:// is

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { MIN_TLS_VERSION } from '../common/tls.js';
 import type { DatabaseConfig, DbTlsConfig, NodeAddress } from '../config/app-config.js';
 
 /**
@@ -24,9 +25,6 @@ export function directClientConfig(
     application_name: opts.applicationName ?? 'database-unit',
   };
 }
-
-/** The oldest TLS version any connection of the service accepts. */
-export const MIN_TLS_VERSION = 'TLSv1.2';
 
 /** The libpq settings an `ssl` option stands for (for psql, pg_amcheck and the like). */
 const LIBPQ_SETTINGS = new WeakMap<object, { sslmode: string; sslrootcert: string | null }>();
