@@ -7,7 +7,7 @@
  * `STACK_TLS_ONLY=0 bash docker/stack.sh up` (benchmarks only; a plain `up` goes back to
  * TLS only).
  */
-import net from 'node:net';
+import { createClient } from '@keyv/redis';
 import pg from 'pg';
 import type { AbComparison } from './monitoring-ab.js';
 import { MONITORING_OFF_ENV } from './monitoring-ab.js';
@@ -19,24 +19,25 @@ const HOW =
   'start the stack with plain TCP allowed too: STACK_TLS_ONLY=0 bash docker/stack.sh up ' +
   '(run `bash docker/stack.sh up` afterwards to go back to TLS only)';
 
-/** Does the port answer a plain-text RESP AUTH? (TLS-only ports just close the socket) */
-function plainRedisAnswers(port: number, user: string, password: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    let got = '';
-    const s = net.connect(port, '127.0.0.1', () => {
-      const args = ['AUTH', user, password];
-      s.write(
-        `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`,
-      );
-    });
-    s.setTimeout(5_000, () => s.destroy());
-    s.on('data', (d) => {
-      got += d.toString();
-      s.destroy();
-    });
-    s.on('error', () => undefined);
-    s.on('close', () => resolve(got.startsWith('+OK')));
+/** Does Redis take a plain-text client on `port` (the ACL user's login and a PING)? */
+async function plainRedisAnswers(port: number, user: string, password: string): Promise<boolean> {
+  const client = createClient({
+    url: `redis://127.0.0.1:${port}`,
+    username: user,
+    password,
+    socket: { connectTimeout: 5_000, reconnectStrategy: false },
   });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    if (client.isOpen) {
+      client.destroy();
+    }
+  }
 }
 
 /** Both sides' settings, after checking that the stack takes plain connections. */

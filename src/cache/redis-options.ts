@@ -10,7 +10,8 @@ import type { RedisConfig } from '../config/app-config.js';
  */
 export function redisClientOptions(
   redis: RedisConfig,
-  socket: { connectTimeout: number; reconnectStrategy: false | ((retries: number) => number) },
+  /** without reconnectStrategy, node-redis's own (reconnect with backoff) */
+  socket: { connectTimeout: number; reconnectStrategy?: false | ((retries: number) => number) },
 ): RedisClientOptions {
   const tls = redis.url.startsWith('rediss://');
   return {

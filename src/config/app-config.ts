@@ -335,7 +335,7 @@ export const DEVELOPMENT_KMS_KEY_FILE = '.data/kms/local-keys.json';
 /** The id scripts/start-local.sh gives the development API key it generates. */
 export const DEVELOPMENT_API_KEY_ID = 'dev';
 
-function developmentSecrets(vars: EnvironmentVariables): string[] {
+function developmentSecrets(vars: EnvironmentVariables, apiKeys: ApiKeyConfig[]): string[] {
   const problems: string[] = [];
   if (
     vars.KMS_PROVIDER === 'local' &&
@@ -346,7 +346,7 @@ function developmentSecrets(vars: EnvironmentVariables): string[] {
       `KMS_LOCAL_KEY_FILE: ${DEVELOPMENT_KMS_KEY_FILE} is the development key file; production uses KMS_PROVIDER=aws, KMS_LOCAL_KEYS or a key file of its own`,
     );
   }
-  if (parseApiKeys(vars.API_KEYS).some((k) => k.id === DEVELOPMENT_API_KEY_ID)) {
+  if (apiKeys.some((k) => k.id === DEVELOPMENT_API_KEY_ID)) {
     problems.push(
       `API_KEYS: the key '${DEVELOPMENT_API_KEY_ID}' is the development key of scripts/start-local.sh; production issues keys of its own`,
     );
@@ -437,13 +437,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const dbCa = readPem('DB_SSL_CA', vars.DB_SSL_CA, problems);
   const redisCa = readPem('REDIS_TLS_CA', vars.REDIS_TLS_CA, problems);
   const insecure = problems.length === 0 ? insecureTransport(vars) : [];
+  const apiKeys = problems.length === 0 ? parseApiKeys(vars.API_KEYS) : [];
   if (vars.NODE_ENV === 'production' && problems.length === 0) {
     if (!vars.ALLOW_INSECURE_TRANSPORT) {
       problems.push(
         ...insecure.map((r) => `${r} (or set ALLOW_INSECURE_TRANSPORT=true to accept that)`),
       );
     }
-    problems.push(...developmentSecrets(vars));
+    problems.push(...developmentSecrets(vars, apiKeys));
   }
   if (problems.length > 0) {
     throw new ConfigValidationError(problems);
@@ -524,7 +525,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     insecureTransport: { allowed: vars.ALLOW_INSECURE_TRANSPORT, reasons: insecure },
     security: {
-      apiKeys: parseApiKeys(vars.API_KEYS),
+      apiKeys,
       rateLimit: { ttlMs: vars.RATE_LIMIT_TTL_MS, limit: vars.RATE_LIMIT_LIMIT },
       metricsRequireKey: vars.METRICS_REQUIRE_KEY,
     },

@@ -140,7 +140,7 @@ export class EnvironmentVariables {
    * certificate), verify-ca (chain checked against DB_SSL_CA), verify-full (chain and
    * host name). Applies to every connection the service and its CLIs open.
    */
-  @IsIn(['disable', 'require', 'verify-ca', 'verify-full'])
+  @IsIn(DB_SSL_MODES)
   DB_SSL: DbSslMode = 'verify-full';
 
   /**

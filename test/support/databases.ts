@@ -2,6 +2,8 @@ import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { DbSslMode } from '../../src/config/env.schema.js';
+import { sslOption } from '../../src/database/pg-direct.js';
 
 export const TEMPLATE_DB = 'dbu_test_template';
 
@@ -24,19 +26,12 @@ export interface StackDb {
  * the stack accepts TCP connections over TLS only.
  */
 export function testSsl(env: Record<string, string | undefined>): pg.ClientConfig['ssl'] {
-  const mode = env.DB_SSL ?? 'disable';
-  if (mode === 'disable') {
-    return false;
-  }
-  const ca = env.DB_SSL_CA ? readFileSync(env.DB_SSL_CA, 'utf8') : undefined;
-  if (mode === 'require' && !ca) {
-    return { rejectUnauthorized: false };
-  }
-  return {
-    ca,
-    rejectUnauthorized: true,
-    ...(mode === 'verify-full' ? {} : { checkServerIdentity: () => undefined }),
-  };
+  const caFile = env.DB_SSL_CA || null;
+  return sslOption({
+    mode: (env.DB_SSL ?? 'disable') as DbSslMode,
+    caFile,
+    ca: caFile ? readFileSync(caFile, 'utf8') : null,
+  });
 }
 
 export function stackDb(env: Record<string, string>): StackDb {

@@ -1,29 +1,33 @@
 import { readFileSync } from 'node:fs';
 import { createClient, RedisClientOptions, RedisClientType } from '@keyv/redis';
+import { redisClientOptions } from '../../src/cache/redis-options.js';
 
 /**
- * Options of a client on the stack's Redis, from its `docker/stack.sh env` variables: TLS
- * against the stack's CA when REDIS_URL is rediss://, and an ACL user: the stack's admin
- * (STACK_REDIS_ADMIN_*, who may FLUSH and CONFIG) or the service's (REDIS_USERNAME).
+ * Options of a client on the stack's Redis, from its `docker/stack.sh env` variables, by
+ * the service's own builder (TLS against the stack's CA for rediss://), as an ACL user:
+ * the stack's admin (STACK_REDIS_ADMIN_*, who may FLUSH and CONFIG) or the service's
+ * (REDIS_USERNAME). Commands wait while the client reconnects (a test's own client).
  */
 export function stackRedisOptions(
   env: Record<string, string | undefined>,
   socket: { connectTimeout?: number; reconnectStrategy?: false } = {},
   as: 'admin' | 'service' = 'admin',
 ): RedisClientOptions {
-  const username = as === 'admin' ? env.STACK_REDIS_ADMIN_USERNAME : env.REDIS_USERNAME;
-  const password = as === 'admin' ? env.STACK_REDIS_ADMIN_PASSWORD : env.REDIS_PASSWORD;
-  const url = env.REDIS_URL ?? '';
   return {
-    url,
-    ...(username ? { username } : {}),
-    ...(password ? { password } : {}),
-    socket: {
-      ...socket,
-      ...(url.startsWith('rediss://') && env.REDIS_TLS_CA
-        ? { tls: true, ca: readFileSync(env.REDIS_TLS_CA, 'utf8') }
-        : {}),
-    },
+    ...redisClientOptions(
+      {
+        url: env.REDIS_URL ?? '',
+        connectTimeoutMs: socket.connectTimeout ?? 5_000,
+        username: as === 'admin' ? env.STACK_REDIS_ADMIN_USERNAME : env.REDIS_USERNAME,
+        password: as === 'admin' ? env.STACK_REDIS_ADMIN_PASSWORD : env.REDIS_PASSWORD,
+        tlsCa: env.REDIS_TLS_CA ? readFileSync(env.REDIS_TLS_CA, 'utf8') : null,
+      },
+      {
+        connectTimeout: socket.connectTimeout ?? 5_000,
+        reconnectStrategy: socket.reconnectStrategy,
+      },
+    ),
+    disableOfflineQueue: false,
   };
 }
 

@@ -7,8 +7,8 @@ const CONNECTION_TIMEOUT_MS = 3_000;
 const REQUEST_TIMEOUT_MS = 15_000;
 
 /**
- * What both clients (and the publisher's worker thread, metric-sender.ts) share. Credentials come from the SDK's default chain (env, profile,
- * ECS task role, IMDS).
+ * What both clients (and the publisher's worker thread, metric-sender.ts) share.
+ * Credentials come from the SDK's default chain (env, profile, ECS task role, IMDS).
  */
 export function clientOptions(config: CloudWatchConfig) {
   return {
