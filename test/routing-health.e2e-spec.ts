@@ -114,6 +114,45 @@ describe('routing: lag bound, read-your-writes by LSN, dead replica (real stack)
     expect(served.servedBy.role).toBe('replica');
   });
 
+  it("checks a read's floor on the replica only when no probe or earlier check saw it replayed", async () => {
+    // Round trips of the floor check on the replica, counted by pg_stat_statements.
+    const checks = async (): Promise<number> =>
+      (
+        await superQuery(
+          env,
+          db.replicaPort,
+          database,
+          `SELECT coalesce(sum(calls), 0)::int AS n FROM pg_stat_statements
+            WHERE query LIKE 'SELECT pg_last_wal_replay_lsn()::text AS lsn%'`,
+        )
+      ).rows[0].n as number;
+    const read = (id: string, lsn: string) =>
+      request(http())
+        .get(`/v1/ops/probes/${id}`)
+        .set(bearer(KEYS.opsRead))
+        .set('x-write-lsn', lsn)
+        .expect(200);
+    const known = await write('known');
+    await until(
+      async () => (await read(known.probe.id, known.lsn)).body as Probe,
+      (p) => p.servedBy?.role === 'replica',
+    );
+    const before = await checks();
+    for (let i = 0; i < 10; i++) {
+      expect((await read(known.probe.id, known.lsn)).body.servedBy.role).toBe('replica');
+    }
+    expect(await checks()).toBe(before);
+    // A floor the replica has not replayed (replay paused): checked, and read on the primary.
+    await superQuery(env, db.replicaPort, 'postgres', 'SELECT pg_wal_replay_pause()');
+    try {
+      const unknown = await write('unknown');
+      expect((await read(unknown.probe.id, unknown.lsn)).body.servedBy.role).toBe('primary');
+      expect(await checks()).toBeGreaterThan(before);
+    } finally {
+      await superQuery(env, db.replicaPort, 'postgres', 'SELECT pg_wal_replay_resume()');
+    }
+  });
+
   it('a malformed x-write-lsn is a 400 naming the header', async () => {
     const res = await request(http())
       .get('/v1/ops/topology')

@@ -9,11 +9,24 @@ import { RequestContext, RequestContextStore } from '../common/request-context.j
 import { isNodeDownError } from './node-errors.js';
 import { NODE_OF, nodeOfRunner } from './node-of.js';
 import { destroySocket, directClientConfig } from './pg-direct.js';
+import {
+  LocalSettings,
+  localSettingsStatement,
+  Rows,
+  runStatementBatch,
+  Statement,
+} from './statement-batch.js';
 import { lsnToBigInt } from './topology.js';
 import { ROUTE_LABELS } from './database.tokens.js';
 import { TopologyService } from './topology.service.js';
 
 type Release = (err?: unknown) => void;
+
+/**
+ * Sends `statements` in one round trip as one read-only transaction, with `settings`
+ * (SET LOCAL) applied to them; resolves to each statement's rows.
+ */
+export type ReadBatch = (statements: Statement[], settings?: LocalSettings) => Promise<Rows[]>;
 type Obtained = [pg.PoolClient, Release];
 
 interface PgDriverInternals {
@@ -191,15 +204,24 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
       );
       return null;
     }
-    if (ctx?.minLsn) {
+    // The caller's floor: one round trip to check it, unless a probe or an earlier check
+    // already saw every node that may be behind this connection replay it (through
+    // PgBouncer: any node but the writer, whatever the service thinks of its health).
+    const behind = this.viaPgBouncer
+      ? this.topology.names().filter((n) => n !== this.topology.writerName)
+      : nodes;
+    if (ctx?.minLsn && !this.topology.knownReplayed(behind, ctx.minLsn)) {
       try {
-        const res = await obtained[0].query<{ ok: boolean }>(
-          'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok',
-          [ctx.minLsn],
+        const res = await obtained[0].query<{ lsn: string | null }>(
+          'SELECT pg_last_wal_replay_lsn()::text AS lsn',
         );
-        if (!res.rows[0]?.ok) {
+        const replayed = res.rows[0]?.lsn;
+        if (!replayed || lsnToBigInt(replayed) < lsnToBigInt(ctx.minLsn)) {
           obtained[1]();
           return null;
+        }
+        if (nodes.length === 1) {
+          this.topology.noteReplayed(nodes[0], replayed);
         }
       } catch (err) {
         obtained[1](err);
@@ -293,6 +315,63 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
         await runner.release();
       }
     });
+  }
+
+  /**
+   * Runs `fn` on one read connection chosen by the routing rules above, for reads that
+   * need settings of their own: each `batch(statements, settings)` is one round trip
+   * and one read-only implicit transaction (runStatementBatch) instead of BEGIN,
+   * SET LOCAL, the statements and COMMIT one by one. Nothing outlives a batch, so it is
+   * safe through PgBouncer's transaction pooling. Retried once elsewhere if the replica
+   * died; slow and failed batches are logged like TypeORM's statements.
+   */
+  readBatches<T>(
+    fn: (batch: ReadBatch) => Promise<T>,
+    opts: { onWriter?: boolean } = {},
+  ): Promise<T> {
+    return this.withReadRetry(async () => {
+      const runner = this.dataSource.createQueryRunner(opts.onWriter ? 'master' : 'slave');
+      try {
+        const client = (await runner.connect()) as pg.PoolClient;
+        const batch: ReadBatch = async (statements, settings = {}) => {
+          const all = [
+            localSettingsStatement({ transaction_read_only: 'on', ...settings }),
+            ...statements,
+          ];
+          const started = performance.now();
+          try {
+            const rows = await runStatementBatch(client, all);
+            this.logIfSlow(performance.now() - started, all, runner);
+            return rows.slice(1);
+          } catch (err) {
+            this.dataSource.logger.logQueryError(
+              err as Error,
+              all.map((s) => s.sql).join(';\n'),
+              all.flatMap((s) => s.params ?? []),
+              runner,
+            );
+            throw err;
+          }
+        };
+        return await fn(batch);
+      } catch (err) {
+        throw tagNode(err, runner);
+      } finally {
+        await runner.release();
+      }
+    });
+  }
+
+  private logIfSlow(ms: number, statements: Statement[], runner: QueryRunner): void {
+    const max = this.dataSource.options.maxQueryExecutionTime;
+    if (max && ms > max) {
+      this.dataSource.logger.logQuerySlow(
+        ms,
+        statements.map((s) => s.sql).join(';\n'),
+        undefined,
+        runner,
+      );
+    }
   }
 
   private async withReadRetry<T>(attempt: () => Promise<T>): Promise<T> {

@@ -54,6 +54,13 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
   private timer?: NodeJS.Timeout;
   private refreshing?: Promise<void>;
   private readonly connectionFailures: Counter<'node'>;
+  /**
+   * WAL positions replicas are known to have replayed (their probes, and the reads that
+   * checked them) since they last failed and since the writer last changed. A replica's
+   * replay position only grows while it runs; a restart, a rewind or a re-clone shows up
+   * as a failure, a promotion as a writer change, and both forget what was known.
+   */
+  private readonly replayed = new Map<string, bigint>();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -185,6 +192,7 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
     }
     const from = this.writer;
     this.writer = name;
+    this.replayed.clear();
     const s = this.mustGet(name);
     s.role = 'primary';
     s.fenced = false;
@@ -209,6 +217,11 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
     s.role = probe.role;
     s.lastCheckedAt = new Date().toISOString();
     s.lastError = undefined;
+    if (probe.role === 'replica' && probe.lsn) {
+      this.noteReplayed(probe.name, probe.lsn);
+    } else {
+      this.replayed.delete(probe.name);
+    }
     if (!s.healthy && s.consecutiveSuccesses >= this.config.database.health.healthyThreshold) {
       s.healthy = true;
       this.logger.log({ node: s.name, role: s.role }, 'node healthy again');
@@ -226,6 +239,7 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
       return;
     }
     this.connectionFailures.inc({ node: name });
+    this.replayed.delete(name);
     s.consecutiveSuccesses = 0;
     s.consecutiveFailures += 1;
     s.lastError = error;
@@ -256,6 +270,24 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
         this.emit({ kind: 'writer-unhealthy', writer: name });
       }
     }
+  }
+
+  /** Records that replica `name` has replayed `lsn` (a probe, or a read's check). */
+  noteReplayed(name: string, lsn: string): void {
+    const at = lsnToBigInt(lsn);
+    const known = this.replayed.get(name);
+    if (known === undefined || at > known) {
+      this.replayed.set(name, at);
+    }
+  }
+
+  /** Whether every one of `names` is known to have replayed `lsn` (see `replayed`). */
+  knownReplayed(names: string[], lsn: string): boolean {
+    const min = lsnToBigInt(lsn);
+    return names.every((name) => {
+      const known = this.replayed.get(name);
+      return known !== undefined && known >= min;
+    });
   }
 
   isHealthy(name: string): boolean {

@@ -1,4 +1,5 @@
 import { paramBinder } from '../database/query-rows.js';
+import type { LocalSettings } from '../database/statement-batch.js';
 
 export interface SearchFilters {
   cuisine?: string;
@@ -43,8 +44,6 @@ export interface SearchResult {
   exactFallback: boolean;
   hits: SearchHitRow[];
 }
-
-export type LocalSettings = Record<string, string | number>;
 
 export const HIT_COLUMNS = `id::text AS id, title, cuisine, tags, dietary, total_minutes AS "totalMinutes",
   author_id::text AS "authorId"`;

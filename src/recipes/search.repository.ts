@@ -1,12 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import pgvector from 'pgvector';
-import type { EntityManager } from 'typeorm';
-import { ReadRouterService } from '../database/read-router.service.js';
+import { ReadBatch, ReadRouterService } from '../database/read-router.service.js';
 import { HNSW_INDEX } from './recipes.constants.js';
 import {
   exactSettings,
   hasFilters,
-  LocalSettings,
   matchCountStatement,
   nearestStatement,
   planSettings,
@@ -23,16 +21,6 @@ export type ExplainOutput = Array<{
   'Planning Time': number;
   'Execution Time': number;
 }>;
-
-/** `SET LOCAL` of several settings in one round trip, values bound. */
-async function setLocal(m: EntityManager, settings: LocalSettings): Promise<void> {
-  const names = Object.keys(settings);
-  const sql = `SELECT ${names.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ')}`;
-  await m.query(
-    sql,
-    names.flatMap((n) => [n, String(settings[n])]),
-  );
-}
 
 /**
  * The SQL of vector search: the choice between an exact scan and the HNSW index, the
@@ -51,20 +39,20 @@ export class SearchRepository {
    * of the graph it cannot reach), an exact scan of the same query answers instead.
    */
   search(q: VectorQuery, tuning: SearchTuning): Promise<SearchResult> {
-    return this.router.readTransaction(async (m) => {
-      const chosen = await this.choosePlan(m, q, tuning);
-      let hits = await this.nearest(m, q, tuning, chosen);
+    return this.router.readBatches(async (batch) => {
+      const chosen = await this.choosePlan(batch, q, tuning);
+      let hits = await this.nearest(batch, q, tuning, chosen);
       if (chosen === 'exact' || hits.length >= q.limit) {
         return { plan: chosen, exactFallback: false, hits };
       }
-      hits = await this.nearest(m, q, tuning, 'exact');
+      hits = await this.nearest(batch, q, tuning, 'exact');
       return { plan: 'exact', exactFallback: true, hits };
     });
   }
 
   /** Exact scan when the filters match at most `exactMaxRows` rows (a bounded count). */
   private async choosePlan(
-    m: EntityManager,
+    batch: ReadBatch,
     q: VectorQuery,
     tuning: SearchTuning,
   ): Promise<SearchPlan> {
@@ -72,20 +60,20 @@ export class SearchRepository {
       return 'hnsw';
     }
     const count = matchCountStatement(q, tuning.exactMaxRows);
-    const rows: Array<{ n: number }> = await m.query(count.sql, count.params);
-    return rows[0].n <= tuning.exactMaxRows ? 'exact' : 'hnsw';
+    const [rows] = await batch([count], { statement_timeout: tuning.timeoutMs });
+    return Number(rows[0].n) <= tuning.exactMaxRows ? 'exact' : 'hnsw';
   }
 
+  /** The plan's settings and the query: one round trip. */
   private async nearest(
-    m: EntityManager,
+    batch: ReadBatch,
     q: VectorQuery,
     tuning: SearchTuning,
     plan: SearchPlan,
   ): Promise<SearchHitRow[]> {
-    await setLocal(m, planSettings(plan, tuning));
     const statement = nearestStatement(q, pgvector.toSql(q.embedding));
-    const rows: SearchHitRow[] = await m.query(statement.sql, statement.params);
-    return rows.map((r) => ({ ...r, distance: Number(r.distance) }));
+    const [rows] = await batch([statement], planSettings(plan, tuning));
+    return (rows as unknown as SearchHitRow[]).map((r) => ({ ...r, distance: Number(r.distance) }));
   }
 
   /**
@@ -94,16 +82,15 @@ export class SearchRepository {
    * the HNSW index out of the buffers that serve the searches.
    */
   exactIds(q: VectorQuery, timeoutMs: number): Promise<string[]> {
-    return this.router.readTransaction(
-      async (m) => {
+    return this.router.readBatches(
+      async (batch) => {
+        const statement = nearestStatement(q, pgvector.toSql(q.embedding), 'id::text AS id');
         // One core: the check runs beside live traffic.
-        await setLocal(m, {
+        const [rows] = await batch([statement], {
           ...exactSettings(timeoutMs),
           max_parallel_workers_per_gather: 0,
         });
-        const statement = nearestStatement(q, pgvector.toSql(q.embedding), 'id::text AS id');
-        const rows: Array<{ id: string }> = await m.query(statement.sql, statement.params);
-        return rows.map((r) => r.id);
+        return rows.map((r) => String(r.id));
       },
       { onWriter: true },
     );
@@ -111,24 +98,28 @@ export class SearchRepository {
 
   /**
    * EXPLAIN (ANALYZE, BUFFERS) of what `search()` runs for `q`, with the same settings
-   * and statements: the chosen plan, and the exact scan after it when the index scan
+   * and batches: the chosen plan, and the exact scan after it when the index scan
    * came back short. `plan` is what the search would report.
    */
   explain(
     q: VectorQuery,
     tuning: SearchTuning,
   ): Promise<{ plan: SearchPlan; exactFallback: boolean; explained: ExplainOutput }> {
-    return this.router.readTransaction(async (m) => {
+    return this.router.readBatches(async (batch) => {
       const run = async (plan: SearchPlan): Promise<ExplainOutput> => {
-        await setLocal(m, planSettings(plan, tuning));
         const statement = nearestStatement(q, pgvector.toSql(q.embedding));
-        const rows: Array<{ 'QUERY PLAN': ExplainOutput }> = await m.query(
-          `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${statement.sql}`,
-          statement.params,
+        const [rows] = await batch(
+          [
+            {
+              sql: `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${statement.sql}`,
+              params: statement.params,
+            },
+          ],
+          planSettings(plan, tuning),
         );
-        return rows[0]['QUERY PLAN'];
+        return rows[0]['QUERY PLAN'] as ExplainOutput;
       };
-      const chosen = await this.choosePlan(m, q, tuning);
+      const chosen = await this.choosePlan(batch, q, tuning);
       const explained = await run(chosen);
       const returned = explained[0]?.Plan?.['Actual Rows'] ?? 0;
       if (chosen === 'exact' || returned >= q.limit) {

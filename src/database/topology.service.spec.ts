@@ -1,0 +1,79 @@
+import type { AppConfig } from '../config/app-config.js';
+import { MetricsService } from '../monitoring/metrics.service.js';
+import type { NodeProbe } from './topology.js';
+import { TopologyService } from './topology.service.js';
+
+function probe(name: string, role: NodeProbe['role'], lsn: string | null): NodeProbe {
+  return {
+    name,
+    address: { host: name, port: 5432 },
+    reachable: true,
+    role,
+    timeline: 1,
+    lsn,
+    replayLagSeconds: 0,
+    latencyMs: 1,
+  };
+}
+
+const config = {
+  database: {
+    health: { intervalMs: 60_000, timeoutMs: 1_000, healthyThreshold: 1, unhealthyThreshold: 3 },
+    readMaxLag: { bytes: 1 << 30, seconds: 3600 },
+  },
+} as unknown as AppConfig;
+
+function topology(): TopologyService {
+  const writer = probe('p', 'primary', '0/5000000');
+  const replica = probe('r', 'replica', '0/3000000');
+  return new TopologyService(
+    config,
+    { writer, probes: [writer, replica], replicas: [replica], fenced: [] },
+    new MetricsService(),
+  );
+}
+
+describe('TopologyService: known replay positions', () => {
+  it('knows what a replica replayed once a probe saw it, and never more', () => {
+    const t = topology();
+    expect(t.knownReplayed(['r'], '0/1000000')).toBe(false); // boot probes are not counted
+    t.observe(probe('r', 'replica', '0/3000000'));
+    expect(t.knownReplayed(['r'], '0/1000000')).toBe(true);
+    expect(t.knownReplayed(['r'], '0/3000000')).toBe(true);
+    expect(t.knownReplayed(['r'], '0/3000001')).toBe(false);
+  });
+
+  it('keeps the highest position seen (a probe answered before a check is not a step back)', () => {
+    const t = topology();
+    t.noteReplayed('r', '0/4000000');
+    t.observe(probe('r', 'replica', '0/3000000'));
+    expect(t.knownReplayed(['r'], '0/4000000')).toBe(true);
+  });
+
+  it('forgets a node that failed (it may come back restored, rewound or re-cloned)', () => {
+    const t = topology();
+    t.noteReplayed('r', '0/4000000');
+    t.recordFailure('r', 'connection refused', undefined, true);
+    expect(t.knownReplayed(['r'], '0/1')).toBe(false);
+  });
+
+  it('forgets every position when the writer changes (a new timeline)', () => {
+    const t = topology();
+    t.noteReplayed('r', '0/4000000');
+    t.setWriter('r');
+    expect(t.knownReplayed(['r'], '0/1')).toBe(false);
+  });
+
+  it('needs every node named (behind PgBouncer any replica may answer)', () => {
+    const t = topology();
+    t.noteReplayed('r', '0/4000000');
+    expect(t.knownReplayed(['r', 'p'], '0/1')).toBe(false);
+  });
+
+  it('records nothing for a node answering as a primary', () => {
+    const t = topology();
+    t.noteReplayed('r', '0/4000000');
+    t.observe(probe('r', 'primary', '0/6000000'));
+    expect(t.knownReplayed(['r'], '0/1')).toBe(false);
+  });
+});
