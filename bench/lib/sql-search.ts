@@ -9,6 +9,11 @@ import {
   type VectorQuery,
 } from '../../src/recipes/search-plan.js';
 import type { SearchFilters } from './dataset.js';
+import {
+  localSettingsStatement,
+  Rows,
+  runStatementBatch,
+} from '../../src/database/statement-batch.js';
 
 export interface SqlSearchOptions {
   limit: number;
@@ -103,12 +108,6 @@ function exactStatement(
   return { settings: exactSettings(0), text: sql, values: params };
 }
 
-function setLocal(settings: Record<string, string | number>): string {
-  return Object.entries(settings)
-    .map(([k, v]) => `SET LOCAL ${k} = ${typeof v === 'number' ? v : `'${v}'`}`)
-    .join('; ');
-}
-
 /** The service's bounded count: exact plan when at most exactMaxRows rows match. */
 async function choosePlan(
   client: pg.ClientBase,
@@ -118,50 +117,47 @@ async function choosePlan(
   if (!isFiltered(filters) || o.exactMaxRows <= 0) {
     return 'hnsw';
   }
-  const { sql, params } = matchCountStatement(vectorQuery(filters, o), o.exactMaxRows);
-  const { rows } = await client.query<{ n: number }>(sql, params);
-  return rows[0].n <= o.exactMaxRows ? 'exact' : 'hnsw';
+  const count = matchCountStatement(vectorQuery(filters, o), o.exactMaxRows);
+  const [, rows] = await runStatementBatch(client, [
+    localSettingsStatement({ transaction_read_only: 'on', statement_timeout: o.timeoutMs }),
+    count,
+  ]);
+  return Number(rows[0].n) <= o.exactMaxRows ? 'exact' : 'hnsw';
 }
 
-async function runStatement(client: pg.ClientBase, s: Statement): Promise<Hit[]> {
-  await client.query(setLocal(s.settings));
-  const { rows } = await client.query<Hit>(s.text, s.values);
+/** Settings and statement in one round trip and one implicit transaction. */
+async function runStatement(client: pg.ClientBase, s: Statement, prefix = ''): Promise<Rows> {
+  const [, rows] = await runStatementBatch(client, [
+    localSettingsStatement({ transaction_read_only: 'on', ...s.settings }),
+    { sql: prefix + s.text, params: s.values },
+  ]);
   return rows;
 }
 
-async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    const result = await fn();
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK');
-    throw err;
-  }
+async function hitsOf(client: pg.ClientBase, s: Statement): Promise<Hit[]> {
+  return (await runStatement(client, s)) as unknown as Hit[];
 }
 
 /**
- * Same round trips as the service: BEGIN, [count], SET LOCAL, SELECT, [SET LOCAL,
- * SELECT when the index scan came back short of `limit`], COMMIT.
+ * The service's round trips (src/recipes/search.repository.ts): [the bounded count],
+ * settings + SELECT in one statement batch, [settings + exact SELECT when the index scan
+ * came back short of `limit`].
  */
-export function search(
+export async function search(
   client: pg.ClientBase,
   vector: string,
   filters: SearchFilters,
   o: SqlSearchOptions,
 ): Promise<{ hits: Hit[]; plan: Plan }> {
-  return inTransaction(client, async () => {
-    const plan = await choosePlan(client, filters, o);
-    const hits = await runStatement(client, searchStatement(vector, filters, o, plan));
-    if (plan === 'exact' || hits.length >= o.limit) {
-      return { hits, plan };
-    }
-    return {
-      hits: await runStatement(client, searchStatement(vector, filters, o, 'exact')),
-      plan: 'exact',
-    };
-  });
+  const plan = await choosePlan(client, filters, o);
+  const hits = await hitsOf(client, searchStatement(vector, filters, o, plan));
+  if (plan === 'exact' || hits.length >= o.limit) {
+    return { hits, plan };
+  }
+  return {
+    hits: await hitsOf(client, searchStatement(vector, filters, o, 'exact')),
+    plan: 'exact',
+  };
 }
 
 export function exactSearch(
@@ -171,9 +167,7 @@ export function exactSearch(
   limit: number,
   maxDistance: number,
 ): Promise<Hit[]> {
-  return inTransaction(client, () =>
-    runStatement(client, exactStatement(vector, filters, limit, maxDistance)),
-  );
+  return hitsOf(client, exactStatement(vector, filters, limit, maxDistance));
 }
 
 interface PlanNode {
@@ -198,19 +192,11 @@ export async function explain(
   kind: 'search' | 'exact',
   o: SqlSearchOptions,
 ): Promise<string> {
-  await client.query('BEGIN');
-  try {
-    const s =
-      kind === 'search'
-        ? searchStatement(vector, filters, o, await choosePlan(client, filters, o))
-        : exactStatement(vector, filters, o.limit, o.maxDistance);
-    await client.query(setLocal(s.settings));
-    const { rows } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
-      `EXPLAIN (FORMAT JSON) ${s.text}`,
-      s.values,
-    );
-    return describePlan(rows[0]['QUERY PLAN'][0].Plan);
-  } finally {
-    await client.query('ROLLBACK');
-  }
+  const s =
+    kind === 'search'
+      ? searchStatement(vector, filters, o, await choosePlan(client, filters, o))
+      : exactStatement(vector, filters, o.limit, o.maxDistance);
+  const rows = await runStatement(client, s, 'EXPLAIN (FORMAT JSON) ');
+  const plan = rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>;
+  return describePlan(plan[0].Plan);
 }
