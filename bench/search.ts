@@ -70,6 +70,7 @@ import {
 } from './lib/stack.js';
 import { mean, recallAt, round, summarize, type LatencySummary } from './lib/stats.js';
 import { table, targetsTable, type Target } from './lib/text-table.js';
+import { vectorParam } from '../src/recipes/vector-param.js';
 
 /** search's tables keep their first two columns left-aligned. */
 const table2 = (headers: string[], rows: string[][]): string => table(headers, rows, 2);
@@ -231,6 +232,8 @@ function effectiveEf(o: Pick<Options, 'efSearch' | 'efPerResult' | 'limit'>): nu
 interface Query {
   /** `[x1,...,x1536]`: a pgvector literal and a JSON array at once */
   literal: string;
+  /** The same numbers as the service binds them (pgvector's binary format). */
+  param: Buffer;
 }
 
 function makeQueries(model: EmbeddingModel, seed: number, count: number): Query[] {
@@ -239,7 +242,8 @@ function makeQueries(model: EmbeddingModel, seed: number, count: number): Query[
   return Array.from({ length: count }, () => {
     model.sample(rng, v);
     // 8 significant digits: what an embedding client sends; SQL and HTTP get the same numbers
-    return { literal: `[${Array.from(v, (x) => Number(x.toPrecision(8))).join(',')}]` };
+    const numbers = Array.from(v, (x) => Number(x.toPrecision(8)));
+    return { literal: `[${numbers.join(',')}]`, param: vectorParam(numbers) };
   });
 }
 
@@ -799,7 +803,7 @@ async function measureRawSql(
     const search =
       (o: SqlSearchOptions, client = c): Searcher =>
       async (q, fc) => {
-        const r = await sqlSearch(client, q.literal, fc.filters, o);
+        const r = await sqlSearch(client, q.param, fc.filters, o);
         return { ids: r.hits.map((h) => h.id), plan: r.plan };
       };
     const warm = new Progress(

@@ -84,7 +84,7 @@ function vectorQuery(filters: SearchFilters, o: SqlSearchOptions, limit = o.limi
  * re-sorted outside; the planner settings that make PostgreSQL run that plan.
  */
 function searchStatement(
-  vector: string,
+  vector: string | Buffer,
   filters: SearchFilters,
   o: SqlSearchOptions,
   plan: Plan,
@@ -145,7 +145,7 @@ async function hitsOf(client: pg.ClientBase, s: Statement): Promise<Hit[]> {
  */
 export async function search(
   client: pg.ClientBase,
-  vector: string,
+  vector: string | Buffer,
   filters: SearchFilters,
   o: SqlSearchOptions,
 ): Promise<{ hits: Hit[]; plan: Plan }> {

@@ -3,6 +3,7 @@ import Keyv from 'keyv';
 import type { AppConfig } from '../config/app-config.js';
 import type { CacheMetrics } from './cache.metrics.js';
 import { LruStore } from './lru-store.js';
+import { deserializeEntry, serializeEntry } from './serialization.js';
 import type { RedisService } from './redis.service.js';
 
 export const CACHE_TIERS = Symbol('CACHE_TIERS');
@@ -24,6 +25,8 @@ export function createCacheTiers(
     store: l1Store,
     useKeyPrefix: false,
     ttl: config.cache.defaultTtlSeconds * 1000,
+    serialize: serializeEntry,
+    deserialize: deserializeEntry,
   });
   const l2 = new Keyv({
     store: new KeyvRedis(redis.client, { throwOnConnectError: false, throwOnErrors: true }),
@@ -32,6 +35,8 @@ export function createCacheTiers(
     useKeyPrefix: false,
     throwOnErrors: true,
     ttl: config.cache.defaultTtlSeconds * 1000,
+    serialize: serializeEntry,
+    deserialize: deserializeEntry,
   });
   // Errors are counted by the circuit breaker where each call is made; an 'error'
   // event with no listener would otherwise crash the process.

@@ -136,10 +136,10 @@ export function exactSettings(timeoutMs: number): LocalSettings {
  */
 export function nearestStatement(
   q: VectorQuery,
-  vectorSql: string,
+  vector: string | Buffer,
   columns = HIT_COLUMNS,
 ): { sql: string; params: unknown[] } {
-  const params: unknown[] = [vectorSql];
+  const params: unknown[] = [vector];
   const where = whereClause(q.filters, params, q.excludeId);
   const { bind } = paramBinder(params);
   const bound = bind(q.maxDistance, '::float8');

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import pgvector from 'pgvector';
+import { vectorParam } from './vector-param.js';
 import { ReadBatch, ReadRouterService } from '../database/read-router.service.js';
 import { HNSW_INDEX } from './recipes.constants.js';
 import {
@@ -71,7 +72,7 @@ export class SearchRepository {
     tuning: SearchTuning,
     plan: SearchPlan,
   ): Promise<SearchHitRow[]> {
-    const statement = nearestStatement(q, pgvector.toSql(q.embedding));
+    const statement = nearestStatement(q, vectorParam(q.embedding));
     const [rows] = await batch([statement], planSettings(plan, tuning));
     return (rows as unknown as SearchHitRow[]).map((r) => ({ ...r, distance: Number(r.distance) }));
   }
@@ -84,7 +85,7 @@ export class SearchRepository {
   exactIds(q: VectorQuery, timeoutMs: number): Promise<string[]> {
     return this.router.readBatches(
       async (batch) => {
-        const statement = nearestStatement(q, pgvector.toSql(q.embedding), 'id::text AS id');
+        const statement = nearestStatement(q, vectorParam(q.embedding), 'id::text AS id');
         // One core: the check runs beside live traffic.
         const [rows] = await batch([statement], {
           ...exactSettings(timeoutMs),
@@ -107,7 +108,7 @@ export class SearchRepository {
   ): Promise<{ plan: SearchPlan; exactFallback: boolean; explained: ExplainOutput }> {
     return this.router.readBatches(async (batch) => {
       const run = async (plan: SearchPlan): Promise<ExplainOutput> => {
-        const statement = nearestStatement(q, pgvector.toSql(q.embedding));
+        const statement = nearestStatement(q, vectorParam(q.embedding));
         const [rows] = await batch(
           [
             {

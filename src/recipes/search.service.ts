@@ -318,11 +318,15 @@ export function normaliseFilters(f: SearchRecipesDto['filters']): SearchFilters 
   return out;
 }
 
-/** Cache key of a search: SHA-256 of its normalised form (defaults applied, filters sorted). */
+/**
+ * Cache key of a search: SHA-256 of its normalised form (defaults applied, filters
+ * sorted) as JSON, the embedding's numbers appended as float64 bytes (formatting 1,536
+ * numbers as text cost more than the rest of the key; the JSON holds their count).
+ */
 export function searchKey(dto: SearchRecipesDto, config: AppConfig): string {
   const f = normaliseFilters(dto.filters);
   const normalised = {
-    embedding: dto.embedding ?? null,
+    embedding: dto.embedding ? dto.embedding.length : null,
     recipeId: dto.recipeId ?? null,
     text: dto.text?.trim() ?? null,
     filters: {
@@ -335,5 +339,9 @@ export function searchKey(dto: SearchRecipesDto, config: AppConfig): string {
     limit: dto.limit ?? config.vector.resultLimit,
     maxDistance: dto.maxDistance ?? config.vector.maxDistance,
   };
-  return createHash('sha256').update(JSON.stringify(normalised)).digest('hex');
+  const hash = createHash('sha256').update(JSON.stringify(normalised));
+  if (dto.embedding) {
+    hash.update(new Uint8Array(Float64Array.from(dto.embedding).buffer));
+  }
+  return hash.digest('hex');
 }
