@@ -17,8 +17,14 @@ export async function archiveCurrentWal(
   const lastArchived = await until(
     async () =>
       (
-        (await superQuery(env, port, database, `SELECT last_archived_wal AS w FROM pg_stat_archiver`))
-          .rows[0] as { w: string | null }
+        (
+          await superQuery(
+            env,
+            port,
+            database,
+            `SELECT last_archived_wal AS w FROM pg_stat_archiver`,
+          )
+        ).rows[0] as { w: string | null }
       ).w,
     (w) => w !== null && w >= segment,
     timeoutMs,
