@@ -118,10 +118,11 @@ async function choosePlan(
     return 'hnsw';
   }
   const count = matchCountStatement(vectorQuery(filters, o), o.exactMaxRows);
-  const [, rows] = await runStatementBatch(client, [
-    localSettingsStatement({ transaction_read_only: 'on', statement_timeout: o.timeoutMs }),
-    count,
-  ]);
+  const rows = await runStatement(client, {
+    settings: { statement_timeout: o.timeoutMs },
+    text: count.sql,
+    values: count.params,
+  });
   return Number(rows[0].n) <= o.exactMaxRows ? 'exact' : 'hnsw';
 }
 

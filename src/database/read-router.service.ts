@@ -341,12 +341,16 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
           const started = performance.now();
           try {
             const rows = await runStatementBatch(client, all);
-            this.logIfSlow(performance.now() - started, all, runner);
+            const ms = performance.now() - started;
+            const max = this.dataSource.options.maxQueryExecutionTime;
+            if (max && ms > max) {
+              this.dataSource.logger.logQuerySlow(ms, batchSql(all), undefined, runner);
+            }
             return rows.slice(1);
           } catch (err) {
             this.dataSource.logger.logQueryError(
               err as Error,
-              all.map((s) => s.sql).join(';\n'),
+              batchSql(all),
               all.flatMap((s) => s.params ?? []),
               runner,
             );
@@ -360,18 +364,6 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
         await runner.release();
       }
     });
-  }
-
-  private logIfSlow(ms: number, statements: Statement[], runner: QueryRunner): void {
-    const max = this.dataSource.options.maxQueryExecutionTime;
-    if (max && ms > max) {
-      this.dataSource.logger.logQuerySlow(
-        ms,
-        statements.map((s) => s.sql).join(';\n'),
-        undefined,
-        runner,
-      );
-    }
   }
 
   private async withReadRetry<T>(attempt: () => Promise<T>): Promise<T> {
@@ -528,6 +520,11 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
     }
     return consistency === 'strong';
   }
+}
+
+/** A batch's statements as one text, for the slow-query and error logs. */
+function batchSql(statements: Statement[]): string {
+  return statements.map((s) => s.sql).join(';\n');
 }
 
 /** Remembers on the error which node the failed runner was connected to. */
