@@ -103,6 +103,8 @@ interface Options {
   /** `--tls-ab`: the same A/B with TLS off versus on (issue 13) */
   tlsAb: boolean;
   abRounds: number;
+  /** `--ab-paired`: both sides at once in every round, sharing the service's CPU(s) */
+  abPaired: boolean;
   abIdleS: number;
   abCloudwatchIntervalS: number;
   abOnly: AbComponent | null;
@@ -141,6 +143,7 @@ function parseOptions(argv: string[]): Options {
       'monitoring-ab': { type: 'boolean', default: false },
       'tls-ab': { type: 'boolean', default: false },
       'ab-rounds': { type: 'string', default: '8' },
+      'ab-paired': { type: 'boolean', default: false },
       'ab-idle-s': { type: 'string', default: '20' },
       'ab-cloudwatch-interval-s': { type: 'string', default: '5' },
       'ab-only': { type: 'string', default: 'all' },
@@ -157,7 +160,7 @@ function parseOptions(argv: string[]): Options {
         '  [--skip-http] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
         '  [--search-recipes 2000] [--search-queries 1000] [--mixed-write-share 0.05]\n' +
         '  [--mixed-warmup-s 10] [--mixed-duration-s 20] [--skip-mixed] [--baseline-dir DIR]\n' +
-        '  [--monitoring-ab [--ab-rounds 8] [--ab-idle-s 20] [--ab-cloudwatch-interval-s 5]\n' +
+        '  [--monitoring-ab [--ab-rounds 8] [--ab-paired] [--ab-idle-s 20] [--ab-cloudwatch-interval-s 5]\n' +
         '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n' +
         '  [--tls-ab (the same rounds with TLS off versus on; needs STACK_TLS_ONLY=0 bash docker/stack.sh up)]\n' +
         '  [--tag NAME (results file cache-<date>-NAME.json)]\n',
@@ -214,6 +217,7 @@ function parseOptions(argv: string[]): Options {
     monitoringAb: values['monitoring-ab'],
     tlsAb: values['tls-ab'],
     abRounds: int('ab-rounds', values['ab-rounds'], 2, 64),
+    abPaired: values['ab-paired'],
     abIdleS: int('ab-idle-s', values['ab-idle-s'], 0, 3600),
     abCloudwatchIntervalS: int(
       'ab-cloudwatch-interval-s',
@@ -497,6 +501,7 @@ async function monitoringAb(
     comparison,
     workload: `bench:cache cached GET /v1/recipes/:id (cache on, zipf ${opts.zipfS}, c=${opts.concurrency})`,
     rounds: opts.abRounds,
+    paired: opts.abPaired,
     idleS: opts.abIdleS,
     warmupS: opts.warmupS,
     durationS: opts.durationS,

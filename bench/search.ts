@@ -111,6 +111,8 @@ interface Options {
   /** `--tls-ab`: the same A/B with TLS off versus on (issue 13) */
   tlsAb: boolean;
   abRounds: number;
+  /** `--ab-paired`: both sides at once in every round, sharing the service's CPU(s) */
+  abPaired: boolean;
   abIdleS: number;
   abWarmupS: number;
   abCloudwatchIntervalS: number;
@@ -142,6 +144,7 @@ function parseOptions(argv: string[]): Options {
       'monitoring-ab': { type: 'boolean', default: false },
       'tls-ab': { type: 'boolean', default: false },
       'ab-rounds': { type: 'string', default: '8' },
+      'ab-paired': { type: 'boolean', default: false },
       'ab-idle-s': { type: 'string', default: '20' },
       'ab-warmup-s': { type: 'string', default: '5' },
       'ab-cloudwatch-interval-s': { type: 'string', default: '5' },
@@ -158,7 +161,7 @@ function parseOptions(argv: string[]): Options {
         '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
         '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
         '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n' +
-        '  [--monitoring-ab [--ab-rounds 8] [--ab-idle-s 20] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]\n' +
+        '  [--monitoring-ab [--ab-rounds 8] [--ab-paired] [--ab-idle-s 20] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]\n' +
         '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n' +
         '  [--tls-ab (the same rounds with TLS off versus on; needs STACK_TLS_ONLY=0 bash docker/stack.sh up)]\n',
     );
@@ -209,6 +212,7 @@ function parseOptions(argv: string[]): Options {
     monitoringAb: values['monitoring-ab'],
     tlsAb: values['tls-ab'],
     abRounds: int('ab-rounds', values['ab-rounds'], 2, 64),
+    abPaired: values['ab-paired'],
     abIdleS: int('ab-idle-s', values['ab-idle-s'], 0, 3600),
     abWarmupS: int('ab-warmup-s', values['ab-warmup-s'], 0, 3600),
     abCloudwatchIntervalS: int(
@@ -1080,6 +1084,7 @@ async function monitoringAb(
     comparison,
     workload: `bench:search unfiltered POST /v1/recipes/search (limit ${opts.limit}, c=${conc}, fresh result-cache namespace per round)`,
     rounds: opts.abRounds,
+    paired: opts.abPaired,
     idleS: opts.abIdleS,
     warmupS: opts.abWarmupS,
     durationS: opts.durationS,

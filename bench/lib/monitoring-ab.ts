@@ -234,6 +234,11 @@ export interface MonitoringAbReport {
   /** the "on" side: every component, or only this one */
   only: AbComponent | 'all';
   order: AbSide[];
+  /**
+   * `--ab-paired`: each round's (on − off) / off of req/s and of CPU per request, in %;
+   * `order` is then the side each round started first. null for sequential rounds.
+   */
+  paired: { round: number; rpsPct: number; cpuPct: number }[] | null;
   warmupS: number;
   durationS: number;
   idleS: number;
@@ -243,7 +248,10 @@ export interface MonitoringAbReport {
   rounds: AbRound[];
   off: AbSideSummary;
   on: AbSideSummary;
-  /** (on − off) / off of the medians, in %: negative means slower with monitoring on */
+  /**
+   * (on − off) / off of the medians, in %: negative means slower with monitoring on
+   * (paired: the median of the rounds' own differences)
+   */
   differencePct: number;
   /** (on − off) / off of the median CPU µs per request, in %: positive means costlier */
   cpuDifferencePct: number;
@@ -306,6 +314,13 @@ export async function runMonitoringAb(opts: {
   only?: AbComponent | null;
   /** compare something else than monitoring off/on */
   comparison?: AbComparison;
+  /**
+   * Both sides at once in every round (`--ab-paired`): two services sharing the CPU(s)
+   * the bench gives them, each under its own closed loop, so that whatever the machine
+   * does during a round (another VM's load, frequency changes) hits both sides alike.
+   * The verdict then takes the median of the rounds' paired differences.
+   */
+  paired?: boolean;
   start: (monitoringEnv: Record<string, string>, side: AbSide) => Promise<AbService>;
 }): Promise<MonitoringAbReport> {
   const none: EndpointCounts = { puts: 0, datums: 0, wireBytes: 0, others: 0 };
@@ -322,56 +337,77 @@ export async function runMonitoringAb(opts: {
   const rounds: AbRound[] = [];
   let cwTotal: EndpointCounts;
   try {
-    for (const [i, side] of order.entries()) {
-      const label = `${name}-ab round ${i + 1}/${order.length} (${side})`;
-      const svc = await opts.start(side === 'on' ? envOn : envOff, side);
+    // paired: round i runs both sides at once, started in the order of abOrder's side i
+    const plan: AbSide[][] = opts.paired
+      ? order.map((first) => (first === 'off' ? ['off', 'on'] : ['on', 'off']))
+      : order.map((side) => [side]);
+    for (const [i, sides] of plan.entries()) {
+      const label = (side: AbSide) =>
+        `${name}-ab round ${i + 1}/${plan.length} (${opts.paired ? `paired, ${side}` : side})`;
+      const services: [AbSide, AbService][] = [];
       try {
+        for (const side of sides) {
+          const env = side === 'on' ? envOn : envOff;
+          // paired sides must not serve each other's entries from the shared Redis (nor
+          // an earlier round's): a cache namespace of their own
+          const keys: Record<string, string> = opts.paired
+            ? { CACHE_KEY_VERSION: `ab${side}${Date.now().toString(36)}` }
+            : {};
+          services.push([side, await opts.start({ ...env, ...keys }, side)]);
+        }
         const startedAt = new Date().toISOString();
         if (opts.warmupS > 0) {
-          await svc.warmup(`${label} warm-up`);
+          await Promise.all(services.map(([side, svc]) => svc.warmup(`${label(side)} warm-up`)));
         }
         const cw0 = await cw.counts();
-        const cpu0 = await svc.cpuSeconds();
-        const loop = await svc.measure(`${label} measured`);
-        const cpu1 = await svc.cpuSeconds();
-        const cw1 = await cw.counts();
-        const cpuS = cpu1 - cpu0;
-        const evidence = await svc.evidence();
-        let idleCpuMsPerS: number | null = null;
-        if (opts.idleS > 0) {
-          log(`${label} idle ${opts.idleS}s`);
-          const t0 = performance.now();
-          const idle0 = await svc.cpuSeconds();
-          await sleep(opts.idleS * 1000);
-          const idleS = (performance.now() - t0) / 1000;
-          idleCpuMsPerS = round((((await svc.cpuSeconds()) - idle0) * 1000) / idleS, 2);
-        }
-        const r: AbRound = {
-          round: i + 1,
-          side,
-          startedAt,
-          bootS: round(svc.bootS, 1),
-          rps: loop.rps,
-          completed: loop.completed,
-          errors: loop.errors,
-          seconds: loop.seconds,
-          latencyMs: loop.latencyMs,
-          cpuUsPerRequest: round((cpuS * 1e6) / Math.max(1, loop.completed), 1),
-          idleCpuMsPerS,
-          cloudwatchPuts: cw1.puts - cw0.puts,
-          cloudwatchDatums: cw1.datums - cw0.datums,
-          evidence,
-          loadAverage1m: round(os.loadavg()[0], 2),
-        };
-        rounds.push(r);
-        log(
-          `${label}: ${r.rps} req/s, p50 ${r.latencyMs.p50} ms, p95 ${r.latencyMs.p95} ms, ` +
-            `service CPU ${r.cpuUsPerRequest} µs/request, ` +
-            (r.idleCpuMsPerS === null ? '' : `idle CPU ${r.idleCpuMsPerS} ms/s, `) +
-            `CloudWatch puts ${r.cloudwatchPuts} (${r.cloudwatchDatums} datums), load ${r.loadAverage1m}`,
+        const cpu0 = await Promise.all(services.map(([, svc]) => svc.cpuSeconds()));
+        const loops = await Promise.all(
+          services.map(([side, svc]) => svc.measure(`${label(side)} measured`)),
         );
+        const cpu1 = await Promise.all(services.map(([, svc]) => svc.cpuSeconds()));
+        const cw1 = await cw.counts();
+        const evidence = await Promise.all(services.map(([, svc]) => svc.evidence()));
+        let idle: (number | null)[] = services.map(() => null);
+        if (opts.idleS > 0) {
+          log(`${label(sides[0])} idle ${opts.idleS}s`);
+          const t0 = performance.now();
+          const idle0 = await Promise.all(services.map(([, svc]) => svc.cpuSeconds()));
+          await sleep(opts.idleS * 1000);
+          const idle1 = await Promise.all(services.map(([, svc]) => svc.cpuSeconds()));
+          const idleS = (performance.now() - t0) / 1000;
+          idle = idle1.map((c, k) => round(((c - idle0[k]) * 1000) / idleS, 2));
+        }
+        for (const [k, [side, svc]] of services.entries()) {
+          const loop = loops[k];
+          const r: AbRound = {
+            round: i + 1,
+            side,
+            startedAt,
+            bootS: round(svc.bootS, 1),
+            rps: loop.rps,
+            completed: loop.completed,
+            errors: loop.errors,
+            seconds: loop.seconds,
+            latencyMs: loop.latencyMs,
+            cpuUsPerRequest: round(((cpu1[k] - cpu0[k]) * 1e6) / Math.max(1, loop.completed), 1),
+            idleCpuMsPerS: idle[k],
+            cloudwatchPuts: side === 'on' ? cw1.puts - cw0.puts : 0,
+            cloudwatchDatums: side === 'on' ? cw1.datums - cw0.datums : 0,
+            evidence: evidence[k],
+            loadAverage1m: round(os.loadavg()[0], 2),
+          };
+          rounds.push(r);
+          log(
+            `${label(side)}: ${r.rps} req/s, p50 ${r.latencyMs.p50} ms, p95 ${r.latencyMs.p95} ms, ` +
+              `service CPU ${r.cpuUsPerRequest} µs/request, ` +
+              (r.idleCpuMsPerS === null ? '' : `idle CPU ${r.idleCpuMsPerS} ms/s, `) +
+              `CloudWatch puts ${r.cloudwatchPuts} (${r.cloudwatchDatums} datums), load ${r.loadAverage1m}`,
+          );
+        }
       } finally {
-        await svc.stop();
+        for (const [, svc] of services) {
+          await svc.stop();
+        }
       }
     }
     cwTotal = await cw.counts();
@@ -380,11 +416,24 @@ export async function runMonitoringAb(opts: {
   }
   const off = summarizeSide(rounds.filter((r) => r.side === 'off'));
   const on = summarizeSide(rounds.filter((r) => r.side === 'on'));
-  const differencePct = round((100 * (on.medianRps - off.medianRps)) / off.medianRps, 2);
-  const cpuDifferencePct = round(
-    (100 * (on.cpuUsPerRequest - off.cpuUsPerRequest)) / off.cpuUsPerRequest,
-    2,
-  );
+  // paired: each round's own difference (both sides measured in the same seconds)
+  const pairs = opts.paired
+    ? [...new Set(rounds.map((r) => r.round))].map((n) => {
+        const a = rounds.find((r) => r.round === n && r.side === 'off') as AbRound;
+        const b = rounds.find((r) => r.round === n && r.side === 'on') as AbRound;
+        return {
+          round: n,
+          rpsPct: round((100 * (b.rps - a.rps)) / a.rps, 2),
+          cpuPct: round((100 * (b.cpuUsPerRequest - a.cpuUsPerRequest)) / a.cpuUsPerRequest, 2),
+        };
+      })
+    : null;
+  const differencePct = pairs
+    ? round(median(pairs.map((p) => p.rpsPct)), 2)
+    : round((100 * (on.medianRps - off.medianRps)) / off.medianRps, 2);
+  const cpuDifferencePct = pairs
+    ? round(median(pairs.map((p) => p.cpuPct)), 2)
+    : round((100 * (on.cpuUsPerRequest - off.cpuUsPerRequest)) / off.cpuUsPerRequest, 2);
   const backgroundCorePct =
     on.idleCpuMsPerS === null || off.idleCpuMsPerS === null
       ? null
@@ -404,6 +453,7 @@ export async function runMonitoringAb(opts: {
     workload: opts.workload,
     only: opts.only ?? 'all',
     order,
+    paired: pairs,
     warmupS: opts.warmupS,
     durationS: opts.durationS,
     idleS: opts.idleS,
@@ -454,7 +504,12 @@ export function renderMonitoringAb(ab: MonitoringAbReport): string {
       return `| ${s} | ${x.rounds} | ${x.medianRps} | ${x.minRps} | ${x.maxRps} | ${x.cpuUsPerRequest} | ${x.idleCpuMsPerS ?? '-'} | ${x.p50Ms} | ${x.p95Ms} |`;
     }),
     '',
-    `difference (on − off) / off: ${ab.differencePct} % — target |Δ| ≤ ${ab.targetPct} %: ${ab.verdict}`,
+    ...(ab.paired
+      ? [
+          `paired rounds, (on − off) / off of req/s: ${ab.paired.map((p) => `${p.rpsPct} %`).join(', ')}; of CPU per request: ${ab.paired.map((p) => `${p.cpuPct} %`).join(', ')}`,
+        ]
+      : []),
+    `difference (on − off) / off${ab.paired ? ', median of the paired rounds' : ''}: ${ab.differencePct} % — target |Δ| ≤ ${ab.targetPct} %: ${ab.verdict}`,
     `service CPU per request (on − off) / off: ${ab.cpuDifferencePct} %`,
     ...(ab.backgroundCorePct === null
       ? []

@@ -42,6 +42,11 @@ export class PinoLoggerService implements LoggerService {
     message: unknown,
     params: unknown[],
   ): void {
+    // below the level (e.g. every request's "request completed" at LOG_LEVEL=warn): build
+    // nothing; the merged objects below cost each request a few µs and new hidden classes
+    if (!this.pino.isLevelEnabled(level)) {
+      return;
+    }
     let context: string | undefined;
     let extra: unknown;
     const rest = [...params];
