@@ -88,6 +88,8 @@ interface Options {
   wbProbe: number;
   flushMs: number;
   skipHttp: boolean;
+  /** `--skip-bare`: no run of the bare NestJS + Fastify route (issue 14, target 3) */
+  skipBare: boolean;
   skipInproc: boolean;
   skipDurability: boolean;
   noKill: boolean;
@@ -129,6 +131,7 @@ function parseOptions(argv: string[]): Options {
       'wb-probe': { type: 'string', default: '20' },
       'flush-ms': { type: 'string', default: '1000' },
       'skip-http': { type: 'boolean', default: false },
+      'skip-bare': { type: 'boolean', default: false },
       'skip-inproc': { type: 'boolean', default: false },
       'skip-durability': { type: 'boolean', default: false },
       'no-kill': { type: 'boolean', default: false },
@@ -157,7 +160,7 @@ function parseOptions(argv: string[]): Options {
         '  [--concurrency 8] [--warmup-s 15] [--duration-s 15]\n' +
         '  [--inproc-iterations 20000] [--inproc-ids 1000]\n' +
         '  [--wb-updates 500] [--wb-rate 100] [--wb-settle-s 5] [--wb-probe 20] [--flush-ms 1000]\n' +
-        '  [--skip-http] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
+        '  [--skip-http] [--skip-bare] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
         '  [--search-recipes 2000] [--search-queries 1000] [--mixed-write-share 0.05]\n' +
         '  [--mixed-warmup-s 10] [--mixed-duration-s 20] [--skip-mixed] [--baseline-dir DIR]\n' +
         '  [--monitoring-ab [--ab-rounds 8] [--ab-paired] [--ab-idle-s 20] [--ab-cloudwatch-interval-s 5]\n' +
@@ -203,6 +206,7 @@ function parseOptions(argv: string[]): Options {
     wbProbe: int('wb-probe', values['wb-probe'], 0, 10_000),
     flushMs: int('flush-ms', values['flush-ms'], 10, 600_000),
     skipHttp: values['skip-http'],
+    skipBare: values['skip-bare'],
     skipInproc: values['skip-inproc'],
     skipDurability: values['skip-durability'],
     noKill: values['no-kill'],
@@ -382,6 +386,8 @@ interface HttpRun {
   hitRates: HitRates;
   cpu: CpuUse;
   responseBytes: number;
+  /** the first answer's body: the bare route answers with the same */
+  sampleBody: string;
 }
 
 function tierCounts(before: Sample[], after: Sample[]): TierCounts {
@@ -482,9 +488,75 @@ async function httpRun(
       hitRates: rates,
       cpu,
       responseBytes: Buffer.byteLength(first.body),
+      sampleBody: first.body,
     };
   } finally {
     await stopService(r);
+  }
+}
+
+/** The bare NestJS + Fastify route (bench/lib/bare-route.ts) under the same loop. */
+interface BareRun {
+  bootS: number;
+  warmup: LoopResult | null;
+  measured: LoopResult;
+  /** the bare process's CPU time per completed request (/proc/<pid>/stat) */
+  serviceUsPerRequest: number;
+  serviceCores: number;
+  responseBytes: number;
+}
+
+/**
+ * The framework's ceiling beside the cached GETs (issue 14, target 3): the same client,
+ * concurrency, id sequence and response body (`template`, the service's own answer for
+ * one recipe), from a NestJS + Fastify application with one route and nothing else.
+ */
+async function bareRun(
+  opts: Options,
+  byRank: readonly string[],
+  template: string,
+): Promise<BareRun> {
+  const port = await freePort();
+  const service = ServiceProcess.start(
+    REPO_DIR,
+    { BARE_TEMPLATE: template, NODE_ENV: 'production' },
+    port,
+    'dist/bench/lib/bare-route.js',
+  );
+  const http = new HttpClient('127.0.0.1', port, 2);
+  const load = new HttpClient('127.0.0.1', port, opts.concurrency);
+  try {
+    const bootS = await service.waitReady(http, 60_000);
+    log(`bare route ready on :${port} (pid ${service.pid}) after ${bootS.toFixed(1)}s`);
+    const first = await http.request('GET', `/v1/recipes/${byRank[0]}`);
+    if (first.status !== 200 || (JSON.parse(first.body) as { id?: string }).id !== byRank[0]) {
+      throw new Error(`bare route: GET answered ${first.status}: ${first.body.slice(0, 300)}`);
+    }
+    const zipf = new Zipf(byRank.length, opts.zipfS);
+    const rng = new Rng(opts.seed ^ 0x5bd1e995);
+    const next = (): string => byRank[zipf.sample(rng)];
+    const send = async (id: string): Promise<number> =>
+      (await load.request('GET', `/v1/recipes/${id}`)).status;
+    const seen = new Set<string>([byRank[0]]);
+    const loop = (label: string, durationS: number) =>
+      closedLoop({ concurrency: opts.concurrency, durationS, next, send, seen, label });
+    const warmup = opts.warmupS > 0 ? await loop('bare route warm-up', opts.warmupS) : null;
+    const cpu0 = await service.cpuSeconds();
+    const measured = await loop('bare route measured', opts.durationS);
+    const cpuS = (await service.cpuSeconds()) - cpu0;
+    log(`bare route: ${measured.rps} req/s, p50 ${measured.latencyMs.p50} ms`);
+    return {
+      bootS: round(bootS, 1),
+      warmup,
+      measured,
+      serviceUsPerRequest: round((cpuS * 1e6) / Math.max(1, measured.completed), 1),
+      serviceCores: round(cpuS / measured.seconds, 2),
+      responseBytes: Buffer.byteLength(first.body),
+    };
+  } finally {
+    http.close();
+    load.close();
+    await service.stop();
   }
 }
 
@@ -766,6 +838,16 @@ function evaluateTargets(report: Report): Target[] {
       pass: ratio >= 3,
     });
   }
+  const bare = report.results.http.bare;
+  if (on && bare) {
+    const ratio = on.measured.rps / bare.measured.rps;
+    t.push({
+      name: 'cached GET / bare NestJS + Fastify route throughput',
+      target: '>= 0.5 x',
+      value: `${ratio.toFixed(2)} x (${on.measured.rps.toFixed(0)} / ${bare.measured.rps.toFixed(0)} req/s; CPU ${on.cpu.serviceUsPerRequest} / ${bare.serviceUsPerRequest} µs per request)`,
+      pass: ratio >= 0.5,
+    });
+  }
   if (on) {
     const h = on.hitRates.overall;
     t.push({
@@ -847,6 +929,17 @@ function render(report: Report): string {
     if (cacheOn && cacheOff) {
       out.push(
         `cached / uncached throughput: ${(cacheOn.measured.rps / cacheOff.measured.rps).toFixed(2)} x`,
+      );
+    }
+    const bare = report.results.http.bare;
+    if (bare) {
+      out.push(
+        `bare NestJS + Fastify route, same client and body (${bare.responseBytes} bytes): ` +
+          `${bare.measured.rps.toFixed(0)} req/s, p50 ${bare.measured.latencyMs.p50.toFixed(2)} ms, ` +
+          `${bare.serviceUsPerRequest} µs CPU per request, ${bare.serviceCores} cores` +
+          (cacheOn
+            ? `; cached GET / bare: ${(cacheOn.measured.rps / bare.measured.rps).toFixed(2)} x`
+            : ''),
       );
     }
     out.push('');
@@ -1005,7 +1098,7 @@ interface Report {
   parameters: Options;
   dataset: { database: string; recipes: number; loaded: boolean; zipfHead: Record<string, number> };
   results: {
-    http: { cacheOn: HttpRun | null; cacheOff: HttpRun | null };
+    http: { cacheOn: HttpRun | null; cacheOff: HttpRun | null; bare: BareRun | null };
     /** search results under a read/write mix */
     mixed: MixedRun[] | null;
     inProcess: InProcessResult | null;
@@ -1125,6 +1218,11 @@ async function main(): Promise<void> {
     cacheOn = await phase('HTTP cache on', () => httpRun(env, opts, byRank, true));
     cacheOff = await phase('HTTP cache off', () => httpRun(env, opts, byRank, false));
   }
+  const on = cacheOn;
+  const bare =
+    on && !opts.skipBare
+      ? await phase('HTTP bare route', () => bareRun(opts, byRank, on.sampleBody))
+      : null;
   const mixed = opts.skipMixed
     ? null
     : await phase('search results under writes', () => mixedPhase(env, opts, byRank));
@@ -1149,7 +1247,7 @@ async function main(): Promise<void> {
         [1, 10, 100, 1000].map((k) => [`top${k}`, round(zipf.headShare(k), 4)]),
       ),
     },
-    results: { http: { cacheOn, cacheOff }, mixed, inProcess, durability: dur },
+    results: { http: { cacheOn, cacheOff, bare }, mixed, inProcess, durability: dur },
     targets: [],
     phasesS: phases,
   };

@@ -165,8 +165,29 @@ describe('benchmarks (smoke mode)', () => {
           break;
         }
         case 'cache': {
-          const r = report.results as { http: { cacheOn: { hitRates: unknown } } };
+          const r = report.results as {
+            http: {
+              cacheOn: { hitRates: unknown; sampleBody: string };
+              bare: {
+                measured: { rps: number; errors: number };
+                serviceUsPerRequest: number;
+                responseBytes: number;
+              };
+            };
+          };
           expect(r.http.cacheOn.hitRates).toBeDefined();
+          // the bare NestJS + Fastify route ran beside it, with the service's own body
+          expect(r.http.bare.measured.rps).toBeGreaterThan(0);
+          expect(r.http.bare.measured.errors).toBe(0);
+          expect(r.http.bare.serviceUsPerRequest).toBeGreaterThan(0);
+          expect(r.http.bare.responseBytes).toBe(Buffer.byteLength(r.http.cacheOn.sampleBody));
+          expect(report.targets).toEqual(
+            expect.arrayContaining([
+              expect.objectContaining({
+                name: 'cached GET / bare NestJS + Fastify route throughput',
+              }),
+            ]),
+          );
           break;
         }
         case 'failover': {
@@ -264,6 +285,68 @@ describe('benchmarks (smoke mode)', () => {
       expect(['PASS', 'FAIL']).toContain(ab.verdict);
       expect(typeof ab.backgroundCorePct).toBe('number');
       expect(out.stdout + out.stderr).toContain('background work (idle CPU on − off)');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+  it('bench:cache --monitoring-ab --ab-paired measures both sides in the same round', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dbu-bench-smoke-paired-'));
+    try {
+      await run(
+        process.execPath,
+        [
+          join('dist', 'bench', 'cache.js'),
+          '--monitoring-ab',
+          '--ab-paired',
+          '--skip-load',
+          '--recipes',
+          '200',
+          '--ab-rounds',
+          '2',
+          '--warmup-s',
+          '1',
+          '--duration-s',
+          '2',
+          '--ab-idle-s',
+          '0',
+          '--tag',
+          'paired-smoke',
+        ],
+        {
+          cwd: REPO_ROOT,
+          env: { ...process.env, BENCH_CACHE_DB: CACHE_DB, BENCH_RESULTS_DIR: dir },
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: 300_000,
+        },
+      ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
+        throw new Error(
+          `bench:cache --ab-paired exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
+        );
+      });
+      const files = await readdir(dir);
+      expect(files).toEqual([expect.stringMatching(/^cache-.*-paired-smoke\.json$/)]);
+      const report = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as {
+        results: {
+          monitoringAb: {
+            rounds: Array<{ round: number; side: string; rps: number; startedAt: string }>;
+            paired: Array<{ round: number; rpsPct: number; cpuPct: number }>;
+            differencePct: number;
+          };
+        };
+      };
+      const ab = report.results.monitoringAb;
+      // each round ran both sides, started in the ABBA order, measured in the same window
+      expect(ab.rounds.map((r) => [r.round, r.side])).toEqual([
+        [1, 'off'],
+        [1, 'on'],
+        [2, 'on'],
+        [2, 'off'],
+      ]);
+      expect(ab.rounds.every((r) => r.rps > 0)).toBe(true);
+      expect(ab.rounds[0].startedAt).toBe(ab.rounds[1].startedAt);
+      expect(ab.paired.map((p) => p.round)).toEqual([1, 2]);
+      const sorted = ab.paired.map((p) => p.rpsPct).sort((a, b) => a - b);
+      expect(ab.differencePct).toBeCloseTo((sorted[0] + sorted[1]) / 2, 1);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

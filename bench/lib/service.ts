@@ -1,8 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+/** USER_HZ: the unit of utime/stime in /proc/<pid>/stat (100 on every Linux we run) */
+const CLOCK_TICKS = 100;
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -118,13 +122,19 @@ export class ServiceProcess {
     });
   }
 
-  static start(repoDir: string, env: Record<string, string>, port: number): ServiceProcess {
+  /** `script`: another entry point than the service (e.g. the bare route of bench:cache) */
+  static start(
+    repoDir: string,
+    env: Record<string, string>,
+    port: number,
+    script = 'dist/src/main.js',
+  ): ServiceProcess {
     // e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof': profile the service under the bench's load
     const nodeArgs = (process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
     // e.g. '1': the service on CPU 1 alone (run the bench itself under `taskset -c 0`), so
     // that where the scheduler puts it is not one more variable between rounds
     const cpus = process.env.BENCH_SERVICE_CPUS ?? '';
-    const argv = [...nodeArgs, 'dist/src/main.js'];
+    const argv = [...nodeArgs, script];
     const [cmd, args] = cpus
       ? ['taskset', ['-c', cpus, process.execPath, ...argv]]
       : [process.execPath, argv];
@@ -144,6 +154,14 @@ export class ServiceProcess {
 
   get pid(): number | undefined {
     return this.child.pid;
+  }
+
+  /** The process's CPU time so far (user + system, from /proc/<pid>/stat; Linux). */
+  async cpuSeconds(): Promise<number> {
+    const stat = await readFile(`/proc/${this.child.pid}/stat`, 'utf8');
+    // fields after the command name (which may hold spaces), counted from field 3
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
   }
 
   output(): string {
