@@ -3,7 +3,7 @@ import Keyv from 'keyv';
 import type { AppConfig } from '../config/app-config.js';
 import type { CacheMetrics } from './cache.metrics.js';
 import { LruStore } from './lru-store.js';
-import { deserializeEntry, serializeEntry } from './serialization.js';
+import { deserializeEntry, l1Entry, serializeEntry } from './serialization.js';
 import type { RedisService } from './redis.service.js';
 
 export const CACHE_TIERS = Symbol('CACHE_TIERS');
@@ -25,7 +25,8 @@ export function createCacheTiers(
     store: l1Store,
     useKeyPrefix: false,
     ttl: config.cache.defaultTtlSeconds * 1000,
-    serialize: serializeEntry,
+    // frozen objects, not strings: a hit parses nothing (serialization.ts, L1Entry)
+    serialize: l1Entry as unknown as (data: unknown) => string,
     deserialize: deserializeEntry,
   });
   const l2 = new Keyv({

@@ -1,5 +1,7 @@
 import { defaultSerialize } from '@keyv/serialize';
-import { deserializeEntry, serializeEntry } from './serialization.js';
+import Keyv from 'keyv';
+import { LruStore } from './lru-store.js';
+import { deserializeEntry, L1Entry, l1Entry, serializeEntry } from './serialization.js';
 
 describe('cache entry serialization', () => {
   const entries: unknown[] = [
@@ -33,5 +35,58 @@ describe('cache entry serialization', () => {
     );
     expect(back.value.title).toBe(':x');
     expect(Buffer.isBuffer(back.value.blob) && back.value.blob.toString()).toBe('hi');
+  });
+
+  describe('L1 entries', () => {
+    const entry = {
+      value: {
+        title: ':colon',
+        tags: ['a'],
+        nested: { blob: Buffer.from('bytes'), when: new Date(0) },
+      },
+      expires: 123,
+    };
+
+    it('hold what a Redis round trip gives back, deeply frozen, sized by the serialized form', () => {
+      const e = l1Entry(entry);
+      expect(e).toBeInstanceOf(L1Entry);
+      expect({ value: e.value, expires: e.expires }).toEqual(
+        deserializeEntry(serializeEntry(entry)),
+      );
+      expect(e.bytes).toBe(serializeEntry(entry).length * 2);
+      const value = e.value as { title: string; tags: string[]; nested: { blob: Buffer } };
+      expect(Object.isFrozen(e)).toBe(true);
+      expect(Object.isFrozen(value)).toBe(true);
+      expect(Object.isFrozen(value.tags)).toBe(true);
+      expect(() => value.tags.push('b')).toThrow(TypeError);
+      expect(() => {
+        value.title = 'changed';
+      }).toThrow(TypeError);
+      expect(Buffer.isBuffer(value.nested.blob)).toBe(true);
+      // a copy: the caller's object stays its own, and changing it changes no entry
+      entry.value.tags.push('later');
+      expect(value.tags).toEqual(['a']);
+      entry.value.tags.pop();
+    });
+
+    it('come back from Keyv as the same object on every hit, and count their bytes in the store', async () => {
+      const store = new LruStore(100_000, () => undefined);
+      const kv = new Keyv({
+        store,
+        useKeyPrefix: false,
+        serialize: l1Entry as unknown as (data: unknown) => string,
+        deserialize: deserializeEntry,
+      });
+      await kv.set('k', { id: 'r1', tags: ['x'] }, 60_000);
+      const a = await kv.get<{ id: string }>('k');
+      const b = await kv.get<{ id: string }>('k');
+      expect(a).toEqual({ id: 'r1', tags: ['x'] });
+      expect(b).toBe(a);
+      expect(Object.isFrozen(a)).toBe(true);
+      expect(store.bytes).toBe((store.get('k') as L1Entry).bytes + 2);
+      await kv.set('gone', { id: 'r2' }, 1);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(await kv.get('gone')).toBeUndefined();
+    });
   });
 });

@@ -23,3 +23,38 @@ export function serializeEntry(data: unknown): string {
 }
 
 export const deserializeEntry = defaultDeserialize;
+
+/**
+ * What the L1 tier holds: the entry as a Redis round trip would give it back (serialized
+ * and read again, so Buffers and ':'-strings come back alike), deeply frozen, with the
+ * size of its serialized form for the byte bound. A hit then returns this object as it
+ * is, with no JSON parse per request; callers must not (and, frozen, cannot) change it.
+ * Keyv passes a non-string entry through its `get` untouched.
+ */
+export class L1Entry {
+  constructor(
+    readonly value: unknown,
+    readonly expires: number | undefined,
+    /** two bytes per UTF-16 code unit of the serialized entry */
+    readonly bytes: number,
+  ) {
+    Object.freeze(this);
+  }
+}
+
+export function l1Entry(data: unknown): L1Entry {
+  const json = serializeEntry(data);
+  const copy = deserializeEntry<{ value?: unknown; expires?: number } | undefined>(json);
+  return new L1Entry(deepFreeze(copy?.value), copy?.expires ?? undefined, json.length * 2);
+}
+
+function deepFreeze<T>(value: T): T {
+  // typed arrays (Buffers) cannot be frozen while they have elements
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) {
+    return value;
+  }
+  for (const inner of Object.values(value as Record<string, unknown>)) {
+    deepFreeze(inner);
+  }
+  return Object.freeze(value);
+}
