@@ -11,7 +11,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +48,7 @@ import {
   type Sample,
 } from './lib/cache-workload.js';
 import { hostInfo } from './lib/machine.js';
+import { STAGES, stageBudget, type StageBudget } from './lib/stage-profile.js';
 import {
   parseAbOnly,
   renderMonitoringAb,
@@ -90,6 +91,8 @@ interface Options {
   skipHttp: boolean;
   /** `--skip-bare`: no run of the bare NestJS + Fastify route (issue 14, target 3) */
   skipBare: boolean;
+  /** `--stage-profile`: one more cached run under `--cpu-prof`, its CPU by stage */
+  stageProfile: boolean;
   skipInproc: boolean;
   skipDurability: boolean;
   noKill: boolean;
@@ -132,6 +135,7 @@ function parseOptions(argv: string[]): Options {
       'flush-ms': { type: 'string', default: '1000' },
       'skip-http': { type: 'boolean', default: false },
       'skip-bare': { type: 'boolean', default: false },
+      'stage-profile': { type: 'boolean', default: false },
       'skip-inproc': { type: 'boolean', default: false },
       'skip-durability': { type: 'boolean', default: false },
       'no-kill': { type: 'boolean', default: false },
@@ -160,7 +164,7 @@ function parseOptions(argv: string[]): Options {
         '  [--concurrency 8] [--warmup-s 15] [--duration-s 15]\n' +
         '  [--inproc-iterations 20000] [--inproc-ids 1000]\n' +
         '  [--wb-updates 500] [--wb-rate 100] [--wb-settle-s 5] [--wb-probe 20] [--flush-ms 1000]\n' +
-        '  [--skip-http] [--skip-bare] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
+        '  [--skip-http] [--skip-bare] [--stage-profile] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
         '  [--search-recipes 2000] [--search-queries 1000] [--mixed-write-share 0.05]\n' +
         '  [--mixed-warmup-s 10] [--mixed-duration-s 20] [--skip-mixed] [--baseline-dir DIR]\n' +
         '  [--monitoring-ab [--ab-rounds 8] [--ab-paired] [--ab-idle-s 20] [--ab-cloudwatch-interval-s 5]\n' +
@@ -207,6 +211,7 @@ function parseOptions(argv: string[]): Options {
     flushMs: int('flush-ms', values['flush-ms'], 10, 600_000),
     skipHttp: values['skip-http'],
     skipBare: values['skip-bare'],
+    stageProfile: values['stage-profile'],
     skipInproc: values['skip-inproc'],
     skipDurability: values['skip-durability'],
     noKill: values['no-kill'],
@@ -281,6 +286,7 @@ async function startService(
   cacheEnabled: boolean,
   serviceDir = REPO_DIR,
   extraEnv: Record<string, string> = {},
+  nodeArgs: string[] = [],
 ): Promise<Running> {
   const removed = await flushBenchKeys(env.vars);
   log(`redis: unlinked ${removed} keys of ${CACHE_BENCH_DB}`);
@@ -297,6 +303,8 @@ async function startService(
       ]),
     },
     port,
+    'dist/src/main.js',
+    nodeArgs,
   );
   const http = new HttpClient('127.0.0.1', port, 32);
   const load = new HttpClient('127.0.0.1', port, opts.concurrency);
@@ -419,8 +427,18 @@ async function httpRun(
   opts: Options,
   byRank: readonly string[],
   cacheEnabled: boolean,
+  serviceDir = REPO_DIR,
+  /** run the service under `--cpu-prof`, writing its profile here */
+  profileDir?: string,
 ): Promise<HttpRun> {
-  const r = await startService(env, opts, cacheEnabled);
+  const r = await startService(
+    env,
+    opts,
+    cacheEnabled,
+    serviceDir,
+    {},
+    profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  );
   try {
     const first = await r.http.request('GET', `/v1/recipes/${byRank[0]}`, undefined, r.auth);
     if (first.status !== 200 || (JSON.parse(first.body) as { id?: string }).id !== byRank[0]) {
@@ -433,7 +451,7 @@ async function httpRun(
     const send = async (id: string): Promise<number> =>
       (await r.load.request('GET', `/v1/recipes/${id}`, undefined, r.auth)).status;
     const seen = new Set<string>([byRank[0]]);
-    const label = `cache ${cacheEnabled ? 'on' : 'off'}`;
+    const label = `cache ${cacheEnabled ? 'on' : 'off'}${serviceDir === REPO_DIR ? '' : ' (baseline)'}${profileDir ? ' (profiled)' : ''}`;
     const warmup =
       opts.warmupS > 0
         ? await closedLoop({
@@ -931,6 +949,37 @@ function render(report: Report): string {
         `cached / uncached throughput: ${(cacheOn.measured.rps / cacheOff.measured.rps).toFixed(2)} x`,
       );
     }
+    const base = report.results.http.cacheOnBaseline;
+    if (base && cacheOn) {
+      out.push(
+        `baseline build (${p.baselineDir}), cache on: ${base.measured.rps.toFixed(0)} req/s, ` +
+          `${base.cpu.serviceUsPerRequest} µs CPU per request (this build: ${cacheOn.measured.rps.toFixed(0)}, ${cacheOn.cpu.serviceUsPerRequest})`,
+      );
+    }
+    const stages = report.results.http.stages;
+    if (stages) {
+      out.push(
+        `CPU per cached GET by stage (self time in a --cpu-prof run, as a share of its busy samples × the unprofiled run's µs per request):`,
+      );
+      out.push(
+        table(
+          [
+            'stage',
+            'this build %',
+            'this build µs',
+            ...(stages.baseline ? ['baseline %', 'baseline µs'] : []),
+          ],
+          STAGES.filter((s) => s !== 'idle').map((s) => [
+            s,
+            stages.current.busyPct[s].toFixed(1),
+            num(stages.current.usPerRequest?.[s], 1),
+            ...(stages.baseline
+              ? [stages.baseline.busyPct[s].toFixed(1), num(stages.baseline.usPerRequest?.[s], 1)]
+              : []),
+          ]),
+        ),
+      );
+    }
     const bare = report.results.http.bare;
     if (bare) {
       out.push(
@@ -1098,7 +1147,15 @@ interface Report {
   parameters: Options;
   dataset: { database: string; recipes: number; loaded: boolean; zipfHead: Record<string, number> };
   results: {
-    http: { cacheOn: HttpRun | null; cacheOff: HttpRun | null; bare: BareRun | null };
+    http: {
+      cacheOn: HttpRun | null;
+      cacheOff: HttpRun | null;
+      bare: BareRun | null;
+      /** --baseline-dir's build under the same cached run */
+      cacheOnBaseline: HttpRun | null;
+      /** --stage-profile: CPU per request by stage (this build, and the baseline's) */
+      stages: { current: StageBudget; baseline: StageBudget | null } | null;
+    };
     /** search results under a read/write mix */
     mixed: MixedRun[] | null;
     inProcess: InProcessResult | null;
@@ -1223,6 +1280,31 @@ async function main(): Promise<void> {
     on && !opts.skipBare
       ? await phase('HTTP bare route', () => bareRun(opts, byRank, on.sampleBody))
       : null;
+  // the same cached run of the baseline build (--baseline-dir), for before/after
+  const cacheOnBaseline =
+    on && opts.baselineDir
+      ? await phase('HTTP cache on (baseline)', () =>
+          httpRun(env, opts, byRank, true, opts.baselineDir),
+        )
+      : null;
+  let stages: { current: StageBudget; baseline: StageBudget | null } | null = null;
+  if (on && opts.stageProfile) {
+    const profiled = async (dir: string, unprofiled: HttpRun): Promise<StageBudget> => {
+      const tmp = await mkdtemp(path.join(os.tmpdir(), 'dbu-bench-prof-'));
+      try {
+        await httpRun(env, opts, byRank, true, dir, tmp);
+        // the measured phase ends about a second before the profile (scrape, SIGTERM)
+        return await stageBudget(tmp, opts.durationS - 1, 1, unprofiled.cpu.serviceUsPerRequest);
+      } finally {
+        await rm(tmp, { recursive: true, force: true });
+      }
+    };
+    const current = await phase('stage profile', () => profiled(REPO_DIR, on));
+    const baseline = cacheOnBaseline
+      ? await phase('stage profile (baseline)', () => profiled(opts.baselineDir, cacheOnBaseline))
+      : null;
+    stages = { current, baseline };
+  }
   const mixed = opts.skipMixed
     ? null
     : await phase('search results under writes', () => mixedPhase(env, opts, byRank));
@@ -1247,7 +1329,12 @@ async function main(): Promise<void> {
         [1, 10, 100, 1000].map((k) => [`top${k}`, round(zipf.headShare(k), 4)]),
       ),
     },
-    results: { http: { cacheOn, cacheOff, bare }, mixed, inProcess, durability: dur },
+    results: {
+      http: { cacheOn, cacheOff, bare, cacheOnBaseline, stages },
+      mixed,
+      inProcess,
+      durability: dur,
+    },
     targets: [],
     phasesS: phases,
   };

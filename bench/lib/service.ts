@@ -128,9 +128,13 @@ export class ServiceProcess {
     env: Record<string, string>,
     port: number,
     script = 'dist/src/main.js',
+    extraNodeArgs: string[] = [],
   ): ServiceProcess {
     // e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof': profile the service under the bench's load
-    const nodeArgs = (process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const nodeArgs = [
+      ...(process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+      ...extraNodeArgs,
+    ];
     // e.g. '1': the service on CPU 1 alone (run the bench itself under `taskset -c 0`), so
     // that where the scheduler puts it is not one more variable between rounds
     const cpus = process.env.BENCH_SERVICE_CPUS ?? '';
