@@ -225,14 +225,25 @@ describe('benchmarks (smoke mode)', () => {
     600_000,
   );
 
+  /** Runs `dist/bench/cache.js` with `args` on the smoke database, its report into `dir`. */
+  const runCacheBench = (args: string[], dir: string) =>
+    run(process.execPath, [join('dist', 'bench', 'cache.js'), ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, BENCH_CACHE_DB: CACHE_DB, BENCH_RESULTS_DIR: dir },
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 300_000,
+    }).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
+      throw new Error(
+        `bench:cache ${args.join(' ')} exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
+      );
+    });
+
   it('bench:cache --monitoring-ab runs both sides, publishes to its local CloudWatch and measures idle CPU', async () => {
     // after 'bench:cache runs to its report': its 200 recipes are loaded (--skip-load)
     const dir = await mkdtemp(join(tmpdir(), 'dbu-bench-smoke-ab-'));
     try {
-      const out = await run(
-        process.execPath,
+      const out = await runCacheBench(
         [
-          join('dist', 'bench', 'cache.js'),
           '--monitoring-ab',
           '--skip-load',
           '--recipes',
@@ -248,17 +259,8 @@ describe('benchmarks (smoke mode)', () => {
           '--ab-cloudwatch-interval-s',
           '1',
         ],
-        {
-          cwd: REPO_ROOT,
-          env: { ...process.env, BENCH_CACHE_DB: CACHE_DB, BENCH_RESULTS_DIR: dir },
-          maxBuffer: 64 * 1024 * 1024,
-          timeout: 300_000,
-        },
-      ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
-        throw new Error(
-          `bench:cache --monitoring-ab exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
-        );
-      });
+        dir,
+      );
       const files = await readdir(dir);
       expect(files).toEqual([expect.stringMatching(/^cache-.*-monitoring-ab\.json$/)]);
       const report = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as {
@@ -289,40 +291,17 @@ describe('benchmarks (smoke mode)', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 300_000);
+
   it('bench:cache --monitoring-ab --ab-paired measures both sides in the same round', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dbu-bench-smoke-paired-'));
     try {
-      await run(
-        process.execPath,
-        [
-          join('dist', 'bench', 'cache.js'),
-          '--monitoring-ab',
-          '--ab-paired',
-          '--skip-load',
-          '--recipes',
-          '200',
-          '--ab-rounds',
-          '2',
-          '--warmup-s',
-          '1',
-          '--duration-s',
-          '2',
-          '--ab-idle-s',
-          '0',
-          '--tag',
-          'paired-smoke',
-        ],
-        {
-          cwd: REPO_ROOT,
-          env: { ...process.env, BENCH_CACHE_DB: CACHE_DB, BENCH_RESULTS_DIR: dir },
-          maxBuffer: 64 * 1024 * 1024,
-          timeout: 300_000,
-        },
-      ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
-        throw new Error(
-          `bench:cache --ab-paired exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
-        );
-      });
+      await runCacheBench(
+        (
+          '--monitoring-ab --ab-paired --skip-load --recipes 200 --ab-rounds 2 --warmup-s 1 ' +
+          '--duration-s 2 --ab-idle-s 0 --tag paired-smoke'
+        ).split(' '),
+        dir,
+      );
       const files = await readdir(dir);
       expect(files).toEqual([expect.stringMatching(/^cache-.*-paired-smoke\.json$/)]);
       const report = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as {
