@@ -1,5 +1,5 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
@@ -175,16 +175,25 @@ describe('failover: promotion, fencing, rejoin (isolated real stack)', () => {
   }
 
   async function rejoinAndStream(node: 'primary' | 'replica'): Promise<void> {
-    await iso.run('rejoin', node);
-    // rejoin leaves the node streaming (a rewound node that cannot is copied afresh)
+    const out = await iso.run('rejoin', node);
+    // rejoin leaves the node streaming (a rewound node that cannot is copied afresh). A WAL
+    // receiver that lost its connection right after is started again by the standby after
+    // wal_retrieve_retry_interval (5 s): wait for the state, with room for that retry.
     const port = node === 'primary' ? PORTS.primary : PORTS.replica;
-    expect(
-      await until(
-        () => receiverStatus(port),
-        (st) => st === 'streaming',
-        5_000,
-      ),
-    ).toBe('streaming');
+    const status = await until(
+      () => receiverStatus(port),
+      (st) => st === 'streaming',
+      30_000,
+    );
+    if (status !== 'streaming') {
+      const log = await readFile(join(iso.dir, 'logs', `${node}.log`), 'utf8').catch(
+        (err: Error) => `(no log: ${err.message})`,
+      );
+      throw new Error(
+        `${node} is not streaming after rejoin (WAL receiver: ${String(status)})\n` +
+          `rejoin said:\n${out}\nlast lines of ${node}.log:\n${log.split('\n').slice(-40).join('\n')}`,
+      );
+    }
   }
 
   async function asyncReplication(): Promise<void> {
