@@ -968,7 +968,9 @@ function render(report: Report): string {
     const stages = report.results.http.stages;
     if (stages) {
       out.push(
-        `CPU per cached GET by stage (self time in a --cpu-prof run, as a share of its busy samples × the unprofiled run's µs per request):`,
+        `CPU per cached GET by stage (self time in a --cpu-prof run of each build; µs are profiled CPU per request, the profiler's own cost included): ` +
+          `this build ${stages.current.busyUsPerRequest} µs` +
+          (stages.baseline ? `, baseline ${stages.baseline.busyUsPerRequest} µs` : ''),
       );
       out.push(
         table(
@@ -981,9 +983,9 @@ function render(report: Report): string {
           STAGES.filter((s) => s !== 'idle').map((s) => [
             s,
             stages.current.busyPct[s].toFixed(1),
-            num(stages.current.usPerRequest?.[s], 1),
+            num(stages.current.usPerRequest[s], 1),
             ...(stages.baseline
-              ? [stages.baseline.busyPct[s].toFixed(1), num(stages.baseline.usPerRequest?.[s], 1)]
+              ? [stages.baseline.busyPct[s].toFixed(1), num(stages.baseline.usPerRequest[s], 1)]
               : []),
           ]),
         ),
@@ -1298,19 +1300,22 @@ async function main(): Promise<void> {
       : null;
   let stages: { current: StageBudget; baseline: StageBudget | null } | null = null;
   if (on && opts.stageProfile) {
-    const profiled = async (dir: string, unprofiled: HttpRun): Promise<StageBudget> => {
+    const profiled = async (dir: string): Promise<StageBudget> => {
       const tmp = await mkdtemp(path.join(os.tmpdir(), 'dbu-bench-prof-'));
       try {
-        await httpRun(env, opts, byRank, true, dir, tmp);
-        // the measured phase ends about a second before the profile (scrape, SIGTERM)
-        return await stageBudget(tmp, opts.durationS - 1, 1, unprofiled.cpu.serviceUsPerRequest);
+        const run = await httpRun(env, opts, byRank, true, dir, tmp);
+        // the measured phase ends about a second before the profile (scrape, SIGTERM):
+        // its last durationS − 1 seconds, and the requests of that share of the phase
+        const windowS = opts.durationS - 1;
+        const requests = (run.measured.completed * windowS) / run.measured.seconds;
+        return await stageBudget(tmp, windowS, 1, requests);
       } finally {
         await rm(tmp, { recursive: true, force: true });
       }
     };
-    const current = await phase('stage profile', () => profiled(REPO_DIR, on));
+    const current = await phase('stage profile', () => profiled(REPO_DIR));
     const baseline = cacheOnBaseline
-      ? await phase('stage profile (baseline)', () => profiled(opts.baselineDir, cacheOnBaseline))
+      ? await phase('stage profile (baseline)', () => profiled(opts.baselineDir))
       : null;
     stages = { current, baseline };
   }

@@ -4,7 +4,8 @@
  * window attributed by the frame they were taken in (self time) to a stage by the
  * frame's script and function. Self time only: a stage's share is the time spent in its
  * own code, not in what it calls (JSON.stringify called by the serializer counts under
- * "native and V8" unless V8 attributes it to the caller).
+ * "native and V8" unless V8 attributes it to the caller). A profile's figures compare with
+ * another profile's (before/after), not with an unprofiled run's CPU per request.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -97,8 +98,13 @@ export interface StageBudget {
   windowS: number;
   /** share of the busy (non-idle) samples per stage, in % */
   busyPct: Record<Stage, number>;
-  /** the busy share × the unprofiled run's CPU per request: µs per request per stage */
-  usPerRequest: Record<Stage, number> | null;
+  /**
+   * µs of (profiled) CPU per request per stage: the stage's samples in the window over
+   * the requests completed in it. The profiler itself adds some cost to every stage.
+   */
+  usPerRequest: Record<Stage, number>;
+  /** all busy stages together: the profiled run's CPU per request */
+  busyUsPerRequest: number;
   /** the heaviest functions by self time, for reading the profile without a viewer */
   top: Array<{ stage: Stage; fn: string; pct: number }>;
 }
@@ -106,13 +112,13 @@ export interface StageBudget {
 /**
  * Attributes the samples of the newest profile in `dir` taken in [end − skipEndS −
  * windowS, end − skipEndS] (the measured phase, which ends right before the service
- * is stopped). `cpuUsPerRequest`: the unprofiled run's figure, to turn shares into µs.
+ * is stopped). `requests`: how many the service completed in that window.
  */
 export async function stageBudget(
   dir: string,
   windowS: number,
   skipEndS: number,
-  cpuUsPerRequest: number | null,
+  requests: number,
 ): Promise<StageBudget> {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).sort();
   if (files.length === 0) {
@@ -158,12 +164,13 @@ export async function stageBudget(
   return {
     windowS,
     busyPct,
-    usPerRequest:
-      cpuUsPerRequest === null
-        ? null
-        : (Object.fromEntries(
-            STAGES.map((s) => [s, round((busyPct[s] / 100) * cpuUsPerRequest, 1)]),
-          ) as Record<Stage, number>),
+    usPerRequest: Object.fromEntries(
+      STAGES.map((st) => [
+        st,
+        st === 'idle' ? 0 : round((perStage.get(st) ?? 0) / Math.max(1, requests), 1),
+      ]),
+    ) as Record<Stage, number>,
+    busyUsPerRequest: round(busy / Math.max(1, requests), 1),
     top: [...perFn.entries()]
       .sort((a, b) => b[1].us - a[1].us)
       .slice(0, 15)
