@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { QUERY_CANCELED } from '../src/database/node-errors.js';
 import {
   localSettingsStatement,
   runStatementBatch,
@@ -94,14 +95,14 @@ describe('statement batches (real stack)', () => {
     },
   );
 
-  it('a statement_timeout set in the batch cancels a later statement of it (SQLSTATE 57014)', async () => {
+  it('a statement_timeout set in the batch cancels a later statement of it (SQLSTATE query_canceled)', async () => {
     const c = await connect('replica');
     await expect(
       runStatementBatch(c, [
         localSettingsStatement({ statement_timeout: 100 }),
         { sql: 'SELECT pg_sleep(2)' },
       ]),
-    ).rejects.toMatchObject({ code: '57014' });
+    ).rejects.toMatchObject({ code: QUERY_CANCELED });
     // The connection is usable afterwards.
     expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });

@@ -3,7 +3,7 @@ import Keyv from 'keyv';
 import type { AppConfig } from '../config/app-config.js';
 import type { CacheMetrics } from './cache.metrics.js';
 import { LruStore } from './lru-store.js';
-import { deserializeEntry, l1Entry, serializeEntry } from './serialization.js';
+import { deserializeEntry, serializeEntry, serializeL1 } from './serialization.js';
 import type { RedisService } from './redis.service.js';
 
 export const CACHE_TIERS = Symbol('CACHE_TIERS');
@@ -26,7 +26,7 @@ export function createCacheTiers(
     useKeyPrefix: false,
     ttl: config.cache.defaultTtlSeconds * 1000,
     // frozen objects, not strings: a hit parses nothing (serialization.ts, L1Entry)
-    serialize: l1Entry as unknown as (data: unknown) => string,
+    serialize: serializeL1,
     deserialize: deserializeEntry,
   });
   const l2 = new Keyv({

@@ -1,7 +1,13 @@
 import { defaultSerialize } from '@keyv/serialize';
 import Keyv from 'keyv';
 import { LruStore } from './lru-store.js';
-import { deserializeEntry, L1Entry, l1Entry, serializeEntry } from './serialization.js';
+import {
+  deserializeEntry,
+  L1Entry,
+  l1Entry,
+  serializeEntry,
+  serializeL1,
+} from './serialization.js';
 
 describe('cache entry serialization', () => {
   const entries: unknown[] = [
@@ -74,7 +80,7 @@ describe('cache entry serialization', () => {
       const kv = new Keyv({
         store,
         useKeyPrefix: false,
-        serialize: l1Entry as unknown as (data: unknown) => string,
+        serialize: serializeL1,
         deserialize: deserializeEntry,
       });
       await kv.set('k', { id: 'r1', tags: ['x'] }, 60_000);

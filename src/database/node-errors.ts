@@ -1,3 +1,6 @@
+/** SQLSTATE query_canceled: statement_timeout (or a cancel request) stopped the statement. */
+export const QUERY_CANCELED = '57014';
+
 /** Connection errors that mean "this node is gone", not "this query is wrong". */
 export function isNodeDownError(err: unknown): boolean {
   const e = err as { code?: string; message?: string; name?: string };

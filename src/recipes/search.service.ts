@@ -18,6 +18,7 @@ import { SearchMetrics } from './search.metrics.js';
 import { lsnReached, maxLsn } from '../cache/cache-generations.service.js';
 import { CacheService } from '../cache/cache.service.js';
 import { RequestContext, RequestContextStore } from '../common/request-context.js';
+import { QUERY_CANCELED } from '../database/node-errors.js';
 import { createHash } from 'node:crypto';
 
 export class SearchTimeoutError extends DomainError {
@@ -45,7 +46,6 @@ interface SearchEntry {
 }
 
 /** PostgreSQL's query_canceled, raised by statement_timeout. */
-const QUERY_CANCELED = '57014';
 
 @Injectable()
 export class SearchService implements OnApplicationShutdown {
