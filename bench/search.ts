@@ -79,6 +79,14 @@ const execFileAsync = promisify(execFile);
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The migration's definition, used when the index is missing (an interrupted load). */
 const HNSW_DEFINITION = `CREATE INDEX ${HNSW_INDEX} ON public.recipes USING hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='64')`;
+
+/** The index definition with `ef_construction` set to `ef` (added when the definition has none). */
+export function withEfConstruction(definition: string, ef: number): string {
+  if (/ef_construction\s*=\s*'?\d+'?/.test(definition)) {
+    return definition.replace(/ef_construction\s*=\s*'?\d+'?/, `ef_construction='${ef}'`);
+  }
+  return definition.replace(/WITH \(/, `WITH (ef_construction='${ef}', `);
+}
 /** The service's defaults for every VECTOR_* knob (src/config/env.schema.ts). */
 const SERVICE = new EnvironmentVariables();
 /** Large enough that no distance cut-off reduces recall (cosine distance is at most 2). */
@@ -95,6 +103,10 @@ interface Options {
   skipHttp: boolean;
   seed: number;
   buildMem: string;
+  /** `ef_construction` of the index build (the service's VECTOR_EF_CONSTRUCTION) */
+  efConstruction: number;
+  /** `--rebuild-index`: with --skip-load, build the index anew (an independent build) */
+  rebuildIndex: boolean;
   efSearch: number;
   efPerResult: number;
   efSweep: number[];
@@ -129,7 +141,9 @@ function parseOptions(argv: string[]): Options {
       'skip-load': { type: 'boolean', default: false },
       'skip-http': { type: 'boolean', default: false },
       seed: { type: 'string', default: String(DEFAULT_DATASET.seed) },
-      'build-mem': { type: 'string', default: '256MB' },
+      'build-mem': { type: 'string', default: SERVICE.VECTOR_MAINTENANCE_WORK_MEM },
+      'ef-construction': { type: 'string', default: String(SERVICE.VECTOR_EF_CONSTRUCTION) },
+      'rebuild-index': { type: 'boolean', default: false },
       'ef-search': { type: 'string', default: String(SERVICE.VECTOR_EF_SEARCH) },
       'ef-per-result': { type: 'string', default: String(SERVICE.VECTOR_EF_SEARCH_PER_RESULT) },
       'ef-sweep': { type: 'string', default: '40,120,200' },
@@ -156,7 +170,7 @@ function parseOptions(argv: string[]): Options {
   if (values.help) {
     process.stdout.write(
       'npm run bench:search -- [--rows N] [--queries Q] [--duration-s S] [--skip-load] [--skip-http]\n' +
-        '  [--seed N] [--build-mem 256MB] [--ef-search N] [--ef-per-result N] [--ef-sweep 40,120,200]\n' +
+        '  [--seed N] [--build-mem 1GB] [--ef-construction N] [--rebuild-index] [--ef-search N] [--ef-per-result N] [--ef-sweep 40,120,200]\n' +
         '  [--limit 20] (search knobs default to the service defaults, and are passed to it)\n' +
         '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
         '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
@@ -179,6 +193,9 @@ function parseOptions(argv: string[]): Options {
   if (!/^[a-z0-9-]{0,40}$/.test(values.tag)) {
     throw new Error(`--tag must be lowercase letters, digits and dashes, got '${values.tag}'`);
   }
+  if (values['rebuild-index'] && !values['skip-load']) {
+    throw new Error('--rebuild-index goes with --skip-load (a load always builds the index)');
+  }
   if (!/^\d+(kB|MB|GB)$/.test(values['build-mem'])) {
     throw new Error(`--build-mem must look like 256MB or 2GB, got '${values['build-mem']}'`);
   }
@@ -190,6 +207,8 @@ function parseOptions(argv: string[]): Options {
     skipHttp: values['skip-http'],
     seed: int('seed', values.seed, 0, 2 ** 31),
     buildMem: values['build-mem'],
+    efConstruction: int('ef-construction', values['ef-construction'], 4, 1000),
+    rebuildIndex: values['rebuild-index'],
     efSearch: int('ef-search', values['ef-search'], 1, 1000),
     efPerResult: int('ef-per-result', values['ef-per-result'], 1, 20),
     efSweep: list('ef-sweep', values['ef-sweep'], 1, 1000),
@@ -311,7 +330,10 @@ async function loadDataset(
       `SELECT pg_get_indexdef(to_regclass($1)) AS def WHERE to_regclass($1) IS NOT NULL`,
       [HNSW_INDEX],
     );
-    const definition = existing.rows[0]?.def ?? HNSW_DEFINITION;
+    const definition = withEfConstruction(
+      existing.rows[0]?.def ?? HNSW_DEFINITION,
+      opts.efConstruction,
+    );
     log(`dropping ${HNSW_INDEX} for the bulk load (definition kept: ${definition})`);
     await c.query(`DROP INDEX IF EXISTS ${HNSW_INDEX}`);
 
@@ -432,6 +454,22 @@ async function buildIndex(env: StackEnv, opts: Options, definition: string): Pro
     await builder.end();
     await monitor.end();
   }
+}
+
+/** `--skip-load --rebuild-index`: the same rows, a new (independent) build of the index. */
+async function rebuildIndex(env: StackEnv, opts: Options, load: LoadReport): Promise<LoadReport> {
+  const definition = withEfConstruction(load.index.definition, opts.efConstruction);
+  await withClient(clientConfig(env, env.primary), (c) =>
+    c.query(`DROP INDEX IF EXISTS ${HNSW_INDEX}`),
+  );
+  const index = await buildIndex(env, opts, definition);
+  const report: LoadReport = { ...load, index };
+  await withClient(clientConfig(env, env.primary), (c) =>
+    c.query(`UPDATE bench_meta SET value = $1, updated_at = now() WHERE key = 'load'`, [
+      JSON.stringify(report),
+    ]),
+  );
+  return report;
 }
 
 async function readLoadReport(env: StackEnv): Promise<LoadReport> {
@@ -1528,6 +1566,10 @@ async function main(): Promise<void> {
     opts.rows = load.rows;
     opts.seed = load.dataset.seed;
     log(`--skip-load: reusing ${load.rows} rows loaded ${load.loadedAt}`);
+    if (opts.rebuildIndex) {
+      const previous = load;
+      load = await phase('index rebuild', () => rebuildIndex(env, opts, previous));
+    }
   } else {
     const params: DatasetParams = {
       ...DEFAULT_DATASET,

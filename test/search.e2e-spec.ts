@@ -17,6 +17,7 @@ import { stackEnv } from './support/stack.js';
 import { axis, cosineDistance } from './support/vectors.js';
 import { HNSW_INDEX } from '../src/recipes/recipes.constants.js';
 import { until } from './support/wait.js';
+import { WitnessService } from '../src/recipes/witness.service.js';
 
 interface Hit {
   id: string;
@@ -124,7 +125,9 @@ describe('vector search (real stack, pgvector HNSW)', () => {
       await sleep(200);
     }
     app = await boot({ VECTOR_RECALL_SAMPLE_RATE: '1' });
-    iterative = await boot({ VECTOR_EXACT_MAX_ROWS: '0' });
+    // (no witness check: over random vectors a witness often proves the approximate
+    // answer incomplete, and these tests are about the HNSW plan itself)
+    iterative = await boot({ VECTOR_EXACT_MAX_ROWS: '0', VECTOR_WITNESS_ROWS: '0' });
   });
 
   afterAll(async () => {
@@ -152,7 +155,7 @@ describe('vector search (real stack, pgvector HNSW)', () => {
     // query) the default ef_search (max(40, 20 x 4) = 80) once missed r0 in a fresh-clone
     // run. This part is about the plan, the limit and the order, so the walk gets
     // ef_search 1000 (a third of the graph): r0..r2 are then found every time.
-    const wide = await boot({ VECTOR_EF_SEARCH: '1000' });
+    const wide = await boot({ VECTOR_EF_SEARCH: '1000', VECTOR_WITNESS_ROWS: '0' });
     const full = await search(wide, { embedding: axis(0), maxDistance: 2 }).expect(200);
     const fullBody = full.body as SearchBody;
     expect(fullBody.plan).toBe('hnsw');
@@ -295,14 +298,15 @@ describe('vector search (real stack, pgvector HNSW)', () => {
     expect(text).toMatch(/vector_index_size_bytes\{[^}]*\} [1-9]/);
   });
 
-  it('rebuilds the HNSW index concurrently as a job, one at a time, while searches go on', async () => {
-    const started = await request(app.getHttpServer())
+  it('rebuilds the HNSW index concurrently as a job, one at a time, with the configured ef_construction, while searches go on', async () => {
+    const rebuilder = await boot({ VECTOR_EF_CONSTRUCTION: '32' });
+    const started = await request(rebuilder.getHttpServer())
       .post('/v1/ops/vector-index/rebuild')
       .set(bearer(KEYS.all))
       .expect(202);
     const id = (started.body as { id: string }).id;
     expect(started.headers.location).toBe(`/v1/ops/jobs/${id}`);
-    await request(app.getHttpServer())
+    await request(rebuilder.getHttpServer())
       .post('/v1/ops/vector-index/rebuild')
       .set(bearer(KEYS.all))
       .expect(409);
@@ -312,17 +316,113 @@ describe('vector search (real stack, pgvector HNSW)', () => {
     const deadline = Date.now() + 120_000;
     while (status === 'running' && Date.now() < deadline) {
       await sleep(250);
-      const job = await request(app.getHttpServer())
+      const job = await request(rebuilder.getHttpServer())
         .get(`/v1/ops/jobs/${id}`)
         .set(bearer(KEYS.all))
         .expect(200);
       status = (job.body as { status: string }).status;
     }
     expect(status).toBe('succeeded');
-    const metrics = (await request(app.getHttpServer()).get('/metrics').expect(200)).text;
+    const [index] = (
+      await adminQuery(
+        db,
+        db.primaryPort,
+        database,
+        `SELECT reloptions FROM pg_class WHERE oid = to_regclass($1)`,
+        [HNSW_INDEX],
+      )
+    ).rows as Array<{ reloptions: string[] }>;
+    expect(index.reloptions).toEqual(expect.arrayContaining(['m=16', 'ef_construction=32']));
+    const metrics = (await request(rebuilder.getHttpServer()).get('/metrics').expect(200)).text;
     expect(metrics).toMatch(/vector_index_last_build_seconds\{[^}]*\} [0-9.]*[1-9]/);
     const after = await search(app, { embedding: axis(0) }).expect(200);
     expect((after.body as SearchBody).items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
+  });
+
+  it('answers exactly when a sampled row proves the HNSW answer incomplete, and forgets a stale witness', async () => {
+    // A row near axis(0) is sampled as a witness, then moved far away on the primary: the
+    // witness now claims a nearer row than the index answer holds. The search must
+    // escalate (wider HNSW, then exact), answer r0..r2, and drop the stale witness.
+    const [ghost] = (
+      await adminQuery(
+        db,
+        db.primaryPort,
+        database,
+        `INSERT INTO recipes (title, cuisine, total_minutes, embedding) VALUES ('ghost', 'axis', 10, $1::vector) RETURNING id::text AS id`,
+        [pgvector.toSql(axis(0, 1, 0.2))],
+      )
+    ).rows as Array<{ id: string }>;
+    const checked = await boot({
+      VECTOR_WITNESS_ROWS: '100000',
+      VECTOR_WITNESS_REFRESH_S: '86400',
+      VECTOR_EXACT_MAX_ROWS: '0',
+    });
+    const witnesses = checked.get(WitnessService);
+    const countRows = async (): Promise<number> =>
+      (
+        (
+          await adminQuery(
+            db,
+            db.replicaPort,
+            database,
+            'SELECT count(*)::int AS n FROM recipes WHERE embedding IS NOT NULL',
+          )
+        ).rows as Array<{ n: number }>
+      )[0].n;
+    const rows = await until(countRows, (n) => n >= BACKGROUND_ROWS + 5, 30_000);
+    const sampled = await until(
+      async () => {
+        await witnesses.refresh();
+        return witnesses.set.size;
+      },
+      (n) => n === rows,
+      30_000,
+    );
+    expect(sampled).toBe(rows);
+    await adminQuery(
+      db,
+      db.primaryPort,
+      database,
+      `UPDATE recipes SET embedding = $1::vector WHERE id = $2`,
+      [pgvector.toSql(axis(3)), ghost.id],
+    );
+    const moved = await until(
+      async () =>
+        Number(
+          (
+            (
+              await adminQuery(
+                db,
+                db.replicaPort,
+                database,
+                `SELECT embedding <=> $1::vector AS d FROM recipes WHERE id = $2`,
+                [pgvector.toSql(axis(0)), ghost.id],
+              )
+            ).rows as Array<{ d: number }>
+          )[0]?.d,
+        ),
+      (d) => d > 0.5,
+      30_000,
+    );
+    expect(moved).toBeGreaterThan(0.5);
+    const res = await search(checked, { embedding: axis(0), limit: 3, maxDistance: 2 }).expect(200);
+    const body = res.body as SearchBody;
+    expect(body.plan).toBe('exact');
+    expect(body.items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
+    expect(witnesses.set.size).toBe(rows - 1);
+    const metrics = (await request(checked.getHttpServer()).get('/metrics').expect(200)).text;
+    expect(metrics).toMatch(/vector_search_escalations_total\{[^}]*outcome="exact"[^}]*\} 1\b/);
+    // the witness is gone: the same question (another limit, not cached) stays on the index
+    const again = await search(checked, { embedding: axis(0), limit: 3, maxDistance: 1.9 }).expect(
+      200,
+    );
+    expect((again.body as SearchBody).plan).toBe('hnsw');
+    expect((again.body as SearchBody).items.slice(0, 3).map((h) => h.title)).toEqual([
+      'r0',
+      'r1',
+      'r2',
+    ]);
+    await adminQuery(db, db.primaryPort, database, `DELETE FROM recipes WHERE id = $1`, [ghost.id]);
   });
 
   describe('text search through an OpenAI-compatible provider (local server)', () => {

@@ -262,6 +262,13 @@ export interface VectorConfig {
   exactMaxRows: number;
   recallSampleRate: number;
   maintenanceWorkMem: string;
+  /** `ef_construction` the rebuild job gives the HNSW index (ALTER INDEX … SET, then REINDEX). */
+  efConstruction: number;
+  /** Sampled rows that check HNSW answers (0 = no check), and how often they are re-sampled. */
+  witnessRows: number;
+  witnessRefreshMs: number;
+  /** ef_search of the second attempt when a witness contradicts an answer. */
+  escalationEfSearch: number;
   parallelWorkers: number;
 }
 
@@ -557,6 +564,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       exactMaxRows: vars.VECTOR_EXACT_MAX_ROWS,
       recallSampleRate: vars.VECTOR_RECALL_SAMPLE_RATE,
       maintenanceWorkMem: vars.VECTOR_MAINTENANCE_WORK_MEM,
+      efConstruction: vars.VECTOR_EF_CONSTRUCTION,
+      witnessRows: vars.VECTOR_WITNESS_ROWS,
+      witnessRefreshMs: vars.VECTOR_WITNESS_REFRESH_S * 1000,
+      escalationEfSearch: vars.VECTOR_ESCALATION_EF_SEARCH,
       parallelWorkers: vars.VECTOR_PARALLEL_WORKERS,
     },
     audit: {

@@ -455,6 +455,30 @@ export class EnvironmentVariables {
 
   @Transform(toInt)
   @IsInt()
+  @Min(4)
+  @Max(1000)
+  VECTOR_EF_CONSTRUCTION = 64;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(100_000)
+  VECTOR_WITNESS_ROWS = 512;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(86_400)
+  VECTOR_WITNESS_REFRESH_S = 60;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
+  VECTOR_ESCALATION_EF_SEARCH = 400;
+
+  @Transform(toInt)
+  @IsInt()
   @Min(0)
   @Max(64)
   VECTOR_PARALLEL_WORKERS = 4;

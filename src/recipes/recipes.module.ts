@@ -13,6 +13,7 @@ import { SearchMetrics } from './search.metrics.js';
 import { SearchService } from './search.service.js';
 import { VectorIndexService } from './vector-index.service.js';
 import { VectorOpsController } from './vector-ops.controller.js';
+import { WitnessService } from './witness.service.js';
 
 @Module({
   controllers: [RecipesController, VectorOpsController],
@@ -25,6 +26,7 @@ import { VectorOpsController } from './vector-ops.controller.js';
     SearchService,
     SearchMetrics,
     VectorIndexService,
+    WitnessService,
     {
       provide: EMBEDDING_PROVIDER,
       inject: [APP_CONFIG],

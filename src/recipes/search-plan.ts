@@ -1,5 +1,6 @@
 import { paramBinder } from '../database/query-rows.js';
 import type { LocalSettings } from '../database/statement-batch.js';
+import type { Contradiction } from './witness-set.js';
 
 export interface SearchFilters {
   cuisine?: string;
@@ -19,6 +20,8 @@ export interface VectorQuery {
 
 export interface SearchTuning {
   efSearch: number;
+  /** ef_search of the second HNSW attempt when a witness contradicts the first answer. */
+  escalationEfSearch: number;
   maxScanTuples: number;
   exactMaxRows: number;
   timeoutMs: number;
@@ -43,6 +46,8 @@ export interface SearchResult {
   /** The HNSW scan came back short of `limit` and the answer is an exact scan's. */
   exactFallback: boolean;
   hits: SearchHitRow[];
+  /** A witness proved the first HNSW answer incomplete (WitnessSet), and what answered instead. */
+  escalation?: Contradiction & { outcome: 'wider-hnsw' | 'exact' };
 }
 
 export const HIT_COLUMNS = `id::text AS id, title, cuisine, tags, dietary, total_minutes AS "totalMinutes",
@@ -100,7 +105,10 @@ export function hasFilters(f: SearchFilters): boolean {
  * PostgreSQL's disable_cost (1e10) to the estimate, which then passes jit_above_cost and
  * made every search compile its expressions (≈ 200 ms measured) for a 5 ms query.
  */
-export function planSettings(plan: SearchPlan, tuning: SearchTuning): LocalSettings {
+export function planSettings(
+  plan: SearchPlan,
+  tuning: Pick<SearchTuning, 'efSearch' | 'maxScanTuples' | 'timeoutMs'>,
+): LocalSettings {
   if (plan === 'exact') {
     return exactSettings(tuning.timeoutMs);
   }

@@ -9,6 +9,8 @@ export enum VectorMetric {
   Returned = 'vector_search_returned_rows',
   IndexSize = 'vector_index_size_bytes',
   IndexBuildSeconds = 'vector_index_last_build_seconds',
+  Escalations = 'vector_search_escalations_total',
+  WitnessRows = 'vector_search_witness_rows',
 }
 
 /** Vector search metrics, in the process's one registry. */
@@ -20,6 +22,8 @@ export class SearchMetrics {
   readonly returned: Histogram<'plan'>;
   readonly indexSize: Gauge;
   readonly indexBuildSeconds: Gauge;
+  readonly escalations: Counter<'outcome' | 'filtered'>;
+  readonly witnessRows: Gauge;
 
   constructor(metrics: MetricsService) {
     const registers = [metrics.registry];
@@ -58,6 +62,17 @@ export class SearchMetrics {
     this.indexBuildSeconds = new Gauge({
       name: VectorMetric.IndexBuildSeconds,
       help: 'Duration of the last HNSW index (re)build run by this instance',
+      registers,
+    });
+    this.escalations = new Counter({
+      name: VectorMetric.Escalations,
+      help: 'HNSW answers a sampled row proved incomplete, by what answered instead (wider-hnsw, exact)',
+      labelNames: ['outcome', 'filtered'],
+      registers,
+    });
+    this.witnessRows = new Gauge({
+      name: VectorMetric.WitnessRows,
+      help: 'Sampled rows held to check HNSW answers (VECTOR_WITNESS_ROWS)',
       registers,
     });
   }

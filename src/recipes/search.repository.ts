@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import pgvector from 'pgvector';
-import { vectorParam } from './vector-param.js';
+import { vectorFromBinary, vectorParam } from './vector-param.js';
+import { unitVector, Witness, WitnessSet } from './witness-set.js';
 import { ReadBatch, ReadRouterService } from '../database/read-router.service.js';
 import { HNSW_INDEX } from './recipes.constants.js';
 import {
@@ -39,16 +40,74 @@ export class SearchRepository {
    * index scan ends before `limit` rows (max_scan_tuples, its memory bound, or a part
    * of the graph it cannot reach), an exact scan of the same query answers instead.
    */
-  search(q: VectorQuery, tuning: SearchTuning): Promise<SearchResult> {
+  search(q: VectorQuery, tuning: SearchTuning, witnesses?: WitnessSet): Promise<SearchResult> {
     return this.router.readBatches(async (batch) => {
       const chosen = await this.choosePlan(batch, q, tuning);
       let hits = await this.nearest(batch, q, tuning, chosen);
-      if (chosen === 'exact' || hits.length >= q.limit) {
+      if (chosen === 'exact') {
         return { plan: chosen, exactFallback: false, hits };
+      }
+      if (hits.length >= q.limit) {
+        const checked = await this.verified(batch, q, tuning, hits, witnesses);
+        if (checked) {
+          return checked;
+        }
       }
       hits = await this.nearest(batch, q, tuning, 'exact');
       return { plan: 'exact', exactFallback: true, hits };
     });
+  }
+
+  /**
+   * A full HNSW answer checked against the witnesses (WitnessSet): returned as it is
+   * when none contradicts it; otherwise searched again with `escalationEfSearch`, and
+   * that answer returned if it passes; null when the exact scan must answer. A witness
+   * the exact answer would not hold either (deleted or changed since the sample) is
+   * forgotten by the caller's set.
+   */
+  private async verified(
+    batch: ReadBatch,
+    q: VectorQuery,
+    tuning: SearchTuning,
+    hits: SearchHitRow[],
+    witnesses?: WitnessSet,
+  ): Promise<SearchResult | null> {
+    if (!witnesses || witnesses.size === 0) {
+      return { plan: 'hnsw', exactFallback: false, hits };
+    }
+    const unit = unitVector(q.embedding);
+    const check = (answer: SearchHitRow[]) =>
+      unit
+        ? witnesses.contradiction(unit, q.filters, q.maxDistance, answer, q.limit, q.excludeId)
+        : null;
+    const first = check(hits);
+    if (!first) {
+      return { plan: 'hnsw', exactFallback: false, hits };
+    }
+    const wider = { ...tuning, efSearch: Math.max(tuning.efSearch, tuning.escalationEfSearch) };
+    if (wider.efSearch > tuning.efSearch) {
+      const retried = await this.nearest(batch, q, wider, 'hnsw');
+      if (retried.length >= q.limit && !check(retried)) {
+        return {
+          plan: 'hnsw',
+          exactFallback: false,
+          hits: retried,
+          escalation: { ...first, outcome: 'wider-hnsw' },
+        };
+      }
+    }
+    const exact = await this.nearest(batch, q, tuning, 'exact');
+    const last = exact.length >= q.limit ? exact[q.limit - 1].distance : Infinity;
+    if (!exact.some((h) => h.id === first.witnessId) && first.witnessDistance < last) {
+      // the witness no longer qualifies: deleted or changed since it was sampled
+      witnesses.forget(first.witnessId);
+    }
+    return {
+      plan: 'exact',
+      exactFallback: false,
+      hits: exact,
+      escalation: { ...first, outcome: 'exact' },
+    };
   }
 
   /** Exact scan when the filters match at most `exactMaxRows` rows (a bounded count). */
@@ -127,6 +186,49 @@ export class SearchRepository {
         return { plan: chosen, exactFallback: false, explained };
       }
       return { plan: 'exact', exactFallback: true, explained: await run('exact') };
+    });
+  }
+
+  /**
+   * About `n` random recipes with embeddings, for the WitnessSet: whole pages sampled
+   * (TABLESAMPLE SYSTEM) from a large table, every row of a small one. Embeddings come
+   * in pgvector's binary form (vector_send), not as 1,536 decimal numbers each.
+   */
+  sampleWitnesses(n: number): Promise<Witness[]> {
+    return this.router.readBatches(async (batch) => {
+      const [stats] = await batch([
+        {
+          sql: `SELECT greatest(reltuples, 0)::float8 AS rows FROM pg_class WHERE oid = 'recipes'::regclass`,
+        },
+      ]);
+      const rows = Number(stats[0]?.rows ?? 0);
+      // twice the share asked for: pages hold fewer rows than the estimate, some lack embeddings
+      const percent = rows > 0 ? Math.min(100, (200 * n) / rows) : 100;
+      const from = percent >= 100 ? 'recipes' : 'recipes TABLESAMPLE SYSTEM ($2::float4)';
+      const [sampled] = await batch([
+        {
+          sql: `SELECT id::text AS id, vector_send(embedding) AS embedding, cuisine, tags, dietary,
+                       total_minutes AS "totalMinutes", author_id::text AS "authorId"
+                  FROM ${from} WHERE embedding IS NOT NULL ORDER BY random() LIMIT $1::int`,
+          params: percent >= 100 ? [n] : [n, percent],
+        },
+      ]);
+      const out: Witness[] = [];
+      for (const r of sampled) {
+        const unit = unitVector(vectorFromBinary(r.embedding as Buffer));
+        if (unit) {
+          out.push({
+            id: String(r.id),
+            unit,
+            cuisine: String(r.cuisine),
+            tags: (r.tags as string[] | null) ?? [],
+            dietary: (r.dietary as string[] | null) ?? [],
+            totalMinutes: Number(r.totalMinutes),
+            authorId: (r.authorId as string | null) ?? null,
+          });
+        }
+      }
+      return out;
     });
   }
 

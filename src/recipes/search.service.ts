@@ -20,6 +20,7 @@ import { CacheService } from '../cache/cache.service.js';
 import { RequestContext, RequestContextStore } from '../common/request-context.js';
 import { QUERY_CANCELED } from '../database/node-errors.js';
 import { createHash } from 'node:crypto';
+import { WitnessService } from './witness.service.js';
 
 export class SearchTimeoutError extends DomainError {
   constructor(ms: number) {
@@ -60,6 +61,7 @@ export class SearchService implements OnApplicationShutdown {
     private readonly metrics: SearchMetrics,
     @Inject(EMBEDDING_PROVIDER) private readonly provider: EmbeddingProvider | null,
     private readonly cache: CacheService,
+    private readonly witnesses: WitnessService,
   ) {}
 
   /** Validates the parts class-validator cannot see: one mode, limit within the configured cap. */
@@ -210,10 +212,37 @@ export class SearchService implements OnApplicationShutdown {
     return {
       // ef_search must be at least the number of rows asked for, or the index cannot return them.
       efSearch: Math.max(v.efSearch, limit * v.efSearchPerResult),
+      escalationEfSearch: v.escalationEfSearch,
       maxScanTuples: v.maxScanTuples,
       exactMaxRows: v.exactMaxRows,
       timeoutMs: v.queryTimeoutMs,
     };
+  }
+
+  /**
+   * Escalations are logged at most once a minute with the count since the last line:
+   * a population the index barely links to can make many searches escalate at once.
+   */
+  private escalationsSinceLog = 0;
+  private escalationLoggedAt = 0;
+  private noteEscalation(result: SearchResult): void {
+    this.escalationsSinceLog++;
+    const now = Date.now();
+    if (now - this.escalationLoggedAt < 60_000) {
+      return;
+    }
+    const e = result.escalation!;
+    this.logger.warn(
+      {
+        escalations: this.escalationsSinceLog,
+        answeredBy: e.outcome,
+        witnessDistance: Math.round(e.witnessDistance * 1e4) / 1e4,
+        lastDistance: Math.round(e.lastDistance * 1e4) / 1e4,
+      },
+      'HNSW answer missed a nearer sampled row; searched again (a REINDEX may be due if this repeats)',
+    );
+    this.escalationsSinceLog = 0;
+    this.escalationLoggedAt = now;
   }
 
   private async embeddingOf(id: string): Promise<number[]> {
@@ -230,8 +259,16 @@ export class SearchService implements OnApplicationShutdown {
   private async run(query: VectorQuery, mode: Mode): Promise<SearchResult> {
     const started = performance.now();
     try {
-      const result = await this.searches.search(query, this.tuning(query.limit));
+      const result = await this.searches.search(
+        query,
+        this.tuning(query.limit),
+        this.witnesses.set,
+      );
       const filtered = String(Object.keys(query.filters).length > 0);
+      if (result.escalation) {
+        this.metrics.escalations.inc({ outcome: result.escalation.outcome, filtered });
+        this.noteEscalation(result);
+      }
       this.metrics.duration.observe(
         { plan: result.plan, mode, filtered },
         (performance.now() - started) / 1000,

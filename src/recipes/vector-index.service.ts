@@ -53,6 +53,9 @@ const NO_DISTANCE_BOUND = 2;
 
 const REFRESH_MS = 60_000;
 
+/** pgvector's ef_construction when the index has no reloption for it. */
+const HNSW_DEFAULT_EF_CONSTRUCTION = 64;
+
 /** Query-plan analysis, index size, and online rebuilds of the HNSW index. */
 @Injectable()
 export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
@@ -219,8 +222,14 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
       ]);
       // A crashed earlier REINDEX CONCURRENTLY leaves an invalid copy behind.
       await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${HNSW_INDEX}_ccnew`);
+      const efConstruction = await this.applyEfConstruction(client, runId);
       this.logger.log(
-        { runId, workers, maintenanceWorkMem: this.config.vector.maintenanceWorkMem },
+        {
+          runId,
+          workers,
+          maintenanceWorkMem: this.config.vector.maintenanceWorkMem,
+          efConstruction,
+        },
         'HNSW rebuild started',
       );
       await client.query(`REINDEX INDEX CONCURRENTLY ${HNSW_INDEX}`);
@@ -240,6 +249,31 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
           this.logger.warn({ error: err.message }, 'closing reindex connection'),
         );
     }
+  }
+
+  /**
+   * Gives the index the configured `ef_construction` (VECTOR_EF_CONSTRUCTION) before it
+   * is rebuilt: a reloption only, which REINDEX CONCURRENTLY copies to the new index.
+   * ALTER INDEX … SET takes an exclusive lock on the index for an instant; it waits at
+   * most `lock_timeout` behind running searches (and then the rebuild fails, retryable).
+   */
+  private async applyEfConstruction(client: pg.Client, runId: string): Promise<number> {
+    const wanted = this.config.vector.efConstruction;
+    const current = await client.query<{ ef: string | null }>(
+      `SELECT (SELECT split_part(o, '=', 2) FROM unnest(c.reloptions) o
+                WHERE o LIKE 'ef_construction=%') AS ef
+         FROM pg_class c WHERE c.oid = to_regclass($1)`,
+      [HNSW_INDEX],
+    );
+    const was = Number(current.rows[0]?.ef ?? HNSW_DEFAULT_EF_CONSTRUCTION);
+    if (was !== wanted) {
+      await client.query(`SET lock_timeout = '5s'`);
+      // an integer from validated config: no identifier or literal from a request
+      await client.query(`ALTER INDEX ${HNSW_INDEX} SET (ef_construction = ${wanted})`);
+      await client.query(`RESET lock_timeout`);
+      this.logger.log({ runId, from: was, to: wanted }, 'HNSW ef_construction changed');
+    }
+    return wanted;
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -14,3 +14,13 @@ export function vectorParam(embedding: readonly number[]): Buffer {
   }
   return buf;
 }
+
+/** The other way (vector_send's bytea): the elements as float32. */
+export function vectorFromBinary(buf: Buffer): Float32Array {
+  const dims = buf.readUInt16BE(0);
+  const out = new Float32Array(dims);
+  for (let i = 0; i < dims; i++) {
+    out[i] = buf.readFloatBE(4 + 4 * i);
+  }
+  return out;
+}

@@ -1,0 +1,111 @@
+import type { SearchHitRow } from './search-plan.js';
+import { unitDistance, unitVector, Witness, witnessMatches, WitnessSet } from './witness-set.js';
+
+/** A unit vector at angle `deg` in the plane of the first two axes (4 dimensions). */
+function at(deg: number): number[] {
+  const r = (deg * Math.PI) / 180;
+  return [Math.cos(r), Math.sin(r), 0, 0];
+}
+
+function witness(id: string, deg: number, extra: Partial<Witness> = {}): Witness {
+  return {
+    id,
+    unit: unitVector(at(deg))!,
+    cuisine: 'italian',
+    tags: ['quick'],
+    dietary: [],
+    totalMinutes: 20,
+    authorId: null,
+    ...extra,
+  };
+}
+
+function hit(id: string, deg: number): SearchHitRow {
+  return {
+    id,
+    title: id,
+    cuisine: 'italian',
+    tags: [],
+    dietary: [],
+    totalMinutes: 20,
+    authorId: null,
+    distance: 1 - Math.cos((deg * Math.PI) / 180),
+  };
+}
+
+const query = unitVector(at(0))!;
+
+describe('WitnessSet', () => {
+  it('computes cosine distance of unit vectors, scaling the inputs', () => {
+    expect(unitDistance(unitVector([2, 0])!, unitVector([0, 5])!)).toBeCloseTo(1, 6);
+    expect(unitDistance(unitVector([3, 3])!, unitVector([1, 1])!)).toBeCloseTo(0, 6);
+    expect(unitVector([0, 0, 0])).toBeNull();
+  });
+
+  it('flags a full answer when a qualifying sampled row is nearer than its last row', () => {
+    const set = new WitnessSet();
+    set.replace([witness('near', 5), witness('far', 80)]);
+    const hits = [hit('a', 40), hit('b', 50)];
+    const c = set.contradiction(query, {}, 2, hits, 2);
+    expect(c?.witnessId).toBe('near');
+    expect(c?.witnessDistance).toBeCloseTo(1 - Math.cos((5 * Math.PI) / 180), 6);
+    expect(c?.lastDistance).toBeCloseTo(hits[1].distance, 12);
+  });
+
+  it('accepts an answer that holds the nearer rows, or nothing sampled is nearer', () => {
+    const set = new WitnessSet();
+    set.replace([witness('near', 5), witness('far', 80)]);
+    expect(set.contradiction(query, {}, 2, [hit('near', 5), hit('b', 50)], 2)).toBeNull();
+    expect(set.contradiction(query, {}, 2, [hit('a', 1), hit('b', 3)], 2)).toBeNull();
+    // a short answer is the exact fallback's business, not the witnesses'
+    expect(set.contradiction(query, {}, 2, [hit('a', 40)], 2)).toBeNull();
+  });
+
+  it('ignores witnesses the filters, the distance bound or the excluded id rule out', () => {
+    const set = new WitnessSet();
+    set.replace([
+      witness('thai', 5, { cuisine: 'thai' }),
+      witness('slow', 6, { totalMinutes: 90 }),
+      witness('self', 7),
+      witness('untagged', 8, { tags: [] }),
+      witness('vegan', 9, { dietary: ['vegan', 'nut-free'] }),
+    ]);
+    const hits = [hit('a', 40), hit('b', 50)];
+    const filters = { cuisine: 'italian', maxTotalMinutes: 30, tags: ['quick'] };
+    expect(set.contradiction(query, filters, 2, hits, 2, 'self')?.witnessId).toBe('vegan');
+    expect(
+      set.contradiction(
+        query,
+        { ...filters, dietary: ['vegan', 'gluten-free'] },
+        2,
+        hits,
+        2,
+        'self',
+      ),
+    ).toBeNull();
+    // beyond maxDistance the witness could not be in the answer either
+    expect(set.contradiction(query, {}, 0.001, hits, 2)).toBeNull();
+  });
+
+  it('does not flag rows within float32 rounding of the last distance', () => {
+    const set = new WitnessSet();
+    set.replace([witness('tie', 50)]);
+    expect(set.contradiction(query, {}, 2, [hit('a', 40), hit('b', 50)], 2)).toBeNull();
+  });
+
+  it('forgets a witness by id', () => {
+    const set = new WitnessSet();
+    set.replace([witness('x', 5), witness('y', 6)]);
+    set.forget('x');
+    expect(set.size).toBe(1);
+    expect(set.contradiction(query, {}, 2, [hit('a', 40), hit('b', 50)], 2)?.witnessId).toBe('y');
+  });
+
+  it('matches authorId and every listed dietary value like the SQL filter', () => {
+    const w = witness('w', 0, { authorId: 'u1', dietary: ['vegan'] });
+    expect(witnessMatches(w, { authorId: 'u1' })).toBe(true);
+    expect(witnessMatches(w, { authorId: 'u2' })).toBe(false);
+    expect(witnessMatches(w, { dietary: ['vegan'] })).toBe(true);
+    expect(witnessMatches(w, { dietary: ['vegan', 'halal'] })).toBe(false);
+  });
+});

@@ -1,0 +1,67 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import { SearchMetrics } from './search.metrics.js';
+import { SearchRepository } from './search.repository.js';
+import { WitnessSet } from './witness-set.js';
+
+/**
+ * Keeps this instance's WitnessSet: `VECTOR_WITNESS_ROWS` recipes sampled from a read
+ * node at boot and every `VECTOR_WITNESS_REFRESH_S`, so rows of a population that
+ * arrived since (through any instance) are among them within one interval.
+ */
+@Injectable()
+export class WitnessService implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger(WitnessService.name);
+  readonly set = new WitnessSet();
+  private timer?: NodeJS.Timeout;
+  private refreshing: Promise<void> | null = null;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly searches: SearchRepository,
+    private readonly metrics: SearchMetrics,
+  ) {}
+
+  onModuleInit(): void {
+    if (this.config.vector.witnessRows <= 0) {
+      return;
+    }
+    void this.refresh();
+    this.timer = setInterval(() => void this.refresh(), this.config.vector.witnessRefreshMs);
+    this.timer.unref();
+  }
+
+  /** Samples anew; one refresh at a time, a failure keeps the previous sample. */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.sample().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  private async sample(): Promise<void> {
+    const started = performance.now();
+    try {
+      const rows = await this.searches.sampleWitnesses(this.config.vector.witnessRows);
+      this.set.replace(rows);
+      this.metrics.witnessRows.set(rows.length);
+      this.logger.debug(
+        { rows: rows.length, ms: Math.round(performance.now() - started) },
+        'search witnesses sampled',
+      );
+    } catch (err) {
+      this.logger.warn(
+        { error: (err as Error).message, kept: this.set.size },
+        'sampling search witnesses failed; keeping the previous sample',
+      );
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.timer) {
+      clearInterval(this.timer);
+    }
+    await this.refreshing;
+  }
+}
