@@ -44,6 +44,7 @@ import {
   type MonitoringAbReport,
 } from './lib/monitoring-ab.js';
 import { tlsComparison } from './lib/tls-ab.js';
+import { incrementalStudy, type IncrementalReport } from './lib/incremental.js';
 import { log, Progress, timed } from './lib/progress.js';
 import { runBench, writeReport } from './lib/paths.js';
 import { Rng } from './lib/rng.js';
@@ -107,6 +108,10 @@ interface Options {
   efConstruction: number;
   /** `--rebuild-index`: with --skip-load, build the index anew (an independent build) */
   rebuildIndex: boolean;
+  /** `--regime incremental`: bench/lib/incremental.ts instead of the bulk-built measurements */
+  regime: 'bulk' | 'incremental';
+  secondRows: number;
+  deleteShare: number;
   efSearch: number;
   efPerResult: number;
   efSweep: number[];
@@ -144,6 +149,9 @@ function parseOptions(argv: string[]): Options {
       'build-mem': { type: 'string', default: SERVICE.VECTOR_MAINTENANCE_WORK_MEM },
       'ef-construction': { type: 'string', default: String(SERVICE.VECTOR_EF_CONSTRUCTION) },
       'rebuild-index': { type: 'boolean', default: false },
+      regime: { type: 'string', default: 'bulk' },
+      'second-rows': { type: 'string', default: '20000' },
+      'delete-share': { type: 'string', default: '0.3' },
       'ef-search': { type: 'string', default: String(SERVICE.VECTOR_EF_SEARCH) },
       'ef-per-result': { type: 'string', default: String(SERVICE.VECTOR_EF_SEARCH_PER_RESULT) },
       'ef-sweep': { type: 'string', default: '40,120,200' },
@@ -170,6 +178,7 @@ function parseOptions(argv: string[]): Options {
   if (values.help) {
     process.stdout.write(
       'npm run bench:search -- [--rows N] [--queries Q] [--duration-s S] [--skip-load] [--skip-http]\n' +
+        '  [--regime bulk|incremental [--second-rows 20000] [--delete-share 0.3]] (incremental: queries = --queries per case)\n' +
         '  [--seed N] [--build-mem 1GB] [--ef-construction N] [--rebuild-index] [--ef-search N] [--ef-per-result N] [--ef-sweep 40,120,200]\n' +
         '  [--limit 20] (search knobs default to the service defaults, and are passed to it)\n' +
         '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
@@ -209,6 +218,9 @@ function parseOptions(argv: string[]): Options {
     buildMem: values['build-mem'],
     efConstruction: int('ef-construction', values['ef-construction'], 4, 1000),
     rebuildIndex: values['rebuild-index'],
+    regime: parseRegime(values.regime),
+    secondRows: int('second-rows', values['second-rows'], 100, 1_000_000),
+    deleteShare: share(values['delete-share']),
     efSearch: int('ef-search', values['ef-search'], 1, 1000),
     efPerResult: int('ef-per-result', values['ef-per-result'], 1, 20),
     efSweep: list('ef-sweep', values['ef-sweep'], 1, 1000),
@@ -242,6 +254,21 @@ function parseOptions(argv: string[]): Options {
     ),
     abOnly: parseAbOnly(values['ab-only']),
   };
+}
+
+function parseRegime(v: string): 'bulk' | 'incremental' {
+  if (v !== 'bulk' && v !== 'incremental') {
+    throw new Error(`--regime must be bulk or incremental, got '${v}'`);
+  }
+  return v;
+}
+
+function share(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n >= 1) {
+    throw new Error(`--delete-share must be a number in (0, 1), got '${v}'`);
+  }
+  return n;
 }
 
 /** What the service sets hnsw.ef_search to (src/recipes/search.service.ts `tuning`). */
@@ -1357,6 +1384,59 @@ function evaluateTargets(
   return targets;
 }
 
+/** Target 2 of issue 14 in every phase: no query below recall 0.5, mean recall ≥ 0.98. */
+function incrementalTargets(study: IncrementalReport): Target[] {
+  const out: Target[] = [];
+  for (const p of study.phases) {
+    for (const fc of FILTER_CASES) {
+      const c = p.service[fc.name];
+      out.push({
+        name: `${p.phase} ${fc.name}: queries below recall 0.5 / mean recall`,
+        target: '0 / >= 0.98',
+        value: `${c.missed} / ${c.recall.toFixed(4)}`,
+        pass: c.missed === 0 && c.recall >= 0.98,
+      });
+    }
+  }
+  return out;
+}
+
+function renderIncremental(study: IncrementalReport): string {
+  const rows: string[][] = [];
+  for (const p of study.phases) {
+    for (const fc of FILTER_CASES) {
+      const s = p.service[fc.name];
+      const i = p.indexAlone[fc.name];
+      rows.push([
+        p.phase,
+        fc.name,
+        `${s.recall.toFixed(3)} / ${s.missed}`,
+        `${i.recall.toFixed(3)} / ${i.missed}`,
+        `${s.p50Ms.toFixed(2)} / ${i.p50Ms.toFixed(2)}`,
+        JSON.stringify(s.plans ?? {}),
+      ]);
+    }
+    rows.push([p.phase, 'escalations', JSON.stringify(p.escalations), '', '', '']);
+  }
+  const ins = study.insert;
+  return (
+    `population A ${study.populationA} rows (bulk), B ${study.populationB} rows through POST /v1/recipes/batch: ` +
+    `${ins.rowsPerS} rows/s, batch of 100 p50 ${ins.batchMs.p50} ms (first tenth ${ins.firstTenthP50Ms}, last tenth ${ins.lastTenthP50Ms}); ` +
+    `deleted ${study.deleted}, VACUUM ${study.vacuumS}s\n` +
+    table2(
+      [
+        'phase',
+        'case',
+        'service recall / missed',
+        'index alone',
+        'p50 ms service / alone',
+        'plans',
+      ],
+      rows,
+    )
+  );
+}
+
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
 function render(report: Report): string {
@@ -1599,6 +1679,59 @@ async function main(): Promise<void> {
   }
   const sz = await sizes(env);
   await phase('replica catch-up', () => waitForReplica(env));
+  if (opts.regime === 'incremental') {
+    const study = await phase('incremental regime', () =>
+      incrementalStudy(env, sel.total, model, {
+        secondRows: opts.secondRows,
+        queries: opts.queries,
+        deleteShare: opts.deleteShare,
+        limit: opts.limit,
+        maxDistance: MAX_DISTANCE,
+        seed: opts.seed,
+        sql: {
+          limit: opts.limit,
+          efSearch: effectiveEf(opts),
+          maxScanTuples: opts.maxScanTuples,
+          exactMaxRows: opts.exactMaxRows,
+          timeoutMs: opts.timeoutMs,
+          maxDistance: MAX_DISTANCE,
+        },
+        serviceEnv: (secret, scopes) => {
+          const e = httpServiceEnv(env, opts, secret);
+          const keys = JSON.parse(e.API_KEYS) as Array<{ scopes: string[] }>;
+          keys[0].scopes = scopes;
+          return { ...e, API_KEYS: JSON.stringify(keys) };
+        },
+        witnessRefreshS: Number(
+          opts.serviceEnv.VECTOR_WITNESS_REFRESH_S ?? SERVICE.VECTOR_WITNESS_REFRESH_S,
+        ),
+        makeQueries,
+        waitForReplica: () => waitForReplica(env),
+        repoDir: REPO_DIR,
+      }),
+    );
+    // the table no longer holds what the load wrote: --skip-load must not reuse it
+    await withClient(clientConfig(env, env.primary), (c) =>
+      c.query(`DELETE FROM bench_meta WHERE key = 'load'`),
+    );
+    const report = {
+      benchmark: 'search',
+      mode: 'incremental',
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      machine: await machineInfo(env),
+      parameters: { ...opts, maxDistance: MAX_DISTANCE },
+      load,
+      results: study,
+      targets: incrementalTargets(study),
+      phasesS: phases,
+    };
+    const file = await writeReport('search', startedAt, opts.tag || 'incremental', report);
+    process.stdout.write(
+      `${renderIncremental(study)}\n\n${targetsTable(report.targets)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
+    );
+    return;
+  }
   if (opts.monitoringAb || opts.tlsAb) {
     // only the A/B of the HTTP throughput phase; its own report file
     const conc = Math.max(1, ...opts.concurrency);

@@ -1,0 +1,343 @@
+/**
+ * bench:search `--regime incremental` (issue 14, target 2): recall the way a live index
+ * gets its data, not one bulk build. On top of the bulk-loaded population A:
+ *  1. a second population B (its own seed: other cluster centres, another shared
+ *     direction) arrives through the service's batch API, 100 recipes a call;
+ *  2. searches for B-like queries, every filter case, through the service and as the
+ *     same SQL without the service's checks (the index alone);
+ *  3. a mass delete (a share of all rows, autovacuum off for the table), searched again
+ *     before VACUUM, while a VACUUM runs, and after it.
+ * Every phase has its own exact ground truth (computed on the primary).
+ */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { metricSum, parseMetrics } from './cache-workload.js';
+import { EmbeddingModel, FILTER_CASES, RecipeFactory, type FilterCase } from './dataset.js';
+import { log, Progress } from './progress.js';
+import { Rng } from './rng.js';
+import { HttpClient, ServiceProcess, freePort } from './service.js';
+import {
+  exactSearch,
+  isFiltered,
+  search as sqlSearch,
+  type SqlSearchOptions,
+} from './sql-search.js';
+import { clientConfig, connect, ownerConfig, withClient, type StackEnv } from './stack.js';
+import { mean, recallAt, round, summarize, type LatencySummary } from './stats.js';
+
+export interface IncrementalQuery {
+  literal: string;
+  param: Buffer;
+}
+
+export interface IncrementalOptions {
+  secondRows: number;
+  queries: number;
+  deleteShare: number;
+  limit: number;
+  maxDistance: number;
+  seed: number;
+  sql: SqlSearchOptions;
+  /** The service's environment (httpServiceEnv) with the write scope added here. */
+  serviceEnv: (secret: string, scopes: string[]) => Record<string, string>;
+  witnessRefreshS: number;
+  makeQueries: (model: EmbeddingModel, seed: number, count: number) => IncrementalQuery[];
+  waitForReplica: () => Promise<number>;
+  repoDir: string;
+}
+
+interface SideCase {
+  recall: number;
+  recallMin: number;
+  /** queries that found fewer than half of their exact neighbours */
+  missed: number;
+  p50Ms: number;
+  plans?: Record<string, number>;
+}
+
+export interface PhaseResult {
+  phase: string;
+  queries: number;
+  service: Record<string, SideCase>;
+  indexAlone: Record<string, SideCase>;
+  /** vector_search_escalations_total during the phase, by outcome */
+  escalations: Record<string, number>;
+}
+
+export interface IncrementalReport {
+  populationA: number;
+  populationB: number;
+  insert: {
+    batches: number;
+    rowsPerS: number;
+    batchMs: LatencySummary;
+    /** p50 of the first and last tenth of the batches: how the cost grows with the table */
+    firstTenthP50Ms: number;
+    lastTenthP50Ms: number;
+  };
+  deleted: number;
+  vacuumS: number;
+  phases: PhaseResult[];
+}
+
+type Truth = string[][];
+
+async function truthFor(
+  env: StackEnv,
+  queries: IncrementalQuery[],
+  fc: FilterCase,
+  o: IncrementalOptions,
+): Promise<Truth> {
+  return withClient(clientConfig(env, env.primary), async (c) => {
+    await c.query(`SET max_parallel_workers_per_gather = 2`);
+    const out: Truth = [];
+    for (const q of queries) {
+      const hits = await exactSearch(c, q.literal, fc.filters, o.limit, o.maxDistance);
+      out.push(hits.map((h) => h.id));
+    }
+    return out;
+  });
+}
+
+function summariseCase(recalls: number[], ms: number[], plans: Record<string, number>): SideCase {
+  return {
+    recall: round(mean(recalls), 4),
+    recallMin: round(Math.min(...recalls), 4),
+    missed: recalls.filter((r) => r < 0.5).length,
+    p50Ms: summarize(ms).p50,
+    ...(Object.keys(plans).length ? { plans } : {}),
+  };
+}
+
+/** Runs one phase's queries through the service and as bare SQL on the replica. */
+async function measurePhase(
+  name: string,
+  env: StackEnv,
+  http: { client: HttpClient; auth: Record<string, string> },
+  queries: IncrementalQuery[],
+  truth: Record<string, Truth>,
+  o: IncrementalOptions,
+): Promise<PhaseResult> {
+  const escalationsBefore = await escalations(http.client);
+  const service: Record<string, SideCase> = {};
+  const indexAlone: Record<string, SideCase> = {};
+  const sqlClient = await connect(clientConfig(env, env.replica));
+  try {
+    const progress = new Progress(
+      name,
+      queries.length * FILTER_CASES.length * 2,
+      'queries',
+      10_000,
+    );
+    let n = 0;
+    for (const fc of FILTER_CASES) {
+      const recalls: number[] = [];
+      const ms: number[] = [];
+      const plans: Record<string, number> = {};
+      const sqlRecalls: number[] = [];
+      const sqlMs: number[] = [];
+      for (let i = 0; i < queries.length; i++) {
+        const rest = JSON.stringify({
+          ...(isFiltered(fc.filters) ? { filters: fc.filters } : {}),
+          limit: o.limit,
+          maxDistance: o.maxDistance,
+        });
+        const body = Buffer.from(`{"embedding":${queries[i].literal},${rest.slice(1)}`);
+        const t0 = performance.now();
+        const res = await http.client.request('POST', '/v1/recipes/search', body, http.auth);
+        ms.push(performance.now() - t0);
+        if (res.status !== 200) {
+          throw new Error(`search answered ${res.status}: ${res.body.slice(0, 300)}`);
+        }
+        const answer = JSON.parse(res.body) as { items: Array<{ id: string }>; plan: string };
+        plans[answer.plan] = (plans[answer.plan] ?? 0) + 1;
+        recalls.push(
+          recallAt(
+            answer.items.map((h) => h.id),
+            truth[fc.name][i],
+          ),
+        );
+        progress.update(++n);
+        const s0 = performance.now();
+        const raw = await sqlSearch(sqlClient, queries[i].param, fc.filters, o.sql);
+        sqlMs.push(performance.now() - s0);
+        sqlRecalls.push(
+          recallAt(
+            raw.hits.map((h) => h.id),
+            truth[fc.name][i],
+          ),
+        );
+        progress.update(++n);
+      }
+      service[fc.name] = summariseCase(recalls, ms, plans);
+      indexAlone[fc.name] = summariseCase(sqlRecalls, sqlMs, {});
+      log(
+        `${name} ${fc.name}: service recall ${service[fc.name].recall} (${service[fc.name].missed} missed), ` +
+          `index alone ${indexAlone[fc.name].recall} (${indexAlone[fc.name].missed} missed)`,
+      );
+    }
+    progress.done(n);
+  } finally {
+    await sqlClient.end();
+  }
+  const escalationsAfter = await escalations(http.client);
+  const delta: Record<string, number> = {};
+  for (const k of new Set([...Object.keys(escalationsBefore), ...Object.keys(escalationsAfter)])) {
+    delta[k] = (escalationsAfter[k] ?? 0) - (escalationsBefore[k] ?? 0);
+  }
+  return { phase: name, queries: queries.length, service, indexAlone, escalations: delta };
+}
+
+async function escalations(client: HttpClient): Promise<Record<string, number>> {
+  const m = parseMetrics((await client.request('GET', '/metrics')).body);
+  return {
+    'wider-hnsw': metricSum(m, 'vector_search_escalations_total', { outcome: 'wider-hnsw' }),
+    exact: metricSum(m, 'vector_search_escalations_total', { outcome: 'exact' }),
+  };
+}
+
+export async function incrementalStudy(
+  env: StackEnv,
+  populationA: number,
+  modelA: EmbeddingModel,
+  o: IncrementalOptions,
+): Promise<IncrementalReport> {
+  const modelB = new EmbeddingModel({ ...modelA.params, seed: modelA.params.seed ^ 0x7f4a7c15 });
+  const secret = randomBytes(24).toString('hex');
+  const port = await freePort();
+  const service = ServiceProcess.start(
+    o.repoDir,
+    o.serviceEnv(secret, ['recipes:read', 'recipes:write']),
+    port,
+  );
+  const client = new HttpClient('127.0.0.1', port, 2);
+  const auth = { authorization: `Bearer ${secret}` };
+  try {
+    const bootS = await service.waitReady(client, 120_000);
+    log(`service ready on :${port} after ${bootS.toFixed(1)}s`);
+
+    // 1. population B through the batch API
+    const rng = new Rng(o.seed ^ 0x1b873593);
+    const factory = new RecipeFactory(new Rng(o.seed ^ 0x27d4eb2f));
+    const v = new Float32Array(modelB.params.dims);
+    const batchMs: number[] = [];
+    const progress = new Progress('population B via POST /v1/recipes/batch', o.secondRows, 'rows');
+    const t0 = performance.now();
+    for (let done = 0; done < o.secondRows;) {
+      const items = [];
+      for (let i = 0; i < 100 && done + i < o.secondRows; i++) {
+        modelB.sample(rng, v);
+        const r = factory.next();
+        items.push({
+          title: r.title,
+          description: r.description,
+          ingredients: r.ingredients,
+          steps: r.steps,
+          cuisine: r.cuisine,
+          tags: r.tags,
+          dietary: r.dietary,
+          totalMinutes: r.totalMinutes,
+          embedding: Array.from(v, (x) => Number(x.toPrecision(8))),
+        });
+      }
+      const s = performance.now();
+      const res = await client.request(
+        'POST',
+        '/v1/recipes/batch',
+        Buffer.from(JSON.stringify({ items })),
+        auth,
+      );
+      batchMs.push(performance.now() - s);
+      if (res.status !== 200 && res.status !== 201) {
+        throw new Error(`POST /v1/recipes/batch answered ${res.status}: ${res.body.slice(0, 300)}`);
+      }
+      done += items.length;
+      progress.update(done);
+    }
+    const insertS = (performance.now() - t0) / 1000;
+    progress.done(o.secondRows);
+    const tenth = Math.max(1, Math.floor(batchMs.length / 10));
+    const insert = {
+      batches: batchMs.length,
+      rowsPerS: Math.round(o.secondRows / insertS),
+      batchMs: summarize(batchMs),
+      firstTenthP50Ms: summarize(batchMs.slice(0, tenth)).p50,
+      lastTenthP50Ms: summarize(batchMs.slice(-tenth)).p50,
+    };
+    await withClient(clientConfig(env, env.primary), (c) => c.query('ANALYZE recipes'));
+    await o.waitForReplica();
+    // the service samples its witnesses every VECTOR_WITNESS_REFRESH_S: one interval
+    // after the population arrived, some of it is among them
+    log(`waiting ${o.witnessRefreshS + 5}s: one witness refresh interval`);
+    await sleep((o.witnessRefreshS + 5) * 1000);
+
+    const phases: PhaseResult[] = [];
+    const bQueries = o.makeQueries(modelB, o.seed + 11, o.queries);
+    const truthB: Record<string, Truth> = {};
+    for (const fc of FILTER_CASES) {
+      truthB[fc.name] = await truthFor(env, bQueries, fc, o);
+    }
+    phases.push(
+      await measurePhase('after population B', env, { client, auth }, bQueries, truthB, o),
+    );
+
+    // 2. a mass delete, autovacuum off for the table so "before VACUUM" lasts
+    const owner = await connect(ownerConfig(env, env.primary));
+    let deleted = 0;
+    let vacuumS = 0;
+    try {
+      await owner.query(`ALTER TABLE recipes SET (autovacuum_enabled = false)`);
+      const del = await owner.query(
+        `DELETE FROM recipes WHERE ('x' || substr(md5(id::text), 1, 8))::bit(32)::int::float8 / 4294967296 + 0.5 < $1`,
+        [o.deleteShare],
+      );
+      deleted = del.rowCount ?? 0;
+      log(`deleted ${deleted} rows (${(100 * o.deleteShare).toFixed(0)} %)`);
+      await o.waitForReplica();
+      const mixed = [
+        ...o.makeQueries(modelA, o.seed + 12, Math.ceil(o.queries / 2)),
+        ...o.makeQueries(modelB, o.seed + 13, Math.floor(o.queries / 2)),
+      ];
+      const truthD: Record<string, Truth> = {};
+      for (const fc of FILTER_CASES) {
+        truthD[fc.name] = await truthFor(env, mixed, fc, o);
+      }
+      phases.push(
+        await measurePhase('after delete, before VACUUM', env, { client, auth }, mixed, truthD, o),
+      );
+      // 3. VACUUM: measured while it runs (rounds until it ends), then after
+      const vacuumer = await connect(ownerConfig(env, env.primary));
+      const v0 = performance.now();
+      let vacuumDone = false;
+      const vacuum = vacuumer.query('VACUUM recipes').finally(() => {
+        vacuumDone = true;
+        vacuumS = (performance.now() - v0) / 1000;
+      });
+      let pass = 0;
+      while (!vacuumDone && pass < 5) {
+        pass++;
+        phases.push(
+          await measurePhase(`during VACUUM #${pass}`, env, { client, auth }, mixed, truthD, o),
+        );
+      }
+      await vacuum;
+      await vacuumer.end();
+      log(`VACUUM took ${vacuumS.toFixed(1)}s`);
+      await o.waitForReplica();
+      phases.push(await measurePhase('after VACUUM', env, { client, auth }, mixed, truthD, o));
+    } finally {
+      await owner.query(`ALTER TABLE recipes RESET (autovacuum_enabled)`).catch(() => undefined);
+      await owner.end();
+    }
+    return {
+      populationA,
+      populationB: o.secondRows,
+      insert,
+      deleted,
+      vacuumS: round(vacuumS, 1),
+      phases,
+    };
+  } finally {
+    await service.stop();
+  }
+}
