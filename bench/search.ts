@@ -90,6 +90,8 @@ export function withEfConstruction(definition: string, ef: number): string {
 }
 /** The service's defaults for every VECTOR_* knob (src/config/env.schema.ts). */
 const SERVICE = new EnvironmentVariables();
+/** The recipe columns' generator is seeded from the data seed with this (load and regeneration). */
+const FACTORY_SEED_XOR = 0x2545f491;
 /** Large enough that no distance cut-off reduces recall (cosine distance is at most 2). */
 const MAX_DISTANCE = 2;
 
@@ -371,7 +373,7 @@ async function loadDataset(
     async function* payload(): AsyncGenerator<Buffer> {
       yield COPY_HEADER;
       const vecRng = new Rng(opts.seed);
-      const factory = new RecipeFactory(new Rng(opts.seed ^ 0x2545f491));
+      const factory = new RecipeFactory(new Rng(opts.seed ^ FACTORY_SEED_XOR));
       const v = new Float32Array(dims);
       let batch: Buffer[] = [];
       for (let i = 1; i <= opts.rows; i++) {
@@ -1700,12 +1702,24 @@ async function main(): Promise<void> {
           const e = httpServiceEnv(env, opts, secret);
           const keys = JSON.parse(e.API_KEYS) as Array<{ scopes: string[] }>;
           keys[0].scopes = scopes;
-          return { ...e, API_KEYS: JSON.stringify(keys) };
+          // the phases ask the same queries again: every answer must be computed anew
+          return { ...e, API_KEYS: JSON.stringify(keys), CACHE_SEARCH_RESULTS_STRATEGY: 'none' };
         },
         witnessRefreshS: Number(
           opts.serviceEnv.VECTOR_WITNESS_REFRESH_S ?? SERVICE.VECTOR_WITNESS_REFRESH_S,
         ),
         makeQueries,
+        populateA: (table) => {
+          // the same draws as loadDataset, in the same order
+          const vecRng = new Rng(opts.seed);
+          const factory = new RecipeFactory(new Rng(opts.seed ^ FACTORY_SEED_XOR));
+          const v = new Float32Array(model.params.dims);
+          for (let i = 0; i < load.rows; i++) {
+            model.sample(vecRng, v);
+            const r = factory.next();
+            table.add(r.id, r, v);
+          }
+        },
         waitForReplica: () => waitForReplica(env),
         repoDir: REPO_DIR,
       }),

@@ -12,16 +12,12 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { metricSum, parseMetrics } from './cache-workload.js';
-import { EmbeddingModel, FILTER_CASES, RecipeFactory, type FilterCase } from './dataset.js';
+import { EmbeddingModel, FILTER_CASES, RecipeFactory } from './dataset.js';
+import { InMemoryTable } from './exact-memory.js';
 import { log, Progress } from './progress.js';
 import { Rng } from './rng.js';
 import { HttpClient, ServiceProcess, freePort } from './service.js';
-import {
-  exactSearch,
-  isFiltered,
-  search as sqlSearch,
-  type SqlSearchOptions,
-} from './sql-search.js';
+import { isFiltered, search as sqlSearch, type SqlSearchOptions } from './sql-search.js';
 import { clientConfig, connect, ownerConfig, withClient, type StackEnv } from './stack.js';
 import { mean, recallAt, round, summarize, type LatencySummary } from './stats.js';
 
@@ -42,6 +38,8 @@ export interface IncrementalOptions {
   serviceEnv: (secret: string, scopes: string[]) => Record<string, string>;
   witnessRefreshS: number;
   makeQueries: (model: EmbeddingModel, seed: number, count: number) => IncrementalQuery[];
+  /** Regenerates the loaded rows (population A) into the bench's in-memory copy. */
+  populateA: (table: InMemoryTable) => void;
   waitForReplica: () => Promise<number>;
   repoDir: string;
 }
@@ -82,21 +80,27 @@ export interface IncrementalReport {
 
 type Truth = string[][];
 
-async function truthFor(
-  env: StackEnv,
+/** Exact answers of every query for every filter case, from the in-memory copy. */
+function truthFor(
+  table: InMemoryTable,
   queries: IncrementalQuery[],
-  fc: FilterCase,
   o: IncrementalOptions,
-): Promise<Truth> {
-  return withClient(clientConfig(env, env.primary), async (c) => {
-    await c.query(`SET max_parallel_workers_per_gather = 2`);
-    const out: Truth = [];
-    for (const q of queries) {
-      const hits = await exactSearch(c, q.literal, fc.filters, o.limit, o.maxDistance);
-      out.push(hits.map((h) => h.id));
-    }
-    return out;
+  label: string,
+): Record<string, Truth> {
+  const out: Record<string, Truth> = Object.fromEntries(FILTER_CASES.map((fc) => [fc.name, []]));
+  const progress = new Progress(`exact answers, ${label}`, queries.length, 'queries', 10_000);
+  queries.forEach((q, i) => {
+    const answers = table.topK(
+      JSON.parse(q.literal) as number[],
+      FILTER_CASES.map((fc) => fc.filters),
+      o.limit,
+      o.maxDistance,
+    );
+    FILTER_CASES.forEach((fc, k) => out[fc.name].push(answers[k]));
+    progress.update(i + 1);
   });
+  progress.done(queries.length);
+  return out;
 }
 
 function summariseCase(recalls: number[], ms: number[], plans: Record<string, number>): SideCase {
@@ -203,6 +207,9 @@ export async function incrementalStudy(
   o: IncrementalOptions,
 ): Promise<IncrementalReport> {
   const modelB = new EmbeddingModel({ ...modelA.params, seed: modelA.params.seed ^ 0x7f4a7c15 });
+  const table = new InMemoryTable(modelA.params.dims, populationA + o.secondRows);
+  o.populateA(table);
+  log(`population A regenerated in memory: ${table.size} rows`);
   const secret = randomBytes(24).toString('hex');
   const port = await freePort();
   const service = ServiceProcess.start(
@@ -228,7 +235,10 @@ export async function incrementalStudy(
       for (let i = 0; i < 100 && done + i < o.secondRows; i++) {
         modelB.sample(rng, v);
         const r = factory.next();
+        const embedding = Array.from(v, (x) => Number(x.toPrecision(8)));
+        table.add(r.id, r, Float32Array.from(embedding));
         items.push({
+          id: r.id,
           title: r.title,
           description: r.description,
           ingredients: r.ingredients,
@@ -237,7 +247,7 @@ export async function incrementalStudy(
           tags: r.tags,
           dietary: r.dietary,
           totalMinutes: r.totalMinutes,
-          embedding: Array.from(v, (x) => Number(x.toPrecision(8))),
+          embedding,
         });
       }
       const s = performance.now();
@@ -273,10 +283,7 @@ export async function incrementalStudy(
 
     const phases: PhaseResult[] = [];
     const bQueries = o.makeQueries(modelB, o.seed + 11, o.queries);
-    const truthB: Record<string, Truth> = {};
-    for (const fc of FILTER_CASES) {
-      truthB[fc.name] = await truthFor(env, bQueries, fc, o);
-    }
+    const truthB = truthFor(table, bQueries, o, 'population B');
     phases.push(
       await measurePhase('after population B', env, { client, auth }, bQueries, truthB, o),
     );
@@ -287,21 +294,21 @@ export async function incrementalStudy(
     let vacuumS = 0;
     try {
       await owner.query(`ALTER TABLE recipes SET (autovacuum_enabled = false)`);
-      const del = await owner.query(
-        `DELETE FROM recipes WHERE ('x' || substr(md5(id::text), 1, 8))::bit(32)::int::float8 / 4294967296 + 0.5 < $1`,
-        [o.deleteShare],
-      );
-      deleted = del.rowCount ?? 0;
+      const drop = table.liveIds().filter(() => rng.uniform() < o.deleteShare);
+      for (let i = 0; i < drop.length; i += 5_000) {
+        const del = await owner.query(`DELETE FROM recipes WHERE id = ANY($1::uuid[])`, [
+          drop.slice(i, i + 5_000),
+        ]);
+        deleted += del.rowCount ?? 0;
+      }
+      drop.forEach((id) => table.remove(id));
       log(`deleted ${deleted} rows (${(100 * o.deleteShare).toFixed(0)} %)`);
       await o.waitForReplica();
       const mixed = [
         ...o.makeQueries(modelA, o.seed + 12, Math.ceil(o.queries / 2)),
         ...o.makeQueries(modelB, o.seed + 13, Math.floor(o.queries / 2)),
       ];
-      const truthD: Record<string, Truth> = {};
-      for (const fc of FILTER_CASES) {
-        truthD[fc.name] = await truthFor(env, mixed, fc, o);
-      }
+      const truthD = truthFor(table, mixed, o, 'after the delete');
       phases.push(
         await measurePhase('after delete, before VACUUM', env, { client, auth }, mixed, truthD, o),
       );

@@ -61,9 +61,8 @@ export class SearchRepository {
   /**
    * A full HNSW answer checked against the witnesses (WitnessSet): returned as it is
    * when none contradicts it; otherwise searched again with `escalationEfSearch`, and
-   * that answer returned if it passes; null when the exact scan must answer. A witness
-   * the exact answer would not hold either (deleted or changed since the sample) is
-   * forgotten by the caller's set.
+   * that answer returned if it passes; otherwise the exact scan answers. Witnesses the
+   * exact answer contradicts (deleted or changed since the sample) leave the set.
    */
   private async verified(
     batch: ReadBatch,
@@ -97,11 +96,9 @@ export class SearchRepository {
       }
     }
     const exact = await this.nearest(batch, q, tuning, 'exact');
-    const last = exact.length >= q.limit ? exact[q.limit - 1].distance : Infinity;
-    if (!exact.some((h) => h.id === first.witnessId) && first.witnessDistance < last) {
-      // the witness no longer qualifies: deleted or changed since it was sampled
-      witnesses.forget(first.witnessId);
-    }
+    // witnesses the exact answer contradicts no longer exist as sampled (deleted or
+    // changed since): after a mass delete each would otherwise cost one exact scan
+    witnesses.forgetContradicting(unit!, q.filters, q.maxDistance, exact, q.limit, q.excludeId);
     return {
       plan: 'exact',
       exactFallback: false,

@@ -93,6 +93,20 @@ describe('WitnessSet', () => {
     expect(set.contradiction(query, {}, 2, [hit('a', 40), hit('b', 50)], 2)).toBeNull();
   });
 
+  it('forgets every witness an exact answer contradicts (deleted or changed rows)', () => {
+    const set = new WitnessSet();
+    set.replace([
+      witness('gone1', 5),
+      witness('gone2', 6),
+      witness('kept', 30),
+      witness('far', 80),
+    ]);
+    const exact = [hit('kept', 30), hit('b', 50)];
+    expect(set.forgetContradicting(query, {}, 2, exact, 2)).toBe(2);
+    expect(set.size).toBe(2);
+    expect(set.contradiction(query, {}, 2, exact, 2)).toBeNull();
+  });
+
   it('forgets a witness by id', () => {
     const set = new WitnessSet();
     set.replace([witness('x', 5), witness('y', 6)]);

@@ -101,6 +101,39 @@ export class WitnessSet {
     this.rows = this.rows.filter((w) => w.id !== id);
   }
 
+  /**
+   * Drops every witness that contradicts an exact answer: such a row cannot exist as
+   * sampled (deleted, or its embedding or columns changed since). Returns how many.
+   */
+  forgetContradicting(
+    query: Float32Array,
+    filters: SearchFilters,
+    maxDistance: number,
+    exact: readonly SearchHitRow[],
+    limit: number,
+    excludeId?: string,
+  ): number {
+    const stale = new Set<string>();
+    const last = exact.length >= limit ? Number(exact[limit - 1].distance) : maxDistance;
+    const answered = new Set(exact.map((h) => h.id));
+    for (const w of this.rows) {
+      if (w.unit.length !== query.length || answered.has(w.id)) {
+        continue;
+      }
+      if (!witnessMatches(w, filters, excludeId)) {
+        continue;
+      }
+      const d = unitDistance(query, w.unit);
+      if (d <= maxDistance && d < last - DISTANCE_SLACK) {
+        stale.add(w.id);
+      }
+    }
+    if (stale.size > 0) {
+      this.rows = this.rows.filter((w) => !stale.has(w.id));
+    }
+    return stale.size;
+  }
+
   /** The nearest witness contradicting `hits` (a full answer of `limit` rows), or null. */
   contradiction(
     query: Float32Array,
