@@ -132,6 +132,22 @@ describe('recipes CRUD (real stack)', () => {
       .expect(200);
     expect(res.body.count).toBe(100);
     expect(await count()).toBe(before + 100);
+    // one audit row per recipe, appended by one statement: consecutive links of the chain
+    const audited = await adminQuery(
+      db,
+      db.primaryPort,
+      database,
+      `SELECT seq::int8::text AS seq, resource FROM audit_logs WHERE resource = ANY($1::text[]) ORDER BY audit_logs.seq`,
+      [items.map((i) => `recipe:${String(i.id)}`)],
+    );
+    const seqs = (audited.rows as Array<{ seq: string }>).map((r) => Number(r.seq));
+    expect(seqs).toHaveLength(100);
+    expect(seqs[99] - seqs[0]).toBe(99);
+    const verified = await request(server())
+      .get('/v1/audit-logs/verify')
+      .set(bearer(KEYS.all))
+      .expect(200);
+    expect((verified.body as { valid: boolean }).valid).toBe(true);
 
     await request(server())
       .post('/v1/recipes/batch')

@@ -105,12 +105,15 @@ export class AuditRepository {
     };
   }
 
-  /** The row must extend the locked head; the database moves the head with it. */
-  async append(m: EntityManager, row: AuditRow): Promise<void> {
-    await m.query(
-      `INSERT INTO audit_logs (seq, occurred_at, event_type, actor, subject_id, resource, action, request_id, details, prev_hash, hash)
-       VALUES ($1, to_timestamp($2::float8 / 1000), $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)`,
-      [
+  /**
+   * The rows must extend the locked head, in chain order; the database checks and moves
+   * the head with each (row triggers fire in VALUES order). One statement for all.
+   */
+  async appendMany(m: EntityManager, rows: readonly AuditRow[]): Promise<void> {
+    const params: unknown[] = [];
+    const values = rows.map((row) => {
+      const n = params.length;
+      params.push(
         row.seq,
         row.occurredAtMs,
         row.eventType,
@@ -122,7 +125,13 @@ export class AuditRepository {
         row.details === undefined ? null : JSON.stringify(row.details),
         row.prevHash,
         row.hash,
-      ],
+      );
+      return `($${n + 1}::int8, to_timestamp($${n + 2}::float8 / 1000), $${n + 3}, $${n + 4}, $${n + 5}, $${n + 6}, $${n + 7}, $${n + 8}, $${n + 9}::jsonb, $${n + 10}, $${n + 11})`;
+    });
+    await m.query(
+      `INSERT INTO audit_logs (seq, occurred_at, event_type, actor, subject_id, resource, action, request_id, details, prev_hash, hash)
+       VALUES ${values.join(', ')}`,
+      params,
     );
   }
 

@@ -86,29 +86,47 @@ export class AuditService implements DataChangeSink, OnModuleDestroy {
   }
 
   async append(m: EntityManager, event: AuditEvent): Promise<AuditRow> {
+    const [row] = await this.appendMany(m, [event]);
+    return row;
+  }
+
+  /**
+   * Several events in order under one lock of the chain head, inserted by one
+   * statement (the database still checks and moves the head row by row).
+   */
+  async appendMany(m: EntityManager, events: readonly AuditEvent[]): Promise<AuditRow[]> {
+    if (events.length === 0) {
+      return [];
+    }
     const head = await this.audit.lockHead(m);
     const ctx = RequestContextStore.get();
-    const seq = head.seq + 1;
-    const details = event.details ?? null;
-    // The database refuses a row dated before the one it follows (partitions then hold
-    // consecutive stretches of the chain): an event that waited in the access buffer
-    // while a later one was appended takes that one's time.
-    const occurredAtMs = Math.max(event.occurredAtMs ?? Date.now(), head.occurredAtMs ?? 0);
-    const fields = {
-      seq,
-      occurredAtMs,
-      eventType: event.eventType,
-      actor: event.actor ?? ctx?.keyId ?? null,
-      subjectId: event.subjectId ? this.subjectRef(event.subjectId) : null,
-      resource: event.resource,
-      action: event.action,
-      requestId: event.requestId ?? ctx?.requestId ?? null,
-      details: details === null ? null : await this.keys.seal(seq, details),
-      prevHash: head.hash,
-    };
-    const row: AuditRow = { ...fields, hash: chainHash(fields) };
-    await this.audit.append(m, row);
-    return row;
+    const rows: AuditRow[] = [];
+    let prev: { seq: number; hash: string; occurredAtMs: number | null } = head;
+    for (const event of events) {
+      const seq = prev.seq + 1;
+      const details = event.details ?? null;
+      // The database refuses a row dated before the one it follows (partitions then hold
+      // consecutive stretches of the chain): an event that waited in the access buffer
+      // while a later one was appended takes that one's time.
+      const occurredAtMs = Math.max(event.occurredAtMs ?? Date.now(), prev.occurredAtMs ?? 0);
+      const fields = {
+        seq,
+        occurredAtMs,
+        eventType: event.eventType,
+        actor: event.actor ?? ctx?.keyId ?? null,
+        subjectId: event.subjectId ? this.subjectRef(event.subjectId) : null,
+        resource: event.resource,
+        action: event.action,
+        requestId: event.requestId ?? ctx?.requestId ?? null,
+        details: details === null ? null : await this.keys.seal(seq, details),
+        prevHash: prev.hash,
+      };
+      const row: AuditRow = { ...fields, hash: chainHash(fields) };
+      rows.push(row);
+      prev = row;
+    }
+    await this.audit.appendMany(m, rows);
+    return rows;
   }
 
   /**
@@ -149,9 +167,10 @@ export class AuditService implements DataChangeSink, OnModuleDestroy {
       }
       try {
         await this.dataSource.transaction(async (m) => {
-          for (const e of batch) {
-            await this.append(m, { ...e, occurredAtMs: e.at });
-          }
+          await this.appendMany(
+            m,
+            batch.map((e) => ({ ...e, occurredAtMs: e.at })),
+          );
         });
       } catch (err) {
         // Kept for the next flush: an access event is not dropped on a database blip.
@@ -186,13 +205,20 @@ export class AuditService implements DataChangeSink, OnModuleDestroy {
 
   /** DataChangeSink: every data modification recorded by a feature module. */
   async record(m: EntityManager, change: DataChange): Promise<void> {
-    await this.append(m, {
-      eventType: 'data_modifications',
-      resource: `${change.entity}:${change.entityId}`,
-      action: change.action,
-      actor: change.actor ?? null,
-      details: change.fields ? { fields: change.fields } : null,
-    });
+    await this.recordMany(m, [change]);
+  }
+
+  async recordMany(m: EntityManager, changes: readonly DataChange[]): Promise<void> {
+    await this.appendMany(
+      m,
+      changes.map((change) => ({
+        eventType: 'data_modifications',
+        resource: `${change.entity}:${change.entityId}`,
+        action: change.action,
+        actor: change.actor ?? null,
+        details: change.fields ? { fields: change.fields } : null,
+      })),
+    );
   }
 
   /**

@@ -18,6 +18,8 @@ export interface DataChange {
  */
 export interface DataChangeSink {
   record(manager: EntityManager, change: DataChange): Promise<void>;
+  /** Several changes of one transaction, in order (a batch write: one statement, not one each). */
+  recordMany(manager: EntityManager, changes: readonly DataChange[]): Promise<void>;
 }
 
 export const DATA_CHANGE_SINK = Symbol('DATA_CHANGE_SINK');

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import pgvector from 'pgvector';
+import { vectorParam } from './vector-param.js';
 import type { EntityManager } from 'typeorm';
 import { paramBinder, queryRows } from '../database/query-rows.js';
 import { ReadRouterService } from '../database/read-router.service.js';
@@ -80,7 +81,8 @@ export async function upsertRecipes(
       `(COALESCE(${bind(r.id ?? null)}::uuid, gen_random_uuid()), ${bind(r.title)}, ${bind(r.description ?? '')}, ` +
       `${bind(r.ingredients)}::text[], ${bind(r.steps)}::text[], ${bind(r.cuisine)}, ${bind(r.tags ?? [])}::text[], ` +
       `${bind(r.dietary ?? [])}::text[], ${bind(r.totalMinutes)}::int, ${bind(r.authorId ?? null)}::uuid, ` +
-      `${bind(r.embedding ? pgvector.toSql(r.embedding) : null)}::vector)`,
+      // pgvector's binary form: 100 embeddings are not formatted and parsed as text
+      `${bind(r.embedding ? vectorParam(r.embedding) : null)}::vector)`,
   );
   const rows: Array<{ id: string }> = await m.query(
     `INSERT INTO recipes (id, title, description, ingredients, steps, cuisine, tags, dietary, total_minutes, author_id, embedding)

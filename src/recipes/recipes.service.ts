@@ -224,14 +224,11 @@ export class RecipesService {
   async upsertBatch(dto: BatchUpsertRecipesDto): Promise<{ count: number; ids: string[] }> {
     const ids = await this.router.write(async (m) => {
       const upserted = await this.recipes.upsertBatch(m, dto.items);
-      for (const id of upserted) {
-        await this.changes.record(m, {
-          entity: ENTITY,
-          entityId: id,
-          action: 'update',
-          actor: this.actor(),
-        });
-      }
+      const actor = this.actor();
+      await this.changes.recordMany(
+        m,
+        upserted.map((id) => ({ entity: ENTITY, entityId: id, action: 'update' as const, actor })),
+      );
       return upserted;
     });
     await this.searchesChanged('all');
