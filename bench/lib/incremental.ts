@@ -10,6 +10,8 @@
  * Every phase has its own exact ground truth (computed on the primary).
  */
 import { randomBytes } from 'node:crypto';
+import type { EntityManager } from 'typeorm';
+import { upsertRecipes } from '../../src/recipes/recipes.repository.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { metricSum, parseMetrics } from './cache-workload.js';
 import { EmbeddingModel, FILTER_CASES, RecipeFactory } from './dataset.js';
@@ -62,17 +64,21 @@ export interface PhaseResult {
   escalations: Record<string, number>;
 }
 
+export interface WriteSide {
+  batches: number;
+  /** 100 × batches / the time spent in them */
+  rowsPerS: number;
+  batchMs: LatencySummary;
+  /** p50 of the first and last tenth of the batches: how the cost grows with the table */
+  firstTenthP50Ms: number;
+  lastTenthP50Ms: number;
+}
+
 export interface IncrementalReport {
   populationA: number;
   populationB: number;
-  insert: {
-    batches: number;
-    rowsPerS: number;
-    batchMs: LatencySummary;
-    /** p50 of the first and last tenth of the batches: how the cost grows with the table */
-    firstTenthP50Ms: number;
-    lastTenthP50Ms: number;
-  };
+  /** Sequential batches of 100, alternating: the service's API and the same INSERT bare. */
+  insert: { api: WriteSide; rawSql: WriteSide };
   deleted: number;
   vacuumS: number;
   phases: PhaseResult[];
@@ -223,57 +229,80 @@ export async function incrementalStudy(
     const bootS = await service.waitReady(client, 120_000);
     log(`service ready on :${port} after ${bootS.toFixed(1)}s`);
 
-    // 1. population B through the batch API
+    // 1. population B: batches of 100, every other one through POST /v1/recipes/batch and
+    // the others as the service's own multi-row INSERT (upsertRecipes) sent straight to the
+    // primary: the limit beside the service, as the table grows, in one run (target 4)
     const rng = new Rng(o.seed ^ 0x1b873593);
     const factory = new RecipeFactory(new Rng(o.seed ^ 0x27d4eb2f));
     const v = new Float32Array(modelB.params.dims);
-    const batchMs: number[] = [];
-    const progress = new Progress('population B via POST /v1/recipes/batch', o.secondRows, 'rows');
-    const t0 = performance.now();
-    for (let done = 0; done < o.secondRows;) {
-      const items = [];
-      for (let i = 0; i < 100 && done + i < o.secondRows; i++) {
-        modelB.sample(rng, v);
-        const r = factory.next();
-        const embedding = Array.from(v, (x) => Number(x.toPrecision(8)));
-        table.add(r.id, r, Float32Array.from(embedding));
-        items.push({
-          id: r.id,
-          title: r.title,
-          description: r.description,
-          ingredients: r.ingredients,
-          steps: r.steps,
-          cuisine: r.cuisine,
-          tags: r.tags,
-          dietary: r.dietary,
-          totalMinutes: r.totalMinutes,
-          embedding,
-        });
+    const apiMs: number[] = [];
+    const rawMs: number[] = [];
+    const raw = await connect(clientConfig(env, env.primary));
+    const rawManager = {
+      query: async (sql: string, params: unknown[]) => (await raw.query(sql, params)).rows,
+    } as unknown as EntityManager;
+    const progress = new Progress('population B (batch API / raw INSERT)', o.secondRows, 'rows');
+    try {
+      for (let done = 0, b = 0; done < o.secondRows; b++) {
+        const items = [];
+        for (let i = 0; i < 100 && done + i < o.secondRows; i++) {
+          modelB.sample(rng, v);
+          const r = factory.next();
+          const embedding = Array.from(v, (x) => Number(x.toPrecision(8)));
+          table.add(r.id, r, Float32Array.from(embedding));
+          items.push({
+            id: r.id,
+            title: r.title,
+            description: r.description,
+            ingredients: r.ingredients,
+            steps: r.steps,
+            cuisine: r.cuisine,
+            tags: r.tags,
+            dietary: r.dietary,
+            totalMinutes: r.totalMinutes,
+            embedding,
+          });
+        }
+        const s = performance.now();
+        if (b % 2 === 1) {
+          await upsertRecipes(rawManager, items);
+          rawMs.push(performance.now() - s);
+        } else {
+          const res = await client.request(
+            'POST',
+            '/v1/recipes/batch',
+            Buffer.from(JSON.stringify({ items })),
+            auth,
+          );
+          apiMs.push(performance.now() - s);
+          if (res.status !== 200) {
+            throw new Error(
+              `POST /v1/recipes/batch answered ${res.status}: ${res.body.slice(0, 300)}`,
+            );
+          }
+        }
+        done += items.length;
+        progress.update(done);
       }
-      const s = performance.now();
-      const res = await client.request(
-        'POST',
-        '/v1/recipes/batch',
-        Buffer.from(JSON.stringify({ items })),
-        auth,
-      );
-      batchMs.push(performance.now() - s);
-      if (res.status !== 200 && res.status !== 201) {
-        throw new Error(`POST /v1/recipes/batch answered ${res.status}: ${res.body.slice(0, 300)}`);
-      }
-      done += items.length;
-      progress.update(done);
+    } finally {
+      await raw.end();
     }
-    const insertS = (performance.now() - t0) / 1000;
     progress.done(o.secondRows);
-    const tenth = Math.max(1, Math.floor(batchMs.length / 10));
-    const insert = {
-      batches: batchMs.length,
-      rowsPerS: Math.round(o.secondRows / insertS),
-      batchMs: summarize(batchMs),
-      firstTenthP50Ms: summarize(batchMs.slice(0, tenth)).p50,
-      lastTenthP50Ms: summarize(batchMs.slice(-tenth)).p50,
+    const writes = (ms: number[]): WriteSide => {
+      const tenth = Math.max(1, Math.floor(ms.length / 10));
+      return {
+        batches: ms.length,
+        rowsPerS: Math.round((100 * ms.length) / (ms.reduce((a, x) => a + x, 0) / 1000)),
+        batchMs: summarize(ms),
+        firstTenthP50Ms: summarize(ms.slice(0, tenth)).p50,
+        lastTenthP50Ms: summarize(ms.slice(-tenth)).p50,
+      };
     };
+    const insert = { api: writes(apiMs), rawSql: writes(rawMs) };
+    log(
+      `batches of 100: API ${insert.api.rowsPerS} rows/s (p50 ${insert.api.batchMs.p50} ms), ` +
+        `raw INSERT ${insert.rawSql.rowsPerS} rows/s (p50 ${insert.rawSql.batchMs.p50} ms)`,
+    );
     await withClient(clientConfig(env, env.primary), (c) => c.query('ANALYZE recipes'));
     await o.waitForReplica();
     // the service samples its witnesses every VECTOR_WITNESS_REFRESH_S: one interval

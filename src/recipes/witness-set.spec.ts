@@ -101,8 +101,13 @@ describe('WitnessSet', () => {
       witness('kept', 30),
       witness('far', 80),
     ]);
+    const told: number[] = [];
+    set.onStale = (n) => told.push(n);
     const exact = [hit('kept', 30), hit('b', 50)];
     expect(set.forgetContradicting(query, {}, 2, exact, 2)).toBe(2);
+    expect(told).toEqual([2]);
+    expect(set.forgetContradicting(query, {}, 2, exact, 2)).toBe(0);
+    expect(told).toEqual([2]);
     expect(set.size).toBe(2);
     expect(set.contradiction(query, {}, 2, exact, 2)).toBeNull();
   });

@@ -88,6 +88,8 @@ export function witnessMatches(w: Witness, f: SearchFilters, excludeId?: string)
  */
 export class WitnessSet {
   private rows: Witness[] = [];
+  /** Told when witnesses turned out stale: the table changed since the sample. */
+  onStale?: (forgotten: number) => void;
 
   get size(): number {
     return this.rows.length;
@@ -130,6 +132,7 @@ export class WitnessSet {
     }
     if (stale.size > 0) {
       this.rows = this.rows.filter((w) => !stale.has(w.id));
+      this.onStale?.(stale.size);
     }
     return stale.size;
   }

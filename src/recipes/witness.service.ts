@@ -5,6 +5,8 @@ import { SearchMetrics } from './search.metrics.js';
 import { SearchRepository } from './search.repository.js';
 import { WitnessSet } from './witness-set.js';
 
+const STALE_REFRESH_MS = 5_000;
+
 /**
  * Keeps this instance's WitnessSet: `VECTOR_WITNESS_ROWS` recipes sampled from a read
  * node at boot and every `VECTOR_WITNESS_REFRESH_S`, so rows of a population that
@@ -16,6 +18,7 @@ export class WitnessService implements OnModuleInit, OnApplicationShutdown {
   readonly set = new WitnessSet();
   private timer?: NodeJS.Timeout;
   private refreshing: Promise<void> | null = null;
+  private sampledAt = 0;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -27,6 +30,14 @@ export class WitnessService implements OnModuleInit, OnApplicationShutdown {
     if (this.config.vector.witnessRows <= 0) {
       return;
     }
+    // Stale witnesses (rows deleted or changed since the sample, e.g. a mass delete)
+    // would each cost a search an exact scan until the next refresh: sample again now,
+    // at most every STALE_REFRESH_MS.
+    this.set.onStale = () => {
+      if (Date.now() - this.sampledAt >= STALE_REFRESH_MS) {
+        void this.refresh();
+      }
+    };
     void this.refresh();
     this.timer = setInterval(() => void this.refresh(), this.config.vector.witnessRefreshMs);
     this.timer.unref();
@@ -45,6 +56,7 @@ export class WitnessService implements OnModuleInit, OnApplicationShutdown {
     try {
       const rows = await this.searches.sampleWitnesses(this.config.vector.witnessRows);
       this.set.replace(rows);
+      this.sampledAt = Date.now();
       this.metrics.witnessRows.set(rows.length);
       this.logger.debug(
         { rows: rows.length, ms: Math.round(performance.now() - started) },
