@@ -11,6 +11,8 @@ const run = promisify(execFile);
 /** Bench databases of this file only: a developer's loaded data sets are never replaced. */
 const SEARCH_DB = 'dbu_bench_smoke_search';
 const CACHE_DB = 'dbu_bench_smoke_cache';
+/** bench:search --regime incremental changes its table: a database of its own. */
+const SEARCH_INCR_DB = 'dbu_bench_smoke_incr';
 
 interface Bench {
   name: string;
@@ -108,7 +110,7 @@ describe('benchmarks (smoke mode)', () => {
     await rm(results, { recursive: true, force: true });
     const env = await stackEnv();
     const primaryPort = Number(env.DB_NODES.split(',')[0].split(':')[1]);
-    for (const db of [SEARCH_DB, CACHE_DB]) {
+    for (const db of [SEARCH_DB, CACHE_DB, SEARCH_INCR_DB]) {
       await superQuery(env, primaryPort, 'postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
     }
   });
@@ -224,6 +226,57 @@ describe('benchmarks (smoke mode)', () => {
     },
     600_000,
   );
+
+  it('bench:search --regime incremental writes through the API and bare SQL, deletes, vacuums, and reports each phase', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dbu-bench-smoke-incr-'));
+    try {
+      await run(
+        process.execPath,
+        [
+          join('dist', 'bench', 'search.js'),
+          ...'--regime incremental --rows 300 --second-rows 400 --queries 3 --warmup-queries 0 --service-env VECTOR_WITNESS_REFRESH_S=1'.split(
+            ' ',
+          ),
+        ],
+        {
+          cwd: REPO_ROOT,
+          env: { ...process.env, BENCH_SEARCH_DB: SEARCH_INCR_DB, BENCH_RESULTS_DIR: dir },
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: 300_000,
+        },
+      ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
+        throw new Error(
+          `bench:search --regime incremental exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
+        );
+      });
+      const files = (await readdir(dir)).filter((f) => f.endsWith('-incremental.json'));
+      expect(files).toHaveLength(1);
+      const report = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as {
+        mode: string;
+        results: {
+          insert: { api: { batches: number }; rawSql: { batches: number } };
+          deleted: number;
+          phases: Array<{ phase: string; service: Record<string, { recall: number }> }>;
+        };
+      };
+      expect(report.mode).toBe('incremental');
+      // 4 batches of 100, alternating: 2 through the API, 2 as bare INSERTs
+      expect(report.results.insert.api.batches).toBe(2);
+      expect(report.results.insert.rawSql.batches).toBe(2);
+      expect(report.results.deleted).toBeGreaterThan(0);
+      const phases = report.results.phases.map((p) => p.phase);
+      expect(phases[0]).toBe('after population B');
+      expect(phases[1]).toBe('after delete, before VACUUM');
+      expect(phases[phases.length - 1]).toBe('after VACUUM');
+      for (const p of report.results.phases) {
+        expect(Object.keys(p.service).sort()).toEqual(
+          ['cuisine=italian', 'dietary@>vegan', 'tags@>quick', 'unfiltered'].sort(),
+        );
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
 
   /** Runs `dist/bench/cache.js` with `args` on the smoke database, its report into `dir`. */
   const runCacheBench = (args: string[], dir: string) =>
