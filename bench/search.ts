@@ -844,7 +844,7 @@ async function measureRawSql(
   sel: Record<string, Selectivity>,
 ): Promise<{
   side: SideResult;
-  plans: Record<string, { search: string; exact: string }>;
+  plans: Record<string, { search: string; escalated: string; exact: string }>;
   sweep: SweepRow[];
 }> {
   const sqlOpts: SqlSearchOptions = {
@@ -863,10 +863,15 @@ async function measureRawSql(
   }
   try {
     const c = clients[0];
-    const plans: Record<string, { search: string; exact: string }> = {};
+    const plans: Record<string, { search: string; escalated: string; exact: string }> = {};
     for (const fc of FILTER_CASES) {
       plans[fc.name] = {
         search: await explain(c, sets.measured[0].literal, fc.filters, 'search', sqlOpts),
+        // the witness check's second attempt: the planner must still take the index
+        escalated: await explain(c, sets.measured[0].literal, fc.filters, 'search', {
+          ...sqlOpts,
+          efSearch: Math.max(sqlOpts.efSearch, SERVICE.VECTOR_ESCALATION_EF_SEARCH),
+        }),
         exact: await explain(c, sets.measured[0].literal, fc.filters, 'exact', sqlOpts),
       };
       log(`plan ${fc.name}: ${plans[fc.name].search}  |  ground truth: ${plans[fc.name].exact}`);
