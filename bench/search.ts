@@ -278,6 +278,18 @@ function effectiveEf(o: Pick<Options, 'efSearch' | 'efPerResult' | 'limit'>): nu
   return Math.max(o.efSearch, o.limit * o.efPerResult);
 }
 
+/** The raw SQL side's search: the service's knobs, no distance cut-off. */
+function sqlSearchOptions(opts: Options): SqlSearchOptions {
+  return {
+    limit: opts.limit,
+    efSearch: effectiveEf(opts),
+    maxScanTuples: opts.maxScanTuples,
+    exactMaxRows: opts.exactMaxRows,
+    timeoutMs: opts.timeoutMs,
+    maxDistance: MAX_DISTANCE,
+  };
+}
+
 // ---------------------------------------------------------------------------
 // Queries: drawn from the data's distribution, never copies of rows
 
@@ -847,14 +859,7 @@ async function measureRawSql(
   plans: Record<string, { search: string; escalated: string; exact: string }>;
   sweep: SweepRow[];
 }> {
-  const sqlOpts: SqlSearchOptions = {
-    limit: opts.limit,
-    efSearch: effectiveEf(opts),
-    maxScanTuples: opts.maxScanTuples,
-    exactMaxRows: opts.exactMaxRows,
-    timeoutMs: opts.timeoutMs,
-    maxDistance: MAX_DISTANCE,
-  };
+  const sqlOpts = sqlSearchOptions(opts);
   const maxC = Math.max(1, ...opts.concurrency);
   const clients: pg.Client[] = [];
   for (let i = 0; i < maxC; i++) {
@@ -1703,14 +1708,7 @@ async function main(): Promise<void> {
         limit: opts.limit,
         maxDistance: MAX_DISTANCE,
         seed: opts.seed,
-        sql: {
-          limit: opts.limit,
-          efSearch: effectiveEf(opts),
-          maxScanTuples: opts.maxScanTuples,
-          exactMaxRows: opts.exactMaxRows,
-          timeoutMs: opts.timeoutMs,
-          maxDistance: MAX_DISTANCE,
-        },
+        sql: sqlSearchOptions(opts),
         serviceEnv: (secret, scopes) => {
           const e = httpServiceEnv(env, opts, secret);
           const keys = JSON.parse(e.API_KEYS) as Array<{ scopes: string[] }>;

@@ -115,20 +115,10 @@ export class WitnessSet {
     limit: number,
     excludeId?: string,
   ): number {
-    const stale = new Set<string>();
     const last = exact.length >= limit ? Number(exact[limit - 1].distance) : maxDistance;
-    const answered = new Set(exact.map((h) => h.id));
-    for (const w of this.rows) {
-      if (w.unit.length !== query.length || answered.has(w.id)) {
-        continue;
-      }
-      if (!witnessMatches(w, filters, excludeId)) {
-        continue;
-      }
-      const d = unitDistance(query, w.unit);
-      if (d <= maxDistance && d < last - DISTANCE_SLACK) {
-        stale.add(w.id);
-      }
+    const stale = new Set<string>();
+    for (const { w } of this.nearer(query, filters, maxDistance, exact, last, excludeId)) {
+      stale.add(w.id);
     }
     if (stale.size > 0) {
       this.rows = this.rows.filter((w) => !stale.has(w.id));
@@ -146,12 +136,32 @@ export class WitnessSet {
     limit: number,
     excludeId?: string,
   ): Contradiction | null {
-    if (hits.length < limit || limit === 0 || this.rows.length === 0) {
+    if (hits.length < limit || limit === 0) {
       return null;
     }
     const last = Number(hits[limit - 1].distance);
-    const answered = new Set(hits.map((h) => h.id));
     let best: Contradiction | null = null;
+    for (const { w, d } of this.nearer(query, filters, maxDistance, hits, last, excludeId)) {
+      if (!best || d < best.witnessDistance) {
+        best = { witnessId: w.id, witnessDistance: d, lastDistance: last };
+      }
+    }
+    return best;
+  }
+
+  /** Witnesses outside `answer` that pass its filters and bound and are nearer than `last`. */
+  private *nearer(
+    query: Float32Array,
+    filters: SearchFilters,
+    maxDistance: number,
+    answer: readonly SearchHitRow[],
+    last: number,
+    excludeId?: string,
+  ): Generator<{ w: Witness; d: number }> {
+    if (this.rows.length === 0) {
+      return;
+    }
+    const answered = new Set(answer.map((h) => h.id));
     for (const w of this.rows) {
       if (w.unit.length !== query.length || answered.has(w.id)) {
         continue;
@@ -161,11 +171,8 @@ export class WitnessSet {
       }
       const d = unitDistance(query, w.unit);
       if (d <= maxDistance && d < last - DISTANCE_SLACK) {
-        if (!best || d < best.witnessDistance) {
-          best = { witnessId: w.id, witnessDistance: d, lastDistance: last };
-        }
+        yield { w, d };
       }
     }
-    return best;
   }
 }
