@@ -463,7 +463,7 @@ export class EnvironmentVariables {
   @IsInt()
   @Min(0)
   @Max(100_000)
-  VECTOR_WITNESS_ROWS = 512;
+  VECTOR_WITNESS_ROWS = 256;
 
   @Transform(toInt)
   @IsInt()

@@ -43,13 +43,24 @@ export function unitVector(v: ArrayLike<number>): Float32Array | null {
   return out;
 }
 
-/** Cosine distance between two unit vectors of the same length. */
+/** Cosine distance between two unit vectors of the same length (unrolled by 4: the hot loop). */
 export function unitDistance(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
+  const n = a.length;
+  let d0 = 0;
+  let d1 = 0;
+  let d2 = 0;
+  let d3 = 0;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    d0 += a[i] * b[i];
+    d1 += a[i + 1] * b[i + 1];
+    d2 += a[i + 2] * b[i + 2];
+    d3 += a[i + 3] * b[i + 3];
   }
-  return 1 - dot;
+  for (; i < n; i++) {
+    d0 += a[i] * b[i];
+  }
+  return 1 - (d0 + d1 + d2 + d3);
 }
 
 /** The same predicate as `whereClause` (search-plan.ts), on a witness's columns. */
