@@ -14,6 +14,7 @@ import { Backups1795651212000 } from './1795651212000-Backups.js';
 import { BackupChecksum1795651213000 } from './1795651213000-BackupChecksum.js';
 import { Insights1795651214500 } from './1795651214500-Insights.js';
 import { Alerting1795651216500 } from './1795651216500-Alerting.js';
+import { HnswEfConstruction1795651217500 } from './1795651217500-HnswEfConstruction.js';
 
 /** Every migration, in order. Listed (not globbed) so bundlers and Jest's ESM loader see them. */
 export const MIGRATIONS = [
@@ -33,4 +34,5 @@ export const MIGRATIONS = [
   BackupChecksum1795651213000,
   Insights1795651214500,
   Alerting1795651216500,
+  HnswEfConstruction1795651217500,
 ];

@@ -152,7 +152,7 @@ describe('vector search (real stack, pgvector HNSW)', () => {
     expect((tight.body as SearchBody).items.map((h) => h.title)).toEqual(['r0', 'r1']);
 
     // HNSW is approximate: over 3,000 random background vectors (all about as far from the
-    // query) the default ef_search (max(40, 20 x 4) = 80) once missed r0 in a fresh-clone
+    // query) ef_search 80 (the default before issue 14) once missed r0 in a fresh-clone
     // run. This part is about the plan, the limit and the order, so the walk gets
     // ef_search 1000 (a third of the graph): r0..r2 are then found every time.
     const wide = await boot({ VECTOR_EF_SEARCH: '1000', VECTOR_WITNESS_ROWS: '0' });

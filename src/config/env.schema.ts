@@ -405,7 +405,7 @@ export class EnvironmentVariables {
   @IsInt()
   @Min(1)
   @Max(20)
-  VECTOR_EF_SEARCH_PER_RESULT = 4;
+  VECTOR_EF_SEARCH_PER_RESULT = 10;
 
   @Transform(toNumber)
   @IsNumber()
@@ -451,13 +451,13 @@ export class EnvironmentVariables {
 
   @IsString()
   @Matches(/^\d+(kB|MB|GB)$/)
-  VECTOR_MAINTENANCE_WORK_MEM = '256MB';
+  VECTOR_MAINTENANCE_WORK_MEM = '1GB';
 
   @Transform(toInt)
   @IsInt()
   @Min(4)
   @Max(1000)
-  VECTOR_EF_CONSTRUCTION = 64;
+  VECTOR_EF_CONSTRUCTION = 128;
 
   @Transform(toInt)
   @IsInt()
