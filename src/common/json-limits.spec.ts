@@ -14,6 +14,9 @@ describe(jsonLimitViolation.name, () => {
     ['{"a":"[[[[[[{{{{:::::::\\"[[[["}', null],
     ['["\\\\", [[[1]]]]', null],
     ['"\\\\"', null],
+    // unterminated: left to the parser
+    ['{"a":"[[[[[[', null],
+    ['{"a\\"":1,"b":[[[[[1]]]]]}', 'body: nested deeper than 4 levels'],
   ])('%s → %s', (text, expected) => {
     expect(jsonLimitViolation(text, LIMITS)).toBe(expected);
   });
@@ -22,6 +25,21 @@ describe(jsonLimitViolation.name, () => {
     const deep = '['.repeat(200_000) + ']'.repeat(200_000);
     expect(jsonLimitViolation(deep, { maxDepth: 32, maxKeys: 10 })).toBe(
       'body: nested deeper than 32 levels',
+    );
+  });
+
+  it('counts the structure of a large body of numbers (a batch of embeddings)', () => {
+    const items = Array.from({ length: 100 }, (_, i) => ({
+      id: String(i),
+      embedding: Array.from({ length: 1536 }, (_, k) => Math.sin(i + k)),
+    }));
+    const text = JSON.stringify({ items });
+    expect(jsonLimitViolation(text, { maxDepth: 4, maxKeys: 201 })).toBeNull();
+    expect(jsonLimitViolation(text, { maxDepth: 4, maxKeys: 200 })).toBe(
+      'body: more than 200 object keys',
+    );
+    expect(jsonLimitViolation(text, { maxDepth: 3, maxKeys: 201 })).toBe(
+      'body: nested deeper than 3 levels',
     );
   });
 });
