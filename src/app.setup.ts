@@ -1,4 +1,4 @@
-import { BadRequestException, Logger, ValidationPipe, VersioningType } from '@nestjs/common';
+import { BadRequestException, Logger, VersioningType } from '@nestjs/common';
 import type { ValidationError } from 'class-validator';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -7,6 +7,7 @@ import { parseLsn } from './common/request-context.middleware.js';
 import type { RawRequest } from './common/request-context.middleware.js';
 import { CONSISTENCY_HEADER_VALUES } from './common/request-context.js';
 import { AllExceptionsFilter } from './common/http-exception.filter.js';
+import { DenseArrayValidationPipe } from './common/validation-pipe.js';
 import { MetricsService } from './monitoring/metrics.service.js';
 import type { FastifyRequest } from 'fastify';
 import type { AppConfig } from './config/app-config.js';
@@ -130,7 +131,7 @@ export async function configureApp(
   app.enableVersioning({ type: VersioningType.URI });
   app.useGlobalFilters(new AllExceptionsFilter());
   app.useGlobalPipes(
-    new ValidationPipe({
+    new DenseArrayValidationPipe({
       whitelist: true,
       forbidNonWhitelisted: true,
       transform: true,
