@@ -339,90 +339,108 @@ describe('vector search (real stack, pgvector HNSW)', () => {
     expect((after.body as SearchBody).items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
   });
 
-  it('answers exactly when a sampled row proves the HNSW answer incomplete, and forgets a stale witness', async () => {
-    // A row near axis(0) is sampled as a witness, then moved far away on the primary: the
-    // witness now claims a nearer row than the index answer holds. The search must
-    // escalate (wider HNSW, then exact), answer r0..r2, and drop the stale witness.
-    const [ghost] = (
+  it.each([
+    ['the exact scan answers', '1', 'exact', 'exact'],
+    ['no exact scan allowed: the answer is repaired from the table', '0', 'hnsw', 'repaired'],
+  ])(
+    'escalates when a sampled row proves the HNSW answer incomplete (%s), and forgets a stale witness',
+    async (_name, exactConcurrency, plan, outcome) => {
+      // A row near axis(0) is sampled as a witness, then moved far away on the primary: the
+      // witness now claims a nearer row than the index answer holds. The search must
+      // escalate (wider HNSW, then exact or a repair that re-reads the witness rows from the
+      // table), answer r0..r2, and drop the stale witness.
+      const [ghost] = (
+        await adminQuery(
+          db,
+          db.primaryPort,
+          database,
+          `INSERT INTO recipes (title, cuisine, total_minutes, embedding) VALUES ('ghost', 'axis', 10, $1::vector) RETURNING id::text AS id`,
+          [pgvector.toSql(axis(0, 1, 0.2))],
+        )
+      ).rows as Array<{ id: string }>;
+      const checked = await boot({
+        VECTOR_WITNESS_ROWS: '100000',
+        VECTOR_WITNESS_REFRESH_S: '86400',
+        VECTOR_EXACT_MAX_ROWS: '0',
+        VECTOR_ESCALATION_EXACT_CONCURRENCY: exactConcurrency,
+        // both cases ask the same questions: neither may get the other's cached answer
+        CACHE_SEARCH_RESULTS_STRATEGY: 'none',
+      });
+      const witnesses = checked.get(WitnessService);
+      const countRows = async (): Promise<number> =>
+        (
+          (
+            await adminQuery(
+              db,
+              db.replicaPort,
+              database,
+              'SELECT count(*)::int AS n FROM recipes WHERE embedding IS NOT NULL',
+            )
+          ).rows as Array<{ n: number }>
+        )[0].n;
+      const rows = await until(countRows, (n) => n >= BACKGROUND_ROWS + 5, 30_000);
+      const sampled = await until(
+        async () => {
+          await witnesses.refresh();
+          return witnesses.set.size;
+        },
+        (n) => n === rows,
+        30_000,
+      );
+      expect(sampled).toBe(rows);
       await adminQuery(
         db,
         db.primaryPort,
         database,
-        `INSERT INTO recipes (title, cuisine, total_minutes, embedding) VALUES ('ghost', 'axis', 10, $1::vector) RETURNING id::text AS id`,
-        [pgvector.toSql(axis(0, 1, 0.2))],
-      )
-    ).rows as Array<{ id: string }>;
-    const checked = await boot({
-      VECTOR_WITNESS_ROWS: '100000',
-      VECTOR_WITNESS_REFRESH_S: '86400',
-      VECTOR_EXACT_MAX_ROWS: '0',
-    });
-    const witnesses = checked.get(WitnessService);
-    const countRows = async (): Promise<number> =>
-      (
-        (
-          await adminQuery(
-            db,
-            db.replicaPort,
-            database,
-            'SELECT count(*)::int AS n FROM recipes WHERE embedding IS NOT NULL',
-          )
-        ).rows as Array<{ n: number }>
-      )[0].n;
-    const rows = await until(countRows, (n) => n >= BACKGROUND_ROWS + 5, 30_000);
-    const sampled = await until(
-      async () => {
-        await witnesses.refresh();
-        return witnesses.set.size;
-      },
-      (n) => n === rows,
-      30_000,
-    );
-    expect(sampled).toBe(rows);
-    await adminQuery(
-      db,
-      db.primaryPort,
-      database,
-      `UPDATE recipes SET embedding = $1::vector WHERE id = $2`,
-      [pgvector.toSql(axis(3)), ghost.id],
-    );
-    const moved = await until(
-      async () =>
-        Number(
-          (
+        `UPDATE recipes SET embedding = $1::vector WHERE id = $2`,
+        [pgvector.toSql(axis(3)), ghost.id],
+      );
+      const moved = await until(
+        async () =>
+          Number(
             (
-              await adminQuery(
-                db,
-                db.replicaPort,
-                database,
-                `SELECT embedding <=> $1::vector AS d FROM recipes WHERE id = $2`,
-                [pgvector.toSql(axis(0)), ghost.id],
-              )
-            ).rows as Array<{ d: number }>
-          )[0]?.d,
-        ),
-      (d) => d > 0.5,
-      30_000,
-    );
-    expect(moved).toBeGreaterThan(0.5);
-    const res = await search(checked, { embedding: axis(0), limit: 3, maxDistance: 2 }).expect(200);
-    const body = res.body as SearchBody;
-    expect(body.plan).toBe('exact');
-    expect(body.items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
-    // the stale witness is gone (forgotten, and a re-sample finds the row where it is now):
-    // the same question (another bound, so not cached) stays on the index
-    const again = await search(checked, { embedding: axis(0), limit: 3, maxDistance: 1.9 }).expect(
-      200,
-    );
-    expect((again.body as SearchBody).plan).toBe('hnsw');
-    expect((again.body as SearchBody).items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
-    const metrics = (await request(checked.getHttpServer()).get('/metrics').expect(200)).text;
-    expect(metrics).toMatch(/vector_search_escalations_total\{[^}]*outcome="exact"[^}]*\} 1\b/);
-    expect(metrics).not.toMatch(
-      /vector_search_escalations_total\{[^}]*outcome="wider-hnsw"[^}]*\} [1-9]/,
-    );
-    await adminQuery(db, db.primaryPort, database, `DELETE FROM recipes WHERE id = $1`, [ghost.id]);
-  });
+              (
+                await adminQuery(
+                  db,
+                  db.replicaPort,
+                  database,
+                  `SELECT embedding <=> $1::vector AS d FROM recipes WHERE id = $2`,
+                  [pgvector.toSql(axis(0)), ghost.id],
+                )
+              ).rows as Array<{ d: number }>
+            )[0]?.d,
+          ),
+        (d) => d > 0.5,
+        30_000,
+      );
+      expect(moved).toBeGreaterThan(0.5);
+      const res = await search(checked, { embedding: axis(0), limit: 3, maxDistance: 2 }).expect(
+        200,
+      );
+      const body = res.body as SearchBody;
+      expect(body.plan).toBe(plan);
+      expect(body.items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
+      // the stale witness is gone (forgotten, and a re-sample finds the row where it is now):
+      // the same question (another bound, so not cached) stays on the index
+      const again = await search(checked, {
+        embedding: axis(0),
+        limit: 3,
+        maxDistance: 1.9,
+      }).expect(200);
+      expect((again.body as SearchBody).plan).toBe('hnsw');
+      expect((again.body as SearchBody).items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
+      const metrics = (await request(checked.getHttpServer()).get('/metrics').expect(200)).text;
+      expect(metrics).toMatch(
+        new RegExp(`vector_search_escalations_total\\{[^}]*outcome="${outcome}"[^}]*\\} 1\\b`),
+      );
+      expect(metrics).not.toMatch(
+        /vector_search_escalations_total\{[^}]*outcome="wider-hnsw"[^}]*\} [1-9]/,
+      );
+      await adminQuery(db, db.primaryPort, database, `DELETE FROM recipes WHERE id = $1`, [
+        ghost.id,
+      ]);
+    },
+  );
 
   describe('text search through an OpenAI-compatible provider (local server)', () => {
     let server: Server;

@@ -269,6 +269,8 @@ export interface VectorConfig {
   witnessRefreshMs: number;
   /** ef_search of the second attempt when a witness contradicts an answer. */
   escalationEfSearch: number;
+  /** Exact escalations at once per instance (0 = repair instead, never an exact scan). */
+  escalationExactConcurrency: number;
   parallelWorkers: number;
 }
 
@@ -568,6 +570,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       witnessRows: vars.VECTOR_WITNESS_ROWS,
       witnessRefreshMs: vars.VECTOR_WITNESS_REFRESH_S * 1000,
       escalationEfSearch: vars.VECTOR_ESCALATION_EF_SEARCH,
+      escalationExactConcurrency: vars.VECTOR_ESCALATION_EXACT_CONCURRENCY,
       parallelWorkers: vars.VECTOR_PARALLEL_WORKERS,
     },
     audit: {

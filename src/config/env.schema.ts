@@ -480,6 +480,12 @@ export class EnvironmentVariables {
   @Transform(toInt)
   @IsInt()
   @Min(0)
+  @Max(16)
+  VECTOR_ESCALATION_EXACT_CONCURRENCY = 1;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
   @Max(64)
   VECTOR_PARALLEL_WORKERS = 4;
 

@@ -9,6 +9,7 @@ import {
 const tuning: SearchTuning = {
   efSearch: 80,
   escalationEfSearch: 400,
+  escalationExactConcurrency: 1,
   maxScanTuples: 20000,
   exactMaxRows: 2000,
   timeoutMs: 3000,

@@ -22,6 +22,8 @@ export interface SearchTuning {
   efSearch: number;
   /** ef_search of the second HNSW attempt when a witness contradicts the first answer. */
   escalationEfSearch: number;
+  /** Exact escalations at once per instance; the others (and timed-out ones) are repaired. */
+  escalationExactConcurrency: number;
   maxScanTuples: number;
   exactMaxRows: number;
   timeoutMs: number;
@@ -47,7 +49,7 @@ export interface SearchResult {
   exactFallback: boolean;
   hits: SearchHitRow[];
   /** A witness proved the first HNSW answer incomplete (WitnessSet), and what answered instead. */
-  escalation?: Contradiction & { outcome: 'wider-hnsw' | 'exact' };
+  escalation?: Contradiction & { outcome: 'wider-hnsw' | 'exact' | 'repaired' };
 }
 
 export const HIT_COLUMNS = `id::text AS id, title, cuisine, tags, dietary, total_minutes AS "totalMinutes",
@@ -172,6 +174,24 @@ export function matchCountStatement(
   const { bind } = paramBinder(params);
   return {
     sql: `SELECT count(*)::int AS n FROM (SELECT 1 FROM recipes WHERE ${where} LIMIT ${bind(exactMaxRows + 1)}) s`,
+    params,
+  };
+}
+
+/** Given rows by id under the query's filters and bound (the witness repair). */
+export function rowsByIdStatement(
+  q: VectorQuery,
+  vector: string | Buffer,
+  ids: string[],
+): { sql: string; params: unknown[] } {
+  const params: unknown[] = [vector];
+  const where = whereClause(q.filters, params, q.excludeId);
+  const { bind } = paramBinder(params);
+  const bound = bind(q.maxDistance, '::float8');
+  return {
+    sql: `SELECT ${HIT_COLUMNS}, embedding <=> $1::vector AS distance
+            FROM recipes WHERE id = ANY(${bind(ids)}::uuid[]) AND ${where}
+             AND embedding <=> $1::vector <= ${bound}`,
     params,
   };
 }

@@ -66,7 +66,7 @@ export class SearchMetrics {
     });
     this.escalations = new Counter({
       name: VectorMetric.Escalations,
-      help: 'HNSW answers a sampled row proved incomplete, by what answered instead (wider-hnsw, exact)',
+      help: 'HNSW answers a sampled row proved incomplete, by what answered instead (wider-hnsw, exact, repaired)',
       labelNames: ['outcome', 'filtered'],
       registers,
     });

@@ -4,12 +4,14 @@ import { vectorFromBinary, vectorParam } from './vector-param.js';
 import { unitVector, Witness, WitnessSet } from './witness-set.js';
 import { ReadBatch, ReadRouterService } from '../database/read-router.service.js';
 import { HNSW_INDEX } from './recipes.constants.js';
+import { QUERY_CANCELED } from '../database/node-errors.js';
 import {
   exactSettings,
   hasFilters,
   matchCountStatement,
   nearestStatement,
   planSettings,
+  rowsByIdStatement,
   SearchHitRow,
   SearchPlan,
   SearchResult,
@@ -40,6 +42,9 @@ export class SearchRepository {
    * index scan ends before `limit` rows (max_scan_tuples, its memory bound, or a part
    * of the graph it cannot reach), an exact scan of the same query answers instead.
    */
+  /** Exact escalations running on this instance (see `verified`). */
+  private exactEscalations = 0;
+
   search(q: VectorQuery, tuning: SearchTuning, witnesses?: WitnessSet): Promise<SearchResult> {
     return this.router.readBatches(async (batch) => {
       const chosen = await this.choosePlan(batch, q, tuning);
@@ -48,10 +53,7 @@ export class SearchRepository {
         return { plan: chosen, exactFallback: false, hits };
       }
       if (hits.length >= q.limit) {
-        const checked = await this.verified(batch, q, tuning, hits, witnesses);
-        if (checked) {
-          return checked;
-        }
+        return this.verified(batch, q, tuning, hits, witnesses);
       }
       hits = await this.nearest(batch, q, tuning, 'exact');
       return { plan: 'exact', exactFallback: true, hits };
@@ -60,9 +62,19 @@ export class SearchRepository {
 
   /**
    * A full HNSW answer checked against the witnesses (WitnessSet): returned as it is
-   * when none contradicts it; otherwise searched again with `escalationEfSearch`, and
-   * that answer returned if it passes; otherwise the exact scan answers. Witnesses the
-   * exact answer contradicts (deleted or changed since the sample) leave the set.
+   * when none contradicts it. Otherwise, in the same read batch:
+   * 1. the HNSW query again with `escalationEfSearch`: returned if no witness
+   *    contradicts it (`wider-hnsw`);
+   * 2. the exact scan, at most `escalationExactConcurrency` at once per instance (an
+   *    unfiltered exact scan reads every embedding: about 2.5 s at 100,000 rows on 2
+   *    cores; more at once would take the CPU the searches need): returned (`exact`);
+   * 3. when another exact escalation is running, or this one hits the statement
+   *    timeout: the wider answer repaired with the contradicting witnesses, read again
+   *    from the table under the same filters and bound (so a deleted or changed row
+   *    cannot come back), merged in by distance (`repaired`). Better than the first
+   *    answer, not proven complete.
+   * Witnesses an exact or repaired answer contradicts (gone or changed since the
+   * sample) leave the set.
    */
   private async verified(
     batch: ReadBatch,
@@ -70,19 +82,18 @@ export class SearchRepository {
     tuning: SearchTuning,
     hits: SearchHitRow[],
     witnesses?: WitnessSet,
-  ): Promise<SearchResult | null> {
-    if (!witnesses || witnesses.size === 0) {
+  ): Promise<SearchResult> {
+    const unit = witnesses && witnesses.size > 0 ? unitVector(q.embedding) : null;
+    if (!witnesses || !unit) {
       return { plan: 'hnsw', exactFallback: false, hits };
     }
-    const unit = unitVector(q.embedding);
     const check = (answer: SearchHitRow[]) =>
-      unit
-        ? witnesses.contradiction(unit, q.filters, q.maxDistance, answer, q.limit, q.excludeId)
-        : null;
+      witnesses.contradiction(unit, q.filters, q.maxDistance, answer, q.limit, q.excludeId);
     const first = check(hits);
     if (!first) {
       return { plan: 'hnsw', exactFallback: false, hits };
     }
+    let best = hits;
     const wider = { ...tuning, efSearch: Math.max(tuning.efSearch, tuning.escalationEfSearch) };
     if (wider.efSearch > tuning.efSearch) {
       const retried = await this.nearest(batch, q, wider, 'hnsw');
@@ -94,17 +105,63 @@ export class SearchRepository {
           escalation: { ...first, outcome: 'wider-hnsw' },
         };
       }
+      if (retried.length >= q.limit) {
+        best = retried;
+      }
     }
-    const exact = await this.nearest(batch, q, tuning, 'exact');
-    // witnesses the exact answer contradicts no longer exist as sampled (deleted or
-    // changed since): after a mass delete each would otherwise cost one exact scan
-    witnesses.forgetContradicting(unit!, q.filters, q.maxDistance, exact, q.limit, q.excludeId);
+    const forgetStale = (answer: SearchHitRow[]) =>
+      witnesses.forgetContradicting(unit, q.filters, q.maxDistance, answer, q.limit, q.excludeId);
+    if (this.exactEscalations < tuning.escalationExactConcurrency) {
+      this.exactEscalations++;
+      try {
+        const exact = await this.nearest(batch, q, tuning, 'exact');
+        forgetStale(exact);
+        return {
+          plan: 'exact',
+          exactFallback: false,
+          hits: exact,
+          escalation: { ...first, outcome: 'exact' },
+        };
+      } catch (err) {
+        if ((err as { code?: string }).code !== QUERY_CANCELED) {
+          throw err;
+        }
+      } finally {
+        this.exactEscalations--;
+      }
+    }
+    const ids = witnesses.contradictingIds(
+      unit,
+      q.filters,
+      q.maxDistance,
+      best,
+      q.limit,
+      q.excludeId,
+    );
+    const found = ids.length > 0 ? await this.rowsByIds(batch, q, tuning, ids) : [];
+    const seen = new Set(best.map((h) => h.id));
+    const repaired = [...best, ...found.filter((h) => !seen.has(h.id))]
+      .sort((a, b) => a.distance - b.distance)
+      .slice(0, q.limit);
+    forgetStale(repaired);
     return {
-      plan: 'exact',
+      plan: 'hnsw',
       exactFallback: false,
-      hits: exact,
-      escalation: { ...first, outcome: 'exact' },
+      hits: repaired,
+      escalation: { ...first, outcome: 'repaired' },
     };
+  }
+
+  /** The rows `ids` that pass the query's filters and bound, with their distances. */
+  private async rowsByIds(
+    batch: ReadBatch,
+    q: VectorQuery,
+    tuning: SearchTuning,
+    ids: string[],
+  ): Promise<SearchHitRow[]> {
+    const statement = rowsByIdStatement(q, vectorParam(q.embedding), ids);
+    const [rows] = await batch([statement], { statement_timeout: tuning.timeoutMs });
+    return (rows as unknown as SearchHitRow[]).map((r) => ({ ...r, distance: Number(r.distance) }));
   }
 
   /** Exact scan when the filters match at most `exactMaxRows` rows (a bounded count). */

@@ -213,6 +213,7 @@ export class SearchService implements OnApplicationShutdown {
       // ef_search must be at least the number of rows asked for, or the index cannot return them.
       efSearch: Math.max(v.efSearch, limit * v.efSearchPerResult),
       escalationEfSearch: v.escalationEfSearch,
+      escalationExactConcurrency: v.escalationExactConcurrency,
       maxScanTuples: v.maxScanTuples,
       exactMaxRows: v.exactMaxRows,
       timeoutMs: v.queryTimeoutMs,

@@ -160,6 +160,24 @@ export class WitnessSet {
     return best;
   }
 
+  /** Ids of every witness contradicting `answer` (a full answer of `limit` rows). */
+  contradictingIds(
+    query: Float32Array,
+    filters: SearchFilters,
+    maxDistance: number,
+    answer: readonly SearchHitRow[],
+    limit: number,
+    excludeId?: string,
+  ): string[] {
+    if (answer.length < limit || limit === 0) {
+      return [];
+    }
+    const last = Number(answer[limit - 1].distance);
+    return [...this.nearer(query, filters, maxDistance, answer, last, excludeId)].map(
+      ({ w }) => w.id,
+    );
+  }
+
   /** Witnesses outside `answer` that pass its filters and bound and are nearer than `last`. */
   private *nearer(
     query: Float32Array,
