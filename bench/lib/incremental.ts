@@ -123,12 +123,15 @@ function summariseCase(recalls: number[], ms: number[], plans: Record<string, nu
 async function measurePhase(
   name: string,
   env: StackEnv,
-  http: { client: HttpClient; auth: Record<string, string> },
+  http: { port: number; auth: Record<string, string> },
   queries: IncrementalQuery[],
   truth: Record<string, Truth>,
   o: IncrementalOptions,
 ): Promise<PhaseResult> {
-  const escalationsBefore = await escalations(http.client);
+  // a client of its own: a keep-alive socket left idle while the exact answers were
+  // computed may have been closed by the server
+  const client = new HttpClient('127.0.0.1', http.port, 1);
+  const escalationsBefore = await escalations(client);
   const service: Record<string, SideCase> = {};
   const indexAlone: Record<string, SideCase> = {};
   const sqlClient = await connect(clientConfig(env, env.replica));
@@ -154,7 +157,7 @@ async function measurePhase(
         });
         const body = Buffer.from(`{"embedding":${queries[i].literal},${rest.slice(1)}`);
         const t0 = performance.now();
-        const res = await http.client.request('POST', '/v1/recipes/search', body, http.auth);
+        const res = await client.request('POST', '/v1/recipes/search', body, http.auth);
         ms.push(performance.now() - t0);
         if (res.status !== 200) {
           throw new Error(`search answered ${res.status}: ${res.body.slice(0, 300)}`);
@@ -190,7 +193,7 @@ async function measurePhase(
   } finally {
     await sqlClient.end();
   }
-  const escalationsAfter = await escalations(http.client);
+  const escalationsAfter = await escalations(client);
   const delta: Record<string, number> = {};
   for (const k of new Set([...Object.keys(escalationsBefore), ...Object.keys(escalationsAfter)])) {
     delta[k] = (escalationsAfter[k] ?? 0) - (escalationsBefore[k] ?? 0);
@@ -203,6 +206,7 @@ async function escalations(client: HttpClient): Promise<Record<string, number>> 
   return {
     'wider-hnsw': metricSum(m, 'vector_search_escalations_total', { outcome: 'wider-hnsw' }),
     exact: metricSum(m, 'vector_search_escalations_total', { outcome: 'exact' }),
+    repaired: metricSum(m, 'vector_search_escalations_total', { outcome: 'repaired' }),
   };
 }
 
@@ -311,9 +315,7 @@ export async function incrementalStudy(
     const phases: PhaseResult[] = [];
     const bQueries = o.makeQueries(modelB, o.seed + 11, o.queries);
     const truthB = truthFor(table, bQueries, o, 'population B');
-    phases.push(
-      await measurePhase('after population B', env, { client, auth }, bQueries, truthB, o),
-    );
+    phases.push(await measurePhase('after population B', env, { port, auth }, bQueries, truthB, o));
 
     // 2. a mass delete, autovacuum off for the table so "before VACUUM" lasts
     const owner = await connect(ownerConfig(env, env.primary));
@@ -337,7 +339,7 @@ export async function incrementalStudy(
       ];
       const truthD = truthFor(table, mixed, o, 'after the delete');
       phases.push(
-        await measurePhase('after delete, before VACUUM', env, { client, auth }, mixed, truthD, o),
+        await measurePhase('after delete, before VACUUM', env, { port, auth }, mixed, truthD, o),
       );
       // 3. VACUUM: measured while it runs (rounds until it ends), then after
       const vacuumer = await connect(ownerConfig(env, env.primary));
@@ -351,14 +353,14 @@ export async function incrementalStudy(
       while (!vacuumDone && pass < 5) {
         pass++;
         phases.push(
-          await measurePhase(`during VACUUM #${pass}`, env, { client, auth }, mixed, truthD, o),
+          await measurePhase(`during VACUUM #${pass}`, env, { port, auth }, mixed, truthD, o),
         );
       }
       await vacuum;
       await vacuumer.end();
       log(`VACUUM took ${vacuumS.toFixed(1)}s`);
       await o.waitForReplica();
-      phases.push(await measurePhase('after VACUUM', env, { client, auth }, mixed, truthD, o));
+      phases.push(await measurePhase('after VACUUM', env, { port, auth }, mixed, truthD, o));
     } finally {
       await owner.query(`ALTER TABLE recipes RESET (autovacuum_enabled)`).catch(() => undefined);
       await owner.end();
