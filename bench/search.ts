@@ -267,8 +267,8 @@ function parseRegime(v: string): 'bulk' | 'incremental' {
 
 function share(v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n >= 1) {
-    throw new Error(`--delete-share must be a number in (0, 1), got '${v}'`);
+  if (!Number.isFinite(n) || n < 0 || n >= 1) {
+    throw new Error(`--delete-share must be a number in [0, 1) (0: no delete phases), got '${v}'`);
   }
   return n;
 }

@@ -317,6 +317,16 @@ export async function incrementalStudy(
     const truthB = truthFor(table, bQueries, o, 'population B');
     phases.push(await measurePhase('after population B', env, { port, auth }, bQueries, truthB, o));
 
+    if (o.deleteShare === 0) {
+      return {
+        populationA,
+        populationB: o.secondRows,
+        insert,
+        deleted: 0,
+        vacuumS: 0,
+        phases,
+      };
+    }
     // 2. a mass delete, autovacuum off for the table so "before VACUUM" lasts
     const owner = await connect(ownerConfig(env, env.primary));
     let deleted = 0;
