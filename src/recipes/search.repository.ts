@@ -19,6 +19,11 @@ import {
   VectorQuery,
 } from './search-plan.js';
 
+/** Result rows of a hit statement, distances as numbers. */
+function hitRows(rows: unknown[]): SearchHitRow[] {
+  return (rows as SearchHitRow[]).map((r) => ({ ...r, distance: Number(r.distance) }));
+}
+
 /** EXPLAIN (FORMAT JSON) output: one element with the plan tree and timings. */
 export type ExplainOutput = Array<{
   Plan: { 'Actual Rows'?: number; [key: string]: unknown };
@@ -32,6 +37,9 @@ export type ExplainOutput = Array<{
  */
 @Injectable()
 export class SearchRepository {
+  /** Exact escalations running on this instance (see `verified`). */
+  private exactEscalations = 0;
+
   constructor(private readonly router: ReadRouterService) {}
 
   /**
@@ -42,20 +50,19 @@ export class SearchRepository {
    * index scan ends before `limit` rows (max_scan_tuples, its memory bound, or a part
    * of the graph it cannot reach), an exact scan of the same query answers instead.
    */
-  /** Exact escalations running on this instance (see `verified`). */
-  private exactEscalations = 0;
-
   search(q: VectorQuery, tuning: SearchTuning, witnesses?: WitnessSet): Promise<SearchResult> {
+    // the embedding in pgvector's binary form, once for every statement of the search
+    const vector = vectorParam(q.embedding);
     return this.router.readBatches(async (batch) => {
       const chosen = await this.choosePlan(batch, q, tuning);
-      let hits = await this.nearest(batch, q, tuning, chosen);
+      let hits = await this.nearest(batch, q, vector, tuning, chosen);
       if (chosen === 'exact') {
         return { plan: chosen, exactFallback: false, hits };
       }
       if (hits.length >= q.limit) {
-        return this.verified(batch, q, tuning, hits, witnesses);
+        return this.verified(batch, q, vector, tuning, hits, witnesses);
       }
-      hits = await this.nearest(batch, q, tuning, 'exact');
+      hits = await this.nearest(batch, q, vector, tuning, 'exact');
       return { plan: 'exact', exactFallback: true, hits };
     });
   }
@@ -79,6 +86,7 @@ export class SearchRepository {
   private async verified(
     batch: ReadBatch,
     q: VectorQuery,
+    vector: Buffer,
     tuning: SearchTuning,
     hits: SearchHitRow[],
     witnesses?: WitnessSet,
@@ -96,7 +104,7 @@ export class SearchRepository {
     let best = hits;
     const wider = { ...tuning, efSearch: Math.max(tuning.efSearch, tuning.escalationEfSearch) };
     if (wider.efSearch > tuning.efSearch) {
-      const retried = await this.nearest(batch, q, wider, 'hnsw');
+      const retried = await this.nearest(batch, q, vector, wider, 'hnsw');
       if (retried.length >= q.limit && !check(retried)) {
         return {
           plan: 'hnsw',
@@ -114,7 +122,7 @@ export class SearchRepository {
     if (this.exactEscalations < tuning.escalationExactConcurrency) {
       this.exactEscalations++;
       try {
-        const exact = await this.nearest(batch, q, tuning, 'exact');
+        const exact = await this.nearest(batch, q, vector, tuning, 'exact');
         forgetStale(exact);
         return {
           plan: 'exact',
@@ -138,7 +146,7 @@ export class SearchRepository {
       q.limit,
       q.excludeId,
     );
-    const found = ids.length > 0 ? await this.rowsByIds(batch, q, tuning, ids) : [];
+    const found = ids.length > 0 ? await this.rowsByIds(batch, q, vector, tuning, ids) : [];
     const seen = new Set(best.map((h) => h.id));
     const repaired = [...best, ...found.filter((h) => !seen.has(h.id))]
       .sort((a, b) => a.distance - b.distance)
@@ -156,12 +164,13 @@ export class SearchRepository {
   private async rowsByIds(
     batch: ReadBatch,
     q: VectorQuery,
+    vector: Buffer,
     tuning: SearchTuning,
     ids: string[],
   ): Promise<SearchHitRow[]> {
-    const statement = rowsByIdStatement(q, vectorParam(q.embedding), ids);
+    const statement = rowsByIdStatement(q, vector, ids);
     const [rows] = await batch([statement], { statement_timeout: tuning.timeoutMs });
-    return (rows as unknown as SearchHitRow[]).map((r) => ({ ...r, distance: Number(r.distance) }));
+    return hitRows(rows);
   }
 
   /** Exact scan when the filters match at most `exactMaxRows` rows (a bounded count). */
@@ -182,12 +191,13 @@ export class SearchRepository {
   private async nearest(
     batch: ReadBatch,
     q: VectorQuery,
+    vector: Buffer,
     tuning: SearchTuning,
     plan: SearchPlan,
   ): Promise<SearchHitRow[]> {
-    const statement = nearestStatement(q, vectorParam(q.embedding));
+    const statement = nearestStatement(q, vector);
     const [rows] = await batch([statement], planSettings(plan, tuning));
-    return (rows as unknown as SearchHitRow[]).map((r) => ({ ...r, distance: Number(r.distance) }));
+    return hitRows(rows);
   }
 
   /**
