@@ -13,6 +13,8 @@ const SEARCH_DB = 'dbu_bench_smoke_search';
 const CACHE_DB = 'dbu_bench_smoke_cache';
 /** bench:search --regime incremental changes its table: a database of its own. */
 const SEARCH_INCR_DB = 'dbu_bench_smoke_incr';
+/** bench:growth reloads its table at each size. */
+const GROWTH_DB = 'dbu_bench_smoke_growth';
 
 interface Bench {
   name: string;
@@ -82,6 +84,12 @@ describe('benchmarks (smoke mode)', () => {
       env: { BENCH_CACHE_DB: CACHE_DB },
     },
     { name: 'failover', args: [], env: { BENCH_FAILOVER_RUNS: '1' } },
+    // after search: its runs write search-*.json files where the search case counts its own
+    {
+      name: 'growth',
+      args: ['--sizes', '300,600', '--queries', '3', '--tag', 'smoke'],
+      env: { BENCH_SEARCH_DB: GROWTH_DB },
+    },
     { name: 'reads', args: [], env: { BENCH_READS_SECONDS: '1' } },
     {
       // a full and a differential backup of the stack's cluster and one validation (restore
@@ -110,7 +118,7 @@ describe('benchmarks (smoke mode)', () => {
     await rm(results, { recursive: true, force: true });
     const env = await stackEnv();
     const primaryPort = Number(env.DB_NODES.split(',')[0].split(':')[1]);
-    for (const db of [SEARCH_DB, CACHE_DB, SEARCH_INCR_DB]) {
+    for (const db of [SEARCH_DB, CACHE_DB, SEARCH_INCR_DB, GROWTH_DB]) {
       await superQuery(env, primaryPort, 'postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
     }
   });
@@ -213,6 +221,30 @@ describe('benchmarks (smoke mode)', () => {
             'recovery_time_measurement',
             'restore_test',
           ]);
+          break;
+        }
+        case 'growth': {
+          const points = report.points as Array<{
+            rows: number;
+            storage: string;
+            definition: string;
+            cases: Record<string, { recall: number }>;
+          }>;
+          expect(points.map((p) => `${p.rows} ${p.storage}`)).toEqual([
+            '300 vector',
+            '300 halfvec',
+            '600 vector',
+            '600 halfvec',
+          ]);
+          for (const p of points) {
+            expect(p.definition).toContain(
+              p.storage === 'halfvec' ? 'halfvec_cosine_ops' : 'embedding vector_cosine_ops',
+            );
+            expect(Object.keys(p.cases)).toContain('unfiltered');
+          }
+          const svg = await readFile(join(results, files[0].replace(/\.json$/, '.svg')), 'utf8');
+          expect(svg).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+          expect(svg.match(/<path /g)).toHaveLength(8);
           break;
         }
         case 'reads': {

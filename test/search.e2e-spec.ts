@@ -447,6 +447,89 @@ describe('vector search (real stack, pgvector HNSW)', () => {
     },
   );
 
+  it('switches the index to halfvec storage with a rebuild (old index kept until instances moved), answers with exact distances, and back', async () => {
+    const rebuild = async (target: NestFastifyApplication): Promise<Record<string, unknown>> => {
+      const started = await request(target.getHttpServer())
+        .post('/v1/ops/vector-index/rebuild')
+        .set(bearer(KEYS.all))
+        .expect(202);
+      const id = (started.body as { id: string }).id;
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        const job = await request(target.getHttpServer())
+          .get(`/v1/ops/jobs/${id}`)
+          .set(bearer(KEYS.all))
+          .expect(200);
+        if ((job.body as { status: string }).status !== 'running' || Date.now() > deadline) {
+          return job.body as Record<string, unknown>;
+        }
+        await sleep(250);
+      }
+    };
+    const definitions = async (): Promise<string[]> =>
+      (
+        (
+          await adminQuery(
+            db,
+            db.primaryPort,
+            database,
+            `SELECT pg_get_indexdef(indexrelid) AS def FROM pg_index
+              WHERE indrelid = 'recipes'::regclass AND pg_get_indexdef(indexrelid) LIKE '%hnsw%'`,
+          )
+        ).rows as Array<{ def: string }>
+      ).map((r) => r.def);
+    const explain = async (target: NestFastifyApplication) =>
+      (
+        await request(target.getHttpServer())
+          .get('/v1/ops/vector-search/explain')
+          .set(bearer(KEYS.all))
+          .expect(200)
+      ).body as { plan: string; indexUsed: boolean; indexName: string };
+    const settings = { VECTOR_WITNESS_ROWS: '0', VECTOR_INDEX_REFRESH_S: '1' };
+    const half = await boot({ ...settings, VECTOR_STORAGE: 'halfvec' });
+    // configured halfvec, index still vector: searches follow the index as it is
+    await sleep(1_500);
+    expect(await explain(half)).toMatchObject({ plan: 'hnsw', indexUsed: true });
+
+    const job = await rebuild(half);
+    expect(job).toMatchObject({
+      status: 'succeeded',
+      detail: expect.objectContaining({ storage: 'halfvec' }),
+    });
+    const defs = await definitions();
+    expect(defs).toHaveLength(1);
+    expect(defs[0]).toContain(
+      `${HNSW_INDEX} ON public.recipes USING hnsw (((embedding)::halfvec(1536)) halfvec_cosine_ops)`,
+    );
+    expect(defs[0]).toContain("ef_construction='128'");
+    await sleep(1_500);
+    expect(await explain(half)).toMatchObject({
+      plan: 'hnsw',
+      indexUsed: true,
+      indexName: HNSW_INDEX,
+    });
+    const res = await search(half, { embedding: axis(0), limit: 3, maxDistance: 2 }).expect(200);
+    const body = res.body as SearchBody;
+    expect(body.plan).toBe('hnsw');
+    // chosen by the half-precision index, reported with the full-precision distance
+    const r1 = body.items.find((h) => h.title === 'r1');
+    expect(r1?.distance).toBeCloseTo(cosineDistance(axis(0), axis(0, 1, 0.5)), 6);
+    const sorted = body.items.map((h) => h.distance);
+    expect([...sorted].sort((a, b) => a - b)).toEqual(sorted);
+    // within the bound by the exact distance
+    const bounded = await search(half, { embedding: axis(0), maxDistance: 0.2 }).expect(200);
+    expect((bounded.body as SearchBody).items.map((h) => h.title)).toEqual(['r0', 'r1']);
+
+    const back = await boot({ ...settings, VECTOR_STORAGE: 'vector' });
+    expect(await rebuild(back)).toMatchObject({ status: 'succeeded' });
+    const restored = await definitions();
+    expect(restored).toHaveLength(1);
+    expect(restored[0]).toContain('USING hnsw (embedding vector_cosine_ops)');
+    await sleep(1_500);
+    expect(await explain(back)).toMatchObject({ plan: 'hnsw', indexUsed: true });
+    expect(await explain(half)).toMatchObject({ plan: 'hnsw', indexUsed: true });
+  });
+
   describe('text search through an OpenAI-compatible provider (local server)', () => {
     let server: Server;
     let reply: (res: import('node:http').ServerResponse) => void;

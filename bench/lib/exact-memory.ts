@@ -76,6 +76,18 @@ export class InMemoryTable {
     limit: number,
     maxDistance: number,
   ): string[][] {
+    return this.topKHits(query, filterSets, limit, maxDistance).map((hits) =>
+      hits.map((h) => h.id),
+    );
+  }
+
+  /** `topK` with each answer's distance (nearest first). */
+  topKHits(
+    query: readonly number[],
+    filterSets: readonly SearchFilters[],
+    limit: number,
+    maxDistance: number,
+  ): Array<Array<{ id: string; distance: number }>> {
     const q = Float32Array.from(query);
     let qn = 0;
     for (let k = 0; k < this.dims; k++) {
@@ -118,7 +130,7 @@ export class InMemoryTable {
           best.pop();
         }
       }
-      return best.map((i) => this.ids[i]);
+      return best.map((i) => ({ id: this.ids[i], distance: dist[i] }));
     });
   }
 }

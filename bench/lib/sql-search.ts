@@ -9,6 +9,7 @@ import {
   type VectorQuery,
 } from '../../src/recipes/search-plan.js';
 import type { SearchFilters } from './dataset.js';
+import type { VectorStorage } from '../../src/recipes/vector-storage.js';
 import {
   localSettingsStatement,
   Rows,
@@ -24,6 +25,8 @@ export interface SqlSearchOptions {
   timeoutMs: number;
   /** cosine distance bound of every search (2: none) */
   maxDistance: number;
+  /** what the HNSW index holds (the service's VECTOR_STORAGE); vector when absent */
+  storage?: VectorStorage;
 }
 
 export type Plan = SearchPlan;
@@ -89,7 +92,8 @@ function searchStatement(
   o: SqlSearchOptions,
   plan: Plan,
 ): Statement {
-  const { sql, params } = nearestStatement(vectorQuery(filters, o), vector, HIT_COLUMNS);
+  const storage = plan === 'exact' ? 'vector' : (o.storage ?? 'vector');
+  const { sql, params } = nearestStatement(vectorQuery(filters, o), vector, HIT_COLUMNS, storage);
   return { settings: planSettings(plan, o), text: sql, values: params };
 }
 

@@ -5,6 +5,7 @@ import { validateSync, ValidationError } from 'class-validator';
 import { CacheStrategyName, DbSslMode, EnvironmentVariables } from './env.schema.js';
 import { ApiKeyConfig, parseApiKeys, parseNodeList } from './validators.js';
 import { AlertRule, AlertSeverity, resolveAlertRules } from './alerting.config.js';
+import type { VectorStorage } from '../recipes/vector-storage.js';
 
 export interface NodeAddress {
   host: string;
@@ -272,6 +273,10 @@ export interface VectorConfig {
   /** Exact escalations at once per instance (0 = repair instead, never an exact scan). */
   escalationExactConcurrency: number;
   parallelWorkers: number;
+  /** What the HNSW index holds (vector-storage.ts); a rebuild converts the index to it. */
+  storage: VectorStorage;
+  /** How often each instance reads the index's size and storage. */
+  indexRefreshMs: number;
 }
 
 export interface EmbeddingsConfig {
@@ -572,6 +577,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       escalationEfSearch: vars.VECTOR_ESCALATION_EF_SEARCH,
       escalationExactConcurrency: vars.VECTOR_ESCALATION_EXACT_CONCURRENCY,
       parallelWorkers: vars.VECTOR_PARALLEL_WORKERS,
+      storage: vars.VECTOR_STORAGE,
+      indexRefreshMs: vars.VECTOR_INDEX_REFRESH_S * 1000,
     },
     audit: {
       retentionYears: vars.AUDIT_RETENTION_YEARS,

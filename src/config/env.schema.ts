@@ -14,6 +14,7 @@ import {
   ValidateIf,
 } from 'class-validator';
 import { IsApiKeyList, IsNodeList, IsRedisUrl } from './validators.js';
+import { VECTOR_STORAGES, type VectorStorage } from '../recipes/vector-storage.js';
 
 export const DB_SSL_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
 export type DbSslMode = (typeof DB_SSL_MODES)[number];
@@ -488,6 +489,15 @@ export class EnvironmentVariables {
   @Min(0)
   @Max(64)
   VECTOR_PARALLEL_WORKERS = 4;
+
+  @IsIn(VECTOR_STORAGES)
+  VECTOR_STORAGE: VectorStorage = 'vector';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(3_600)
+  VECTOR_INDEX_REFRESH_S = 60;
 
   // --- embeddings provider (text search) -------------------------------------------
   @IsIn(['none', 'openai'])

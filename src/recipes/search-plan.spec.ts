@@ -5,6 +5,7 @@ import {
   SearchTuning,
   VectorQuery,
 } from './search-plan.js';
+import { indexColumn, indexedDistance, storageOfDefinition } from './vector-storage.js';
 
 const tuning: SearchTuning = {
   efSearch: 80,
@@ -69,6 +70,44 @@ describe(nearestStatement.name, () => {
     expect(inner).toContain('id <> $4::uuid');
     expect(params).toEqual(['[1,0,0]', 'thai', ['quick'], query.excludeId, 0.8, 20]);
     expect(sql).toMatch(/SELECT \* FROM nearest ORDER BY distance$/);
+  });
+
+  it('with a halfvec index, chooses and bounds rows by the half distance and answers by the exact one', () => {
+    const { sql, params } = nearestStatement(query, '[1,0,0]', 'id', 'halfvec');
+    const half = 'embedding::halfvec(1536) <=> $1::vector::halfvec(1536)';
+    const inner = sql.slice(sql.indexOf('('), sql.indexOf(')\n'));
+    expect(inner).toContain(`SELECT id, embedding <=> $1::vector AS distance`);
+    expect(inner).toContain(`AND ${half} <= $5::float8`);
+    expect(inner).toMatch(
+      /ORDER BY embedding::halfvec\(1536\) <=> \$1::vector::halfvec\(1536\) LIMIT \$6::int$/,
+    );
+    expect(params).toEqual(['[1,0,0]', 'thai', ['quick'], query.excludeId, 0.8, 20]);
+    expect(sql).toMatch(/SELECT \* FROM nearest WHERE distance <= \$5::float8 ORDER BY distance$/);
+  });
+});
+
+describe(storageOfDefinition.name, () => {
+  it.each([
+    [
+      'CREATE INDEX i ON public.recipes USING hnsw (embedding vector_cosine_ops) WITH (m=16)',
+      'vector',
+    ],
+    [
+      'CREATE INDEX i ON public.recipes USING hnsw (((embedding)::halfvec(1536)) halfvec_cosine_ops)',
+      'halfvec',
+    ],
+    ['CREATE INDEX i ON public.recipes USING hnsw (embedding vector_l2_ops)', null],
+    ['CREATE INDEX i ON public.recipes USING btree (cuisine)', null],
+  ])('%s: %s', (definition, storage) => {
+    expect(storageOfDefinition(definition)).toBe(storage);
+  });
+
+  it('builds the index column of each storage so that the definition reads back as it', () => {
+    for (const storage of ['vector', 'halfvec'] as const) {
+      const def = `CREATE INDEX i ON recipes USING hnsw (${indexColumn(storage)})`;
+      expect(storageOfDefinition(def)).toBe(storage);
+      expect(indexedDistance(storage, '$1')).toContain('<=>');
+    }
   });
 });
 

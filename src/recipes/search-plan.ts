@@ -1,6 +1,7 @@
 import { paramBinder } from '../database/query-rows.js';
 import type { LocalSettings } from '../database/statement-batch.js';
 import type { Contradiction } from './witness-set.js';
+import { indexedDistance, type VectorStorage } from './vector-storage.js';
 
 export interface SearchFilters {
   cuisine?: string;
@@ -143,17 +144,33 @@ export function exactSettings(timeoutMs: number): LocalSettings {
  * LIMIT counts only rows that will be answered and an index scan goes on past rows
  * beyond the bound. Relaxed order returns nearly sorted rows: the materialised CTE
  * holds them and the outer query restores strict order.
+ * `storage` is the distance the rows are chosen by, i.e. the index's (vector-storage.ts):
+ * with `halfvec` the CTE orders and bounds by the half-precision distance the index
+ * holds, and the answer reports (and is ordered and bounded by) the exact distance.
+ * Exact plans pass `vector`: every full distance is computed anyway.
  */
 export function nearestStatement(
   q: VectorQuery,
   vector: string | Buffer,
   columns = HIT_COLUMNS,
+  storage: VectorStorage = 'vector',
 ): { sql: string; params: unknown[] } {
   const params: unknown[] = [vector];
   const where = whereClause(q.filters, params, q.excludeId);
   const { bind } = paramBinder(params);
   const bound = bind(q.maxDistance, '::float8');
   const limit = bind(q.limit, '::int');
+  if (storage === 'halfvec') {
+    const indexed = indexedDistance(storage, '$1');
+    return {
+      sql: `WITH nearest AS MATERIALIZED (
+             SELECT ${columns}, embedding <=> $1::vector AS distance
+               FROM recipes WHERE ${where} AND ${indexed} <= ${bound}
+              ORDER BY ${indexed} LIMIT ${limit})
+           SELECT * FROM nearest WHERE distance <= ${bound} ORDER BY distance`,
+      params,
+    };
+  }
   return {
     sql: `WITH nearest AS MATERIALIZED (
            SELECT ${columns}, embedding <=> $1::vector AS distance

@@ -3,11 +3,12 @@ import pgvector from 'pgvector';
 import { vectorFromBinary, vectorParam } from './vector-param.js';
 import { unitVector, Witness, WitnessSet } from './witness-set.js';
 import { ReadBatch, ReadRouterService } from '../database/read-router.service.js';
-import { HNSW_INDEX } from './recipes.constants.js';
 import { QUERY_CANCELED } from '../database/node-errors.js';
+import { storageOfDefinition, type VectorStorage } from './vector-storage.js';
 import {
   exactSettings,
   hasFilters,
+  HIT_COLUMNS,
   matchCountStatement,
   nearestStatement,
   planSettings,
@@ -22,6 +23,13 @@ import {
 /** Result rows of a hit statement, distances as numbers. */
 function hitRows(rows: unknown[]): SearchHitRow[] {
   return (rows as SearchHitRow[]).map((r) => ({ ...r, distance: Number(r.distance) }));
+}
+
+export interface HnswIndexInfo {
+  name: string;
+  /** null: an HNSW index that is not on the embedding with cosine distance */
+  storage: VectorStorage | null;
+  sizeBytes: number;
 }
 
 /** EXPLAIN (FORMAT JSON) output: one element with the plan tree and timings. */
@@ -39,6 +47,12 @@ export type ExplainOutput = Array<{
 export class SearchRepository {
   /** Exact escalations running on this instance (see `verified`). */
   private exactEscalations = 0;
+  /**
+   * What the HNSW index holds, so that index plans order by the distance the index
+   * has (any other expression cannot use it): kept current by VectorIndexService from
+   * the index's definition, whatever VECTOR_STORAGE says until a rebuild converts it.
+   */
+  indexStorage: VectorStorage = 'vector';
 
   constructor(private readonly router: ReadRouterService) {}
 
@@ -187,6 +201,11 @@ export class SearchRepository {
     return Number(rows[0].n) <= tuning.exactMaxRows ? 'exact' : 'hnsw';
   }
 
+  /** Index plans choose rows by the index's distance; exact plans by the full one. */
+  private storageFor(plan: SearchPlan): VectorStorage {
+    return plan === 'exact' ? 'vector' : this.indexStorage;
+  }
+
   /** The plan's settings and the query: one round trip. */
   private async nearest(
     batch: ReadBatch,
@@ -195,7 +214,7 @@ export class SearchRepository {
     tuning: SearchTuning,
     plan: SearchPlan,
   ): Promise<SearchHitRow[]> {
-    const statement = nearestStatement(q, vector);
+    const statement = nearestStatement(q, vector, HIT_COLUMNS, this.storageFor(plan));
     const [rows] = await batch([statement], planSettings(plan, tuning));
     return hitRows(rows);
   }
@@ -231,7 +250,12 @@ export class SearchRepository {
   ): Promise<{ plan: SearchPlan; exactFallback: boolean; explained: ExplainOutput }> {
     return this.router.readBatches(async (batch) => {
       const run = async (plan: SearchPlan): Promise<ExplainOutput> => {
-        const statement = nearestStatement(q, vectorParam(q.embedding));
+        const statement = nearestStatement(
+          q,
+          vectorParam(q.embedding),
+          HIT_COLUMNS,
+          this.storageFor(plan),
+        );
         const [rows] = await batch(
           [
             {
@@ -306,13 +330,23 @@ export class SearchRepository {
     });
   }
 
-  indexSizeBytes(): Promise<number | null> {
+  /** The valid HNSW indexes on recipes (normally one; two while VECTOR_STORAGE is switched). */
+  hnswIndexes(): Promise<HnswIndexInfo[]> {
     return this.router.read(async (m) => {
-      const rows: Array<{ size: string | null }> = await m.query(
-        `SELECT pg_relation_size(to_regclass($1))::text AS size`,
-        [HNSW_INDEX],
+      const rows: Array<{ name: string; definition: string; size: string }> = await m.query(
+        `SELECT c.relname AS name, pg_get_indexdef(c.oid) AS definition,
+                pg_relation_size(c.oid)::text AS size
+           FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indexrelid
+           JOIN pg_am a ON a.oid = c.relam
+          WHERE i.indrelid = 'recipes'::regclass AND a.amname = 'hnsw' AND i.indisvalid
+          ORDER BY c.relname`,
       );
-      return rows[0]?.size === null || rows[0]?.size === undefined ? null : Number(rows[0].size);
+      return rows.map((r) => ({
+        name: r.name,
+        storage: storageOfDefinition(r.definition),
+        sizeBytes: Number(r.size),
+      }));
     });
   }
 }

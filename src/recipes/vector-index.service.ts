@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import type { AppConfig } from '../config/app-config.js';
+import type { AppConfig, NodeAddress } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { DomainError, ErrorCode } from '../common/errors.js';
 import { JobLeadershipService } from '../database/job-leadership.service.js';
@@ -14,6 +15,7 @@ import { SearchRepository } from './search.repository.js';
 import { SearchMetrics } from './search.metrics.js';
 import { SearchService } from './search.service.js';
 import { parallelWorkersFor } from './vector-index.js';
+import { indexColumn, storageOfDefinition, type VectorStorage } from './vector-storage.js';
 
 export enum VectorJob {
   Rebuild = 'vector-index-rebuild',
@@ -51,7 +53,11 @@ export interface ExplainReport {
 /** Cosine distance is at most 2: a representative EXPLAIN cuts nothing unless asked to. */
 const NO_DISTANCE_BOUND = 2;
 
-const REFRESH_MS = 60_000;
+/** The spec's HNSW `m` (the migration's). */
+const HNSW_M = 16;
+
+/** Beyond one index refresh interval, before a storage switch drops the old index. */
+const SWITCH_MARGIN_MS = 5_000;
 
 /** pgvector's ef_construction when the index has no reloption for it. */
 const HNSW_DEFAULT_EF_CONSTRUCTION = 64;
@@ -62,6 +68,7 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(VectorIndexService.name);
   private timer?: NodeJS.Timeout;
   private rebuilding: Promise<void> | null = null;
+  private warnedStorage = false;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -71,22 +78,51 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
     private readonly topology: TopologyService,
     private readonly runs: JobRunsRepository,
     private readonly leadership: JobLeadershipService,
-  ) {}
+  ) {
+    // what the index most likely holds until the first refresh reads it
+    this.searches.indexStorage = config.vector.storage;
+  }
 
   onModuleInit(): void {
-    void this.refreshSize();
-    this.timer = setInterval(() => void this.refreshSize(), REFRESH_MS);
+    void this.refreshIndex();
+    this.timer = setInterval(() => void this.refreshIndex(), this.config.vector.indexRefreshMs);
     this.timer.unref();
   }
 
-  async refreshSize(): Promise<void> {
+  /**
+   * Reads the HNSW indexes on recipes: the size metric, and the storage searches must
+   * order by to use an index (SearchRepository.indexStorage). The configured storage
+   * when an index of that storage is valid, else the storage of the index there is:
+   * during a switch of VECTOR_STORAGE both exist, and every instance moves to the new
+   * one within this refresh interval, before the rebuild drops the old one.
+   */
+  async refreshIndex(): Promise<void> {
     try {
-      const size = await this.searches.indexSizeBytes();
-      if (size !== null) {
-        this.metrics.indexSize.set(size);
+      const indexes = await this.searches.hnswIndexes();
+      const main = indexes.find((i) => i.name === HNSW_INDEX) ?? indexes[0];
+      if (main) {
+        this.metrics.indexSize.set(main.sizeBytes);
+      }
+      const wanted = this.config.vector.storage;
+      const storage: VectorStorage | null = indexes.some((i) => i.storage === wanted)
+        ? wanted
+        : (main?.storage ?? null);
+      if (storage !== null && storage !== this.searches.indexStorage) {
+        this.logger.log(
+          { from: this.searches.indexStorage, to: storage },
+          'searches follow the HNSW index storage',
+        );
+        this.searches.indexStorage = storage;
+      }
+      if (storage !== null && storage !== wanted && !this.warnedStorage) {
+        this.warnedStorage = true;
+        this.logger.warn(
+          { configured: wanted, index: storage },
+          'VECTOR_STORAGE differs from the HNSW index: searches use the index as it is until POST /v1/ops/vector-index/rebuild converts it',
+        );
       }
     } catch (err) {
-      this.logger.debug({ error: (err as Error).message }, 'index size not available');
+      this.logger.debug({ error: (err as Error).message }, 'index state not available');
     }
   }
 
@@ -123,7 +159,8 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
       n.Plans?.forEach(walk);
     };
     walk(top.Plan);
-    const indexNode = nodes.find((n) => n['Index Name'] === HNSW_INDEX);
+    // the index has a suffix for a moment while VECTOR_STORAGE is switched
+    const indexNode = nodes.find((n) => n['Index Name']?.startsWith(HNSW_INDEX));
     return {
       plan,
       exactFallback,
@@ -194,13 +231,13 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
       throw err;
     }
     const runId = await this.runs.start(VectorJob.Rebuild, this.leadership.instanceId);
-    this.rebuilding = this.rebuild(client, runId).finally(() => {
+    this.rebuilding = this.rebuild(client, runId, writer.lastProbe.address).finally(() => {
       this.rebuilding = null;
     });
     return runId;
   }
 
-  private async rebuild(client: pg.Client, runId: string): Promise<void> {
+  private async rebuild(client: pg.Client, runId: string, writer: NodeAddress): Promise<void> {
     const started = performance.now();
     try {
       const ext = await client.query<{ extversion: string }>(
@@ -223,20 +260,32 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
       // A crashed earlier REINDEX CONCURRENTLY leaves an invalid copy behind.
       await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${HNSW_INDEX}_ccnew`);
       const efConstruction = await this.applyEfConstruction(client, runId);
+      const from = await this.currentStorage(client);
+      const to = this.config.vector.storage;
       this.logger.log(
         {
           runId,
           workers,
           maintenanceWorkMem: this.config.vector.maintenanceWorkMem,
           efConstruction,
+          storage: from === to ? to : `${from} -> ${to}`,
         },
         'HNSW rebuild started',
       );
-      await client.query(`REINDEX INDEX CONCURRENTLY ${HNSW_INDEX}`);
+      if (from === null || from === to) {
+        await client.query(`REINDEX INDEX CONCURRENTLY ${HNSW_INDEX}`);
+      } else {
+        await this.convert(writer, runId, to, efConstruction, workers);
+      }
       const seconds = (performance.now() - started) / 1000;
       this.metrics.indexBuildSeconds.set(seconds);
-      await this.refreshSize();
-      await this.runs.finish(runId, 'succeeded', { seconds, workers, pgvector: version });
+      await this.refreshIndex();
+      await this.runs.finish(runId, 'succeeded', {
+        seconds,
+        workers,
+        pgvector: version,
+        storage: this.config.vector.storage,
+      });
       this.logger.log({ runId, seconds }, 'HNSW rebuild finished');
     } catch (err) {
       const message = (err as Error).message;
@@ -247,6 +296,79 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
         .end()
         .catch((err: Error) =>
           this.logger.warn({ error: err.message }, 'closing reindex connection'),
+        );
+    }
+  }
+
+  private async currentStorage(client: pg.Client): Promise<VectorStorage | null> {
+    const { rows } = await client.query<{ def: string | null }>(
+      `SELECT pg_get_indexdef(to_regclass($1)) AS def`,
+      [HNSW_INDEX],
+    );
+    return rows[0]?.def ? storageOfDefinition(rows[0].def) : null;
+  }
+
+  /**
+   * A rebuild that changes VECTOR_STORAGE: the new index is built beside the old one
+   * (CREATE INDEX CONCURRENTLY: reads and writes go on), then the old one stays for one
+   * index refresh interval and a margin, while every instance moves its searches to the
+   * new one (refreshIndex), then it is dropped and the new one takes its name.
+   */
+  private async convert(
+    writer: NodeAddress,
+    runId: string,
+    storage: VectorStorage,
+    efConstruction: number,
+    workers: number,
+  ): Promise<void> {
+    const db = this.config.database;
+    if (db.migrationPassword === undefined) {
+      throw new Error(
+        'switching VECTOR_STORAGE builds a new index, which needs CREATE on the schema: set DB_MIGRATION_USER and DB_MIGRATION_PASSWORD (the owner role) where the rebuild runs',
+      );
+    }
+    // CREATE INDEX needs CREATE on the schema, which the service's role has not
+    const owner = new pg.Client({
+      ...directClientConfig(db, writer, {
+        applicationName: 'database-unit:reindex',
+        noQueryTimeout: true,
+      }),
+      user: db.migrationUser,
+      password: db.migrationPassword,
+    });
+    owner.on('error', (err) =>
+      this.logger.warn({ error: err.message }, 'index conversion connection error'),
+    );
+    await owner.connect();
+    try {
+      await owner.query(`SELECT set_config('maintenance_work_mem', $1, false)`, [
+        this.config.vector.maintenanceWorkMem,
+      ]);
+      await owner.query(`SELECT set_config('max_parallel_maintenance_workers', $1, false)`, [
+        String(workers),
+      ]);
+      const next = `${HNSW_INDEX}_convert`;
+      // a crashed earlier conversion leaves an invalid or unused copy behind
+      await owner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${next}`);
+      // identifiers and integers from constants and validated config: nothing from a request
+      await owner.query(
+        `CREATE INDEX CONCURRENTLY ${next} ON recipes USING hnsw (${indexColumn(storage)})
+           WITH (m = ${HNSW_M}, ef_construction = ${efConstruction})`,
+      );
+      const graceMs = this.config.vector.indexRefreshMs + SWITCH_MARGIN_MS;
+      this.logger.log(
+        { runId, storage, graceMs },
+        'HNSW index of the new storage built; the old one is dropped once every instance uses the new one',
+      );
+      await this.refreshIndex();
+      await sleep(graceMs);
+      await owner.query(`DROP INDEX CONCURRENTLY ${HNSW_INDEX}`);
+      await owner.query(`ALTER INDEX ${next} RENAME TO ${HNSW_INDEX}`);
+    } finally {
+      await owner
+        .end()
+        .catch((err: Error) =>
+          this.logger.warn({ error: err.message }, 'closing index conversion connection'),
         );
     }
   }
