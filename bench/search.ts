@@ -74,6 +74,7 @@ import { table, targetsTable, type Target } from './lib/text-table.js';
 import { vectorParam } from '../src/recipes/vector-param.js';
 import { indexColumn, VECTOR_STORAGES, type VectorStorage } from '../src/recipes/vector-storage.js';
 import { InMemoryTable } from './lib/exact-memory.js';
+import { loaderVsCopy } from './lib/loader-vs-copy.js';
 
 /** search's tables keep their first two columns left-aligned. */
 const table2 = (headers: string[], rows: string[][]): string => table(headers, rows, 2);
@@ -124,7 +125,7 @@ interface Options {
   /** ground truth by exact scans in PostgreSQL, or in memory from the regenerated rows */
   truth: 'sql' | 'memory';
   /** `--regime incremental`: bench/lib/incremental.ts instead of the bulk-built measurements */
-  regime: 'bulk' | 'incremental';
+  regime: 'bulk' | 'incremental' | 'loader';
   secondRows: number;
   deleteShare: number;
   efSearch: number;
@@ -196,6 +197,7 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(
       'npm run bench:search -- [--rows N] [--queries Q] [--duration-s S] [--skip-load] [--skip-http]\n' +
         '  [--regime bulk|incremental [--second-rows 20000] [--delete-share 0.3]] (incremental: queries = --queries per case)\n' +
+        '  [--regime loader [--second-rows N]] (npm run recipes:load against COPY into the loaded table, index in place)\n' +
         '  [--seed N] [--build-mem 1GB] [--ef-construction N] [--rebuild-index] [--ef-search N] [--ef-per-result N] [--ef-sweep 40,120,200]\n' +
         '  [--storage vector|halfvec (the index; VECTOR_STORAGE)] [--truth sql|memory (exact answers by SQL scans, or in memory from the regenerated rows)]\n' +
         '  [--limit 20] (search knobs default to the service defaults, and are passed to it)\n' +
@@ -283,11 +285,8 @@ function oneOf<T extends string>(name: string, v: string, allowed: readonly T[])
   return v as T;
 }
 
-function parseRegime(v: string): 'bulk' | 'incremental' {
-  if (v !== 'bulk' && v !== 'incremental') {
-    throw new Error(`--regime must be bulk or incremental, got '${v}'`);
-  }
-  return v;
+function parseRegime(v: string): Options['regime'] {
+  return oneOf('regime', v, ['bulk', 'incremental', 'loader'] as const);
 }
 
 function share(v: string): number {
@@ -1784,6 +1783,52 @@ async function main(): Promise<void> {
   }
   const sz = await sizes(env);
   await phase('replica catch-up', () => waitForReplica(env));
+  if (opts.regime === 'loader') {
+    const study = await phase('loader vs COPY', () =>
+      loaderVsCopy(env, model, {
+        rows: opts.secondRows,
+        rounds: Math.max(2, Math.min(10, Math.floor(opts.secondRows / 1_000))),
+        seed: opts.seed ^ 0x68e31da4,
+        repoDir: REPO_DIR,
+      }),
+    );
+    // deleted rows stay in the HNSW index until VACUUM: --skip-load must not reuse it
+    await withClient(clientConfig(env, env.primary), (c) =>
+      c.query(`DELETE FROM bench_meta WHERE key = 'load'`),
+    );
+    const report = {
+      benchmark: 'search',
+      mode: 'loader',
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      machine: await machineInfo(env),
+      parameters: opts,
+      load,
+      results: study,
+      phasesS: phases,
+    };
+    const file = await writeReport('search', startedAt, opts.tag || 'loader', report);
+    process.stdout.write(
+      `${table2(
+        ['side', 'rows', 'seconds', 'rows/s'],
+        [
+          [
+            'npm run recipes:load',
+            String(study.loader.rows),
+            String(study.loader.seconds),
+            String(study.loader.rowsPerS),
+          ],
+          [
+            'binary COPY (limit)',
+            String(study.copy.rows),
+            String(study.copy.seconds),
+            String(study.copy.rowsPerS),
+          ],
+        ],
+      )}\nloader / COPY: ${study.loaderToCopy} (into ${study.tableRowsBefore} rows, index in place)\nresults: ${path.relative(REPO_DIR, file)}\n`,
+    );
+    return;
+  }
   if (opts.regime === 'incremental') {
     const study = await phase('incremental regime', () =>
       incrementalStudy(env, sel.total, model, {

@@ -13,6 +13,8 @@ const SEARCH_DB = 'dbu_bench_smoke_search';
 const CACHE_DB = 'dbu_bench_smoke_cache';
 /** bench:search --regime incremental changes its table: a database of its own. */
 const SEARCH_INCR_DB = 'dbu_bench_smoke_incr';
+/** bench:search --regime loader writes rows and deletes them (the index keeps them until VACUUM). */
+const SEARCH_LOADER_DB = 'dbu_bench_smoke_loader';
 /** bench:growth reloads its table at each size. */
 const GROWTH_DB = 'dbu_bench_smoke_growth';
 
@@ -118,7 +120,7 @@ describe('benchmarks (smoke mode)', () => {
     await rm(results, { recursive: true, force: true });
     const env = await stackEnv();
     const primaryPort = Number(env.DB_NODES.split(',')[0].split(':')[1]);
-    for (const db of [SEARCH_DB, CACHE_DB, SEARCH_INCR_DB, GROWTH_DB]) {
+    for (const db of [SEARCH_DB, CACHE_DB, SEARCH_INCR_DB, GROWTH_DB, SEARCH_LOADER_DB]) {
       await superQuery(env, primaryPort, 'postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
     }
   });
@@ -258,6 +260,57 @@ describe('benchmarks (smoke mode)', () => {
     },
     600_000,
   );
+
+  it('bench:search --regime loader runs npm run recipes:load and COPY in alternating rounds, and deletes what they wrote', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dbu-bench-smoke-loader-'));
+    try {
+      await run(
+        process.execPath,
+        [
+          join('dist', 'bench', 'search.js'),
+          ...'--regime loader --rows 300 --second-rows 200 --queries 3'.split(' '),
+        ],
+        {
+          cwd: REPO_ROOT,
+          env: { ...process.env, BENCH_SEARCH_DB: SEARCH_LOADER_DB, BENCH_RESULTS_DIR: dir },
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: 300_000,
+        },
+      ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
+        throw new Error(
+          `bench:search --regime loader exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
+        );
+      });
+      const files = (await readdir(dir)).filter((f) => f.endsWith('-loader.json'));
+      expect(files).toHaveLength(1);
+      const report = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as {
+        mode: string;
+        results: {
+          tableRowsBefore: number;
+          rounds: number;
+          loader: { rows: number; rowsPerS: number };
+          copy: { rows: number; rowsPerS: number };
+        };
+      };
+      expect(report.mode).toBe('loader');
+      expect(report.results.tableRowsBefore).toBe(300);
+      expect(report.results.rounds).toBe(2);
+      expect(report.results.loader.rows).toBe(200);
+      expect(report.results.copy.rows).toBe(200);
+      expect(report.results.loader.rowsPerS).toBeGreaterThan(0);
+      const env = await stackEnv();
+      const primaryPort = Number(env.DB_NODES.split(',')[0].split(':')[1]);
+      const left = await superQuery(
+        env,
+        primaryPort,
+        SEARCH_LOADER_DB,
+        'SELECT count(*)::int AS n FROM recipes',
+      );
+      expect(left.rows[0]).toEqual({ n: 300 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   it('bench:search --regime incremental writes through the API and bare SQL, deletes, vacuums, and reports each phase', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dbu-bench-smoke-incr-'));
