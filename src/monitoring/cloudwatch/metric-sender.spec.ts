@@ -55,12 +55,20 @@ describe(WorkerMetricSender.name, () => {
   });
 
   it('an abort ends a hanging call; a dead thread fails its calls as retryable and is replaced', async () => {
+    // the fake has the call (and hangs on it) before the test acts: a fixed sleep was not
+    // enough on a busy machine (the thread's start and the SDK's import took longer), the
+    // armed fault then caught the last call
+    const received = async (n: number): Promise<void> => {
+      while (fake.calls.length < n) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
     fake.failNext('hang');
     const abort = new AbortController();
     const hanging = sender
       .send('DatabaseUnitTest', [datum(1)], abort.signal)
       .catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 200));
+    await received(1);
     abort.abort();
     const aborted = await hanging;
     expect(aborted).toBeInstanceOf(Error);
@@ -70,7 +78,7 @@ describe(WorkerMetricSender.name, () => {
     const lost = sender
       .send('DatabaseUnitTest', [datum(2)], new AbortController().signal)
       .catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 200));
+    await received(2);
     const worker = (sender as unknown as { worker: { terminate(): Promise<number> } }).worker;
     await worker.terminate();
     const err = (await lost) as Error;
