@@ -277,6 +277,13 @@ function panel(
   return out.join('\n');
 }
 
+/** The next of 1, 2, 5 × 10^k at or above `x` × 1.05 (tick labels at fifths stay short). */
+function niceCeil(x: number): number {
+  const target = x * 1.05;
+  const base = 10 ** Math.floor(Math.log10(target));
+  return [1, 2, 5, 10].map((m) => m * base).find((v) => v >= target) ?? 10 * base;
+}
+
 export function growthSvg(points: GrowthPoint[], caption: string): string {
   const xs = [...new Set(points.map((p) => p.rows))].sort((a, b) => a - b);
   const storages = [...new Set(points.map((p) => p.storage))];
@@ -314,11 +321,21 @@ export function growthSvg(points: GrowthPoint[], caption: string): string {
       },
     );
   }
+  const size: Series[] = storages.map((s) => ({
+    label: `${s} index (MiB)`,
+    colour: COLOURS[s],
+    dashed: false,
+    points: points
+      .filter((p) => p.storage === s)
+      .sort((a, b) => a.rows - b.rows)
+      .map((p) => [p.rows, p.indexBytes / 2 ** 20] as [number, number]),
+  }));
   const maxLatency = Math.max(1, ...latency.flatMap((s) => s.points.map(([, y]) => y)));
+  const maxSize = Math.max(1, ...size.flatMap((s) => s.points.map(([, y]) => y)));
   const minRecall = Math.min(0.95, ...recall.flatMap((s) => s.points.map(([, y]) => y)));
   const height = 420 + 16 * Math.max(latency.length, recall.length);
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="1000" height="${height}" font-family="sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="1500" height="${height}" font-family="sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     panel(
       0,
@@ -327,9 +344,10 @@ export function growthSvg(points: GrowthPoint[], caption: string): string {
       latency,
       xs,
       0,
-      Math.ceil(maxLatency * 1.1),
+      niceCeil(maxLatency),
     ),
     panel(500, 'Recall@20', 'recall', recall, xs, Math.floor(minRecall * 100) / 100, 1),
+    panel(1000, 'HNSW index size', 'MiB', size, xs, 0, niceCeil(maxSize)),
     `<text x="10" y="${height - 8}" font-size="10" fill="#555">${esc(caption)}</text>`,
     '</svg>',
     '',

@@ -246,7 +246,7 @@ describe('benchmarks (smoke mode)', () => {
           }
           const svg = await readFile(join(results, files[0].replace(/\.json$/, '.svg')), 'utf8');
           expect(svg).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
-          expect(svg.match(/<path /g)).toHaveLength(8);
+          expect(svg.match(/<path /g)).toHaveLength(10);
           break;
         }
         case 'reads': {
