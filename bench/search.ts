@@ -1719,6 +1719,40 @@ interface Report {
 
 // ---------------------------------------------------------------------------
 
+/**
+ * The report of a regime that changed the table (incremental, loader): the load record
+ * goes, so that --skip-load cannot reuse what no longer is as loaded; returns its file.
+ */
+async function regimeReport(
+  env: StackEnv,
+  mode: 'incremental' | 'loader',
+  r: {
+    startedAt: string;
+    opts: Options & { maxDistance?: number };
+    load: LoadReport;
+    study: unknown;
+    phases: Record<string, number>;
+    targets?: Target[];
+  },
+): Promise<string> {
+  await withClient(clientConfig(env, env.primary), (c) =>
+    c.query(`DELETE FROM bench_meta WHERE key = 'load'`),
+  );
+  const report = {
+    benchmark: 'search',
+    mode,
+    startedAt: r.startedAt,
+    finishedAt: new Date().toISOString(),
+    machine: await machineInfo(env),
+    parameters: r.opts,
+    load: r.load,
+    results: r.study,
+    ...(r.targets ? { targets: r.targets } : {}),
+    phasesS: r.phases,
+  };
+  return writeReport('search', r.startedAt, r.opts.tag || mode, report);
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const startedAt = new Date().toISOString();
@@ -1793,21 +1827,7 @@ async function main(): Promise<void> {
       }),
     );
     // deleted rows stay in the HNSW index until VACUUM: --skip-load must not reuse it
-    await withClient(clientConfig(env, env.primary), (c) =>
-      c.query(`DELETE FROM bench_meta WHERE key = 'load'`),
-    );
-    const report = {
-      benchmark: 'search',
-      mode: 'loader',
-      startedAt,
-      finishedAt: new Date().toISOString(),
-      machine: await machineInfo(env),
-      parameters: opts,
-      load,
-      results: study,
-      phasesS: phases,
-    };
-    const file = await writeReport('search', startedAt, opts.tag || 'loader', report);
+    const file = await regimeReport(env, 'loader', { startedAt, opts, load, study, phases });
     process.stdout.write(
       `${table2(
         ['side', 'rows', 'seconds', 'rows/s'],
@@ -1856,24 +1876,17 @@ async function main(): Promise<void> {
       }),
     );
     // the table no longer holds what the load wrote: --skip-load must not reuse it
-    await withClient(clientConfig(env, env.primary), (c) =>
-      c.query(`DELETE FROM bench_meta WHERE key = 'load'`),
-    );
-    const report = {
-      benchmark: 'search',
-      mode: 'incremental',
+    const targets = incrementalTargets(study);
+    const file = await regimeReport(env, 'incremental', {
       startedAt,
-      finishedAt: new Date().toISOString(),
-      machine: await machineInfo(env),
-      parameters: { ...opts, maxDistance: MAX_DISTANCE },
+      opts: { ...opts, maxDistance: MAX_DISTANCE },
       load,
-      results: study,
-      targets: incrementalTargets(study),
-      phasesS: phases,
-    };
-    const file = await writeReport('search', startedAt, opts.tag || 'incremental', report);
+      study,
+      phases,
+      targets,
+    });
     process.stdout.write(
-      `${renderIncremental(study)}\n\n${targetsTable(report.targets)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
+      `${renderIncremental(study)}\n\n${targetsTable(targets)}\nresults: ${path.relative(REPO_DIR, file)}\n`,
     );
     return;
   }

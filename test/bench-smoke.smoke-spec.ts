@@ -24,6 +24,24 @@ interface Bench {
   env: Record<string, string>;
 }
 
+/** `bench:search --regime <regime> <args>` in database `db`, its report into `dir`. */
+async function searchRegime(regime: string, args: string, db: string, dir: string): Promise<void> {
+  await run(
+    process.execPath,
+    [join('dist', 'bench', 'search.js'), '--regime', regime, ...args.split(' ')],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, BENCH_SEARCH_DB: db, BENCH_RESULTS_DIR: dir },
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 300_000,
+    },
+  ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
+    throw new Error(
+      `bench:search --regime ${regime} exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
+    );
+  });
+}
+
 /**
  * Every `npm run bench:*` in a short smoke mode, so that a bench cannot break silently
  * (say, when the service gains a required setting). The npm scripts are `build`, the bench
@@ -264,23 +282,12 @@ describe('benchmarks (smoke mode)', () => {
   it('bench:search --regime loader runs npm run recipes:load and COPY in alternating rounds, and deletes what they wrote', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dbu-bench-smoke-loader-'));
     try {
-      await run(
-        process.execPath,
-        [
-          join('dist', 'bench', 'search.js'),
-          ...'--regime loader --rows 300 --second-rows 200 --queries 3'.split(' '),
-        ],
-        {
-          cwd: REPO_ROOT,
-          env: { ...process.env, BENCH_SEARCH_DB: SEARCH_LOADER_DB, BENCH_RESULTS_DIR: dir },
-          maxBuffer: 64 * 1024 * 1024,
-          timeout: 300_000,
-        },
-      ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
-        throw new Error(
-          `bench:search --regime loader exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
-        );
-      });
+      await searchRegime(
+        'loader',
+        '--rows 300 --second-rows 200 --queries 3',
+        SEARCH_LOADER_DB,
+        dir,
+      );
       const files = (await readdir(dir)).filter((f) => f.endsWith('-loader.json'));
       expect(files).toHaveLength(1);
       const report = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as {
@@ -315,25 +322,12 @@ describe('benchmarks (smoke mode)', () => {
   it('bench:search --regime incremental writes through the API and bare SQL, deletes, vacuums, and reports each phase', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dbu-bench-smoke-incr-'));
     try {
-      await run(
-        process.execPath,
-        [
-          join('dist', 'bench', 'search.js'),
-          ...'--regime incremental --rows 300 --second-rows 400 --queries 3 --warmup-queries 0 --service-env VECTOR_WITNESS_REFRESH_S=1'.split(
-            ' ',
-          ),
-        ],
-        {
-          cwd: REPO_ROOT,
-          env: { ...process.env, BENCH_SEARCH_DB: SEARCH_INCR_DB, BENCH_RESULTS_DIR: dir },
-          maxBuffer: 64 * 1024 * 1024,
-          timeout: 300_000,
-        },
-      ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
-        throw new Error(
-          `bench:search --regime incremental exited ${String(err.code)}:\n${(err.stdout ?? '').slice(-3000)}\n${(err.stderr ?? '').slice(-3000)}`,
-        );
-      });
+      await searchRegime(
+        'incremental',
+        '--rows 300 --second-rows 400 --queries 3 --warmup-queries 0 --service-env VECTOR_WITNESS_REFRESH_S=1',
+        SEARCH_INCR_DB,
+        dir,
+      );
       const files = (await readdir(dir)).filter((f) => f.endsWith('-incremental.json'));
       expect(files).toHaveLength(1);
       const report = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as {
