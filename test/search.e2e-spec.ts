@@ -305,6 +305,13 @@ describe('vector search (real stack, pgvector HNSW)', () => {
 
   it('rebuilds the HNSW index concurrently as a job, one at a time, with the configured ef_construction, while searches go on', async () => {
     const rebuilder = await boot({ VECTOR_EF_CONSTRUCTION: '32' });
+    // what a storage switch that failed before its swap leaves behind: the rebuild drops it
+    await ownerQuery(
+      db,
+      db.primaryPort,
+      database,
+      `CREATE INDEX ${HNSW_INDEX}_convert ON recipes (total_minutes)`,
+    );
     const started = await request(rebuilder.getHttpServer())
       .post('/v1/ops/vector-index/rebuild')
       .set(bearer(KEYS.all))
@@ -338,6 +345,12 @@ describe('vector search (real stack, pgvector HNSW)', () => {
       )
     ).rows as Array<{ reloptions: string[] }>;
     expect(index.reloptions).toEqual(expect.arrayContaining(['m=16', 'ef_construction=32']));
+    const [leftover] = (
+      await adminQuery(db, db.primaryPort, database, `SELECT to_regclass($1) AS idx`, [
+        `${HNSW_INDEX}_convert`,
+      ])
+    ).rows as Array<{ idx: string | null }>;
+    expect(leftover.idx).toBeNull();
     const metrics = (await request(rebuilder.getHttpServer()).get('/metrics').expect(200)).text;
     expect(metrics).toMatch(/vector_index_last_build_seconds\{[^}]*\} [0-9.]*[1-9]/);
     const after = await search(app, { embedding: axis(0) }).expect(200);

@@ -56,6 +56,9 @@ const NO_DISTANCE_BOUND = 2;
 /** The spec's HNSW `m` (the migration's). */
 const HNSW_M = 16;
 
+/** The new index of a VECTOR_STORAGE switch until it takes the old one's name. */
+const CONVERT_INDEX = `${HNSW_INDEX}_convert`;
+
 /** Beyond one index refresh interval, before a storage switch drops the old index. */
 const SWITCH_MARGIN_MS = 5_000;
 
@@ -260,7 +263,15 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
       // A crashed earlier REINDEX CONCURRENTLY leaves an invalid copy behind.
       await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${HNSW_INDEX}_ccnew`);
       const efConstruction = await this.applyEfConstruction(client, runId);
-      const from = await this.currentStorage(client);
+      let from = await this.currentStorage(client);
+      if (from === null && (await this.exists(client, CONVERT_INDEX))) {
+        // a conversion stopped between dropping the old index and renaming the new one
+        await client.query(`ALTER INDEX ${CONVERT_INDEX} RENAME TO ${HNSW_INDEX}`);
+        from = await this.currentStorage(client);
+      }
+      if (from === null) {
+        throw new Error(`${HNSW_INDEX} does not exist: the migrations create it`);
+      }
       const to = this.config.vector.storage;
       this.logger.log(
         {
@@ -272,7 +283,9 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
         },
         'HNSW rebuild started',
       );
-      if (from === null || from === to) {
+      if (from === to) {
+        // a conversion that failed before its swap leaves its new index behind
+        await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${CONVERT_INDEX}`);
         await client.query(`REINDEX INDEX CONCURRENTLY ${HNSW_INDEX}`);
       } else {
         await this.convert(writer, runId, to, efConstruction, workers);
@@ -298,6 +311,14 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
           this.logger.warn({ error: err.message }, 'closing reindex connection'),
         );
     }
+  }
+
+  private async exists(client: pg.Client, index: string): Promise<boolean> {
+    const { rows } = await client.query<{ ok: boolean }>(
+      `SELECT to_regclass($1) IS NOT NULL AS ok`,
+      [index],
+    );
+    return rows[0]?.ok === true;
   }
 
   private async currentStorage(client: pg.Client): Promise<VectorStorage | null> {
@@ -347,7 +368,7 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
       await owner.query(`SELECT set_config('max_parallel_maintenance_workers', $1, false)`, [
         String(workers),
       ]);
-      const next = `${HNSW_INDEX}_convert`;
+      const next = CONVERT_INDEX;
       // a crashed earlier conversion leaves an invalid or unused copy behind
       await owner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${next}`);
       // identifiers and integers from constants and validated config: nothing from a request
