@@ -236,7 +236,7 @@ function parseOptions(argv: string[]): Options {
     skipHttp: values['skip-http'],
     seed: int('seed', values.seed, 0, 2 ** 31),
     buildMem: values['build-mem'],
-    efConstruction: int('ef-construction', values['ef-construction'], 4, 1000),
+    efConstruction: int('ef-construction', values['ef-construction'], 32, 1000),
     rebuildIndex: values['rebuild-index'],
     storage: oneOf('storage', values.storage, VECTOR_STORAGES),
     truth: oneOf('truth', values.truth, ['sql', 'memory'] as const),

@@ -99,6 +99,9 @@ describe(loadConfig.name, () => {
     [{ NODE_ENV: 'production', DB_PASSWORD: 'x' }, 'DB_MIGRATION_PASSWORD'],
     [{ DB_MIGRATION_USER: 'app' }, 'DB_MIGRATION_USER'],
     [{ AUDIT_RETENTION_YEARS: '6' }, 'AUDIT_RETENTION_YEARS'],
+    // pgvector refuses ef_construction below 2 × m: the rebuild job would fail
+    [{ VECTOR_EF_CONSTRUCTION: '16' }, 'VECTOR_EF_CONSTRUCTION'],
+    [{ VECTOR_STORAGE: 'float16' }, 'VECTOR_STORAGE'],
   ])('rejects inconsistent settings %j', (env, name) => {
     expect(() => loadConfig(env)).toThrow(name);
   });

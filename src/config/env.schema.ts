@@ -454,9 +454,10 @@ export class EnvironmentVariables {
   @Matches(/^\d+(kB|MB|GB)$/)
   VECTOR_MAINTENANCE_WORK_MEM = '1GB';
 
+  // pgvector refuses ef_construction below 2 × m (m is 16)
   @Transform(toInt)
   @IsInt()
-  @Min(4)
+  @Min(32)
   @Max(1000)
   VECTOR_EF_CONSTRUCTION = 128;
 
