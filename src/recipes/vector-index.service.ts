@@ -254,15 +254,9 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
           'pgvector < 0.8.2: rebuilding the HNSW index without parallel workers',
         );
       }
-      await client.query(`SELECT set_config('maintenance_work_mem', $1, false)`, [
-        this.config.vector.maintenanceWorkMem,
-      ]);
-      await client.query(`SELECT set_config('max_parallel_maintenance_workers', $1, false)`, [
-        String(workers),
-      ]);
+      await this.buildSettings(client, workers);
       // A crashed earlier REINDEX CONCURRENTLY leaves an invalid copy behind.
       await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${HNSW_INDEX}_ccnew`);
-      const efConstruction = await this.applyEfConstruction(client, runId);
       let from = await this.currentStorage(client);
       if (from === null && (await this.exists(client, CONVERT_INDEX))) {
         // a conversion stopped between dropping the old index and renaming the new one
@@ -272,6 +266,7 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
       if (from === null) {
         throw new Error(`${HNSW_INDEX} does not exist: the migrations create it`);
       }
+      const efConstruction = await this.applyEfConstruction(client, runId);
       const to = this.config.vector.storage;
       this.logger.log(
         {
@@ -311,6 +306,16 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
           this.logger.warn({ error: err.message }, 'closing reindex connection'),
         );
     }
+  }
+
+  /** The build's memory and workers, for this session's index builds. */
+  private async buildSettings(c: pg.Client, workers: number): Promise<void> {
+    await c.query(`SELECT set_config('maintenance_work_mem', $1, false)`, [
+      this.config.vector.maintenanceWorkMem,
+    ]);
+    await c.query(`SELECT set_config('max_parallel_maintenance_workers', $1, false)`, [
+      String(workers),
+    ]);
   }
 
   private async exists(client: pg.Client, index: string): Promise<boolean> {
@@ -362,12 +367,7 @@ export class VectorIndexService implements OnModuleInit, OnApplicationShutdown {
     );
     await owner.connect();
     try {
-      await owner.query(`SELECT set_config('maintenance_work_mem', $1, false)`, [
-        this.config.vector.maintenanceWorkMem,
-      ]);
-      await owner.query(`SELECT set_config('max_parallel_maintenance_workers', $1, false)`, [
-        String(workers),
-      ]);
+      await this.buildSettings(owner, workers);
       const next = CONVERT_INDEX;
       // a crashed earlier conversion leaves an invalid or unused copy behind
       await owner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${next}`);
