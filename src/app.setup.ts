@@ -9,6 +9,7 @@ import { CONSISTENCY_HEADER_VALUES } from './common/request-context.js';
 import { AllExceptionsFilter } from './common/http-exception.filter.js';
 import { DenseArrayValidationPipe } from './common/validation-pipe.js';
 import { MetricsService } from './monitoring/metrics.service.js';
+import { RecipeReadFastPath } from './recipes/recipe-read.fast-path.js';
 import type { FastifyRequest } from 'fastify';
 import type { AppConfig } from './config/app-config.js';
 import { APP_CONFIG } from './config/config.module.js';
@@ -98,6 +99,8 @@ export async function configureApp(
       });
     }
   });
+  // Cached GET /v1/recipes/:id from L1, before NestJS's pipeline (HTTP_FAST_PATH)
+  app.get(RecipeReadFastPath, { strict: false }).register(fastify);
   // Read-your-writes: the writer's LSN after this request's writes (send it back as x-write-lsn).
   fastify.addHook('onSend', async (request, reply, payload) => {
     const lsn = (request.raw as RawRequest).dbuContext?.writeLsn;

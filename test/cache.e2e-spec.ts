@@ -762,4 +762,115 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       expect(await search(c, q)).toEqual([]);
     });
   });
+
+  describe('the cached-read fast path (HTTP_FAST_PATH)', () => {
+    // headers that differ between any two responses
+    const VOLATILE = new Set(['date', 'x-ratelimit-remaining', 'connection', 'keep-alive']);
+    const answered = async (app: NestFastifyApplication): Promise<number> => {
+      const text = (
+        await request(app.getHttpServer()).get('/metrics').set(bearer(KEYS.all)).expect(200)
+      ).text;
+      const m =
+        /^http_fast_path_responses_total\{[^}]*route="\/v1\/recipes\/:id"[^}]*\} (\d+)$/m.exec(
+          text,
+        );
+      return m ? Number(m[1]) : 0;
+    };
+    const get = (app: NestFastifyApplication, id: string, key: string = KEYS.all) =>
+      request(app.getHttpServer())
+        .get(`/v1/recipes/${id}`)
+        .set(bearer(key))
+        .set('x-request-id', 'fast-path-check');
+    const shape = (res: request.Response) => ({
+      status: res.status,
+      body: res.text,
+      headers: Object.fromEntries(
+        Object.entries(res.headers).filter(([name]) => !VOLATILE.has(name)),
+      ),
+    });
+    let full: NestFastifyApplication;
+
+    beforeAll(async () => {
+      full = await boot({ HTTP_FAST_PATH: 'false' });
+    });
+
+    it('answers a cached GET before NestJS, with the status, headers and body of the full path', async () => {
+      const id = await createRecipe(a, 'Fast path soup');
+      // the full path fills its own L1 on its first read; the second is a hit
+      await get(full, id).expect(200);
+      const before = { a: await answered(a), full: await answered(full) };
+      const fast = await get(a, id).expect(200);
+      const slow = await get(full, id).expect(200);
+      expect(await answered(a)).toBe(before.a + 1);
+      expect(await answered(full)).toBe(0);
+      expect(shape(fast)).toEqual(shape(slow));
+      expect(fast.headers).toMatchObject({
+        etag: '"1"',
+        'x-request-id': 'fast-path-check',
+        'content-type': 'application/json; charset=utf-8',
+      });
+      expect(Number(fast.headers['x-ratelimit-remaining'])).toBeGreaterThan(0);
+      expect((fast.body as { title: string }).title).toBe('Fast path soup');
+    });
+
+    it('hands every other request to the full path: no key, a key without the scope, a query string, x-consistency: strong', async () => {
+      const id = await createRecipe(a, 'Handed on');
+      await get(a, id).expect(200);
+      const before = await answered(a);
+      const noKey = await request(a.getHttpServer()).get(`/v1/recipes/${id}`).expect(401);
+      expect(noKey.body.message).toContain('missing API key');
+      await get(a, id, 'not-a-key').expect(401);
+      await get(a, id, KEYS.opsRead).expect(403);
+      await request(a.getHttpServer())
+        .get(`/v1/recipes/${id}?fields=all`)
+        .set(bearer(KEYS.all))
+        .expect(200);
+      // a title changed behind the cache's back: the cached answer keeps the old one,
+      // x-consistency: strong reads the database
+      await adminQuery(
+        db,
+        db.primaryPort,
+        database,
+        'UPDATE recipes SET title = $2 WHERE id = $1',
+        [id, 'Changed behind the cache'],
+      );
+      const strong = await get(a, id).set('x-consistency', 'strong').expect(200);
+      expect(await answered(a)).toBe(before);
+      expect(strong.body.title).toBe('Changed behind the cache');
+      const cached = await get(a, id).expect(200);
+      expect(cached.body.title).toBe('Handed on');
+      expect(await answered(a)).toBe(before + 1);
+    });
+
+    it('follows writes: a PATCH answers the new version, a DELETE a 404', async () => {
+      const id = await createRecipe(a, 'Before the patch');
+      expect((await get(a, id).expect(200)).headers.etag).toBe('"1"');
+      await request(a.getHttpServer())
+        .patch(`/v1/recipes/${id}`)
+        .set(bearer(KEYS.all))
+        .send({ title: 'After the patch' })
+        .expect(200);
+      const patched = await get(a, id).expect(200);
+      expect(patched.headers.etag).toBe('"2"');
+      expect(patched.body.title).toBe('After the patch');
+      await request(a.getHttpServer())
+        .delete(`/v1/recipes/${id}`)
+        .set(bearer(KEYS.all))
+        .expect(204);
+      await get(a, id).expect(404);
+    });
+
+    it('takes its points from the key rate limit the guard uses: the request over it is a 429', async () => {
+      const limited = await boot({ RATE_LIMIT_LIMIT: '3', RATE_LIMIT_TTL_MS: '120000' });
+      const id = await createRecipe(a, 'Rate limited');
+      const first = await get(limited, id).expect(200); // full path: fills L1
+      expect(first.headers['x-ratelimit-remaining']).toBe('2');
+      const second = await get(limited, id).expect(200);
+      expect(second.headers['x-ratelimit-remaining']).toBe('1');
+      await get(limited, id).expect(200);
+      const over = await get(limited, id).expect(429);
+      expect(over.headers['retry-after']).toEqual(expect.any(String));
+      expect(over.body.message).toContain('rate limit');
+    });
+  });
 });

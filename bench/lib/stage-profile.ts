@@ -53,7 +53,7 @@ const RULES: Array<[Stage, (url: string, fn: string) => boolean]> = [
   ['idle', (u, f) => !u && f === '(idle)'],
   ['garbage collection', (u, f) => !u && f === '(garbage collector)'],
   ['auth', (u) => /\/src\/security\/api-key|node:internal\/crypto/.test(u)],
-  ['rate limit', (u) => /rate-limiter-flexible|\/src\/security\/rate-limit/.test(u)],
+  ['rate limit', (u) => /rate-limiter-flexible|\/src\/security\/(api-)?rate-limit/.test(u)],
   [
     'request context',
     (u) => /node:async_hooks|node:internal\/async_hooks|\/src\/common\/request-context/.test(u),

@@ -10,6 +10,7 @@ import type { CacheTiers } from './cache.tiers.js';
 import { CacheTier, CacheType, CACHE_TYPES } from './cache.types.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { RedisService } from './redis.service.js';
+import { L1Entry } from './serialization.js';
 
 const STATS_REFRESH_MS = 15_000;
 /** The restart check's retries while Redis loads its snapshot (LOADING): 2 minutes. */
@@ -136,6 +137,24 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     this.metrics.hits.inc({ tier: CacheTier.L2, type });
     await this.tiers.l1.set(key, l2, this.ttlMs(type));
     return l2;
+  }
+
+  /**
+   * This instance's L1 entry for (type, id) if it holds a live one, without awaiting
+   * anything: for the cached-read fast path (src/recipes/recipe-read.fast-path.ts), which
+   * answers from it or hands the request on to the full path (`get`), which then counts
+   * the miss. A hit counts as an L1 hit. The entry is frozen: read it, never change it.
+   */
+  peekL1(type: CacheType, id: string, now = Date.now()): L1Entry | undefined {
+    if (!this.config.cache.enabled) {
+      return undefined;
+    }
+    const entry = this.tiers.l1Store.get(this.key(type, id));
+    if (!(entry instanceof L1Entry) || (entry.expires !== undefined && entry.expires < now)) {
+      return undefined;
+    }
+    this.metrics.hits.inc({ tier: CacheTier.L1, type });
+    return entry;
   }
 
   /** Both tiers, with the type's TTL. */

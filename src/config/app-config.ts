@@ -85,6 +85,8 @@ export interface AppConfig {
     port: number;
     shutdownDrainMs: number;
     json: { maxDepth: number; maxKeys: number };
+    /** cached GET /v1/recipes/:id answered before NestJS's pipeline (HTTP_FAST_PATH) */
+    fastPath: boolean;
   };
   logLevel: string;
   database: DatabaseConfig;
@@ -472,6 +474,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       port: vars.PORT,
       shutdownDrainMs: vars.SHUTDOWN_DRAIN_MS,
       json: { maxDepth: vars.HTTP_JSON_MAX_DEPTH, maxKeys: vars.HTTP_JSON_MAX_KEYS },
+      fastPath: vars.HTTP_FAST_PATH,
     },
     logLevel: vars.LOG_LEVEL,
     database: {

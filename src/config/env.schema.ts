@@ -99,6 +99,14 @@ export class EnvironmentVariables {
   @Max(1_000_000)
   HTTP_JSON_MAX_KEYS = 10_000;
 
+  /**
+   * GET /v1/recipes/:id answered from this instance's L1 cache in a Fastify hook, before
+   * NestJS's pipeline (src/recipes/recipe-read.fast-path.ts); same answer either way.
+   */
+  @Transform(toBool)
+  @IsBoolean()
+  HTTP_FAST_PATH = true;
+
   // --- database -----------------------------------------------------------
   @IsNodeList()
   DB_NODES = '127.0.0.1:25432,127.0.0.1:25433';

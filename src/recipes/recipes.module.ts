@@ -3,6 +3,7 @@ import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { EMBEDDING_PROVIDER, EmbeddingProvider } from './embedding/embedding-provider.js';
 import { OpenAiEmbeddingProvider } from './embedding/openai-embedding.provider.js';
+import { RecipeReadFastPath } from './recipe-read.fast-path.js';
 import { RecipesController } from './recipes.controller.js';
 import { RecipesPersonalData } from './recipes.personal-data.js';
 import { RecipesRepository } from './recipes.repository.js';
@@ -18,6 +19,7 @@ import { WitnessService } from './witness.service.js';
 @Module({
   controllers: [RecipesController, VectorOpsController],
   providers: [
+    RecipeReadFastPath,
     RecipesRepository,
     RecipesService,
     RecipesPersonalData,
@@ -36,6 +38,6 @@ import { WitnessService } from './witness.service.js';
           : null,
     },
   ],
-  exports: [RecipesService, SearchService, RecipeWriteBehindService],
+  exports: [RecipesService, SearchService, RecipeWriteBehindService, RecipeReadFastPath],
 })
 export class RecipesModule {}

@@ -2,19 +2,15 @@ import {
   CanActivate,
   ExecutionContext,
   ForbiddenException,
-  Inject,
   Injectable,
   UnauthorizedException,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { RateLimiterMemory } from 'rate-limiter-flexible';
-import type { AppConfig } from '../config/app-config.js';
-import { APP_CONFIG } from '../config/config.module.js';
 import { RequestContextStore } from '../common/request-context.js';
 import { ApiKeyService, AuthenticatedKey } from './api-key.service.js';
 import { IS_PUBLIC, REQUIRED_SCOPES } from './auth.decorators.js';
-import { consumeOr429 } from './rate-limit.js';
+import { ApiRateLimiter } from './api-rate-limiter.js';
 import { DASHBOARD_COOKIE, readCookie } from './session-cookie.js';
 
 declare module 'fastify' {
@@ -30,18 +26,11 @@ declare module 'fastify' {
  */
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
-  private readonly limiter: RateLimiterMemory;
-
   constructor(
     private readonly reflector: Reflector,
     private readonly keys: ApiKeyService,
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {
-    this.limiter = new RateLimiterMemory({
-      points: config.security.rateLimit.limit,
-      duration: Math.ceil(config.security.rateLimit.ttlMs / 1000),
-    });
-  }
+    private readonly limiter: ApiRateLimiter,
+  ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const targets = [context.getHandler(), context.getClass()];
@@ -67,7 +56,7 @@ export class ApiKeyGuard implements CanActivate {
     if (missing.length > 0) {
       throw new ForbiddenException(`API key ${key.id} lacks scope ${missing.join(', ')}`);
     }
-    await this.consume(key.id, reply);
+    await this.limiter.consume(key.id, reply);
     return true;
   }
 
@@ -91,19 +80,9 @@ export class ApiKeyGuard implements CanActivate {
     }
     throw new UnauthorizedException('missing API key: send Authorization: Bearer <key>');
   }
-
-  private async consume(keyId: string, reply: FastifyReply): Promise<void> {
-    const res = await consumeOr429(
-      this.limiter,
-      keyId,
-      reply,
-      'rate limit exceeded for this API key',
-    );
-    void reply.header('x-ratelimit-remaining', String(res.remainingPoints));
-  }
 }
 
-function bearer(header: string | undefined): string | null {
+export function bearer(header: string | undefined): string | null {
   if (!header) {
     return null;
   }
