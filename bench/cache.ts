@@ -91,6 +91,13 @@ interface Options {
   skipHttp: boolean;
   /** `--skip-bare`: no run of the bare NestJS + Fastify route (issue 14, target 3) */
   skipBare: boolean;
+  /**
+   * `--bare-rounds N`: besides the single runs, the cached GET, the bare route and the
+   * uncached GET all up at once and measured in N rounds of `--duration-s` each, in a
+   * rotated order; targets take the median of the rounds' ratios (this VM's throughput
+   * drifts between runs minutes apart by more than the gaps being measured). 0: off.
+   */
+  bareRounds: number;
   /** `--stage-profile`: one more cached run under `--cpu-prof`, its CPU by stage */
   stageProfile: boolean;
   skipInproc: boolean;
@@ -135,6 +142,7 @@ function parseOptions(argv: string[]): Options {
       'flush-ms': { type: 'string', default: '1000' },
       'skip-http': { type: 'boolean', default: false },
       'skip-bare': { type: 'boolean', default: false },
+      'bare-rounds': { type: 'string', default: '0' },
       'stage-profile': { type: 'boolean', default: false },
       'skip-inproc': { type: 'boolean', default: false },
       'skip-durability': { type: 'boolean', default: false },
@@ -164,7 +172,7 @@ function parseOptions(argv: string[]): Options {
         '  [--concurrency 8] [--warmup-s 15] [--duration-s 15]\n' +
         '  [--inproc-iterations 20000] [--inproc-ids 1000]\n' +
         '  [--wb-updates 500] [--wb-rate 100] [--wb-settle-s 5] [--wb-probe 20] [--flush-ms 1000]\n' +
-        '  [--skip-http] [--skip-bare] [--stage-profile] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
+        '  [--skip-http] [--skip-bare] [--bare-rounds N] [--stage-profile] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
         '  [--search-recipes 2000] [--search-queries 1000] [--mixed-write-share 0.05]\n' +
         '  [--mixed-warmup-s 10] [--mixed-duration-s 20] [--skip-mixed] [--baseline-dir DIR]\n' +
         '  [--monitoring-ab [--ab-rounds 8] [--ab-paired] [--ab-idle-s 20] [--ab-cloudwatch-interval-s 5]\n' +
@@ -211,6 +219,7 @@ function parseOptions(argv: string[]): Options {
     flushMs: int('flush-ms', values['flush-ms'], 10, 600_000),
     skipHttp: values['skip-http'],
     skipBare: values['skip-bare'],
+    bareRounds: int('bare-rounds', values['bare-rounds'], 0, 64),
     stageProfile: values['stage-profile'],
     skipInproc: values['skip-inproc'],
     skipDurability: values['skip-durability'],
@@ -529,11 +538,17 @@ interface BareRun {
  * concurrency, id sequence and response body (`template`, the service's own answer for
  * one recipe), from a NestJS + Fastify application with one route and nothing else.
  */
-async function bareRun(
-  opts: Options,
-  byRank: readonly string[],
-  template: string,
-): Promise<BareRun> {
+interface BareProcess {
+  service: ServiceProcess;
+  http: HttpClient;
+  load: HttpClient;
+  bootS: number;
+  responseBytes: number;
+  close: () => Promise<void>;
+}
+
+/** Starts the bare route answering with `template`, checked with one GET. */
+async function startBare(opts: Options, firstId: string, template: string): Promise<BareProcess> {
   const port = await freePort();
   const service = ServiceProcess.start(
     REPO_DIR,
@@ -543,38 +558,163 @@ async function bareRun(
   );
   const http = new HttpClient('127.0.0.1', port, 2);
   const load = new HttpClient('127.0.0.1', port, opts.concurrency);
+  const close = async (): Promise<void> => {
+    http.close();
+    load.close();
+    await service.stop();
+  };
   try {
     const bootS = await service.waitReady(http, 60_000);
     log(`bare route ready on :${port} (pid ${service.pid}) after ${bootS.toFixed(1)}s`);
-    const first = await http.request('GET', `/v1/recipes/${byRank[0]}`);
-    if (first.status !== 200 || (JSON.parse(first.body) as { id?: string }).id !== byRank[0]) {
+    const first = await http.request('GET', `/v1/recipes/${firstId}`);
+    if (first.status !== 200 || (JSON.parse(first.body) as { id?: string }).id !== firstId) {
       throw new Error(`bare route: GET answered ${first.status}: ${first.body.slice(0, 300)}`);
     }
-    const zipf = new Zipf(byRank.length, opts.zipfS);
-    const rng = new Rng(opts.seed ^ 0x5bd1e995);
-    const next = (): string => byRank[zipf.sample(rng)];
-    const send = async (id: string): Promise<number> =>
-      (await load.request('GET', `/v1/recipes/${id}`)).status;
-    const seen = new Set<string>([byRank[0]]);
-    const loop = (label: string, durationS: number) =>
-      closedLoop({ concurrency: opts.concurrency, durationS, next, send, seen, label });
+    return { service, http, load, bootS, responseBytes: Buffer.byteLength(first.body), close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** A closed loop of GETs over the seeded Zipf id sequence through `client`. */
+function zipfLoop(
+  opts: Options,
+  byRank: readonly string[],
+  client: HttpClient,
+  auth?: Record<string, string>,
+): (label: string, durationS: number) => Promise<LoopResult> {
+  const zipf = new Zipf(byRank.length, opts.zipfS);
+  const rng = new Rng(opts.seed ^ 0x5bd1e995);
+  const next = (): string => byRank[zipf.sample(rng)];
+  const send = async (id: string): Promise<number> =>
+    (await client.request('GET', `/v1/recipes/${id}`, undefined, auth)).status;
+  const seen = new Set<string>([byRank[0]]);
+  return (label, durationS) =>
+    closedLoop({ concurrency: opts.concurrency, durationS, next, send, seen, label });
+}
+
+async function bareRun(
+  opts: Options,
+  byRank: readonly string[],
+  template: string,
+): Promise<BareRun> {
+  const bare = await startBare(opts, byRank[0], template);
+  try {
+    const loop = zipfLoop(opts, byRank, bare.load);
     const warmup = opts.warmupS > 0 ? await loop('bare route warm-up', opts.warmupS) : null;
-    const cpu0 = await service.cpuSeconds();
+    const cpu0 = await bare.service.cpuSeconds();
     const measured = await loop('bare route measured', opts.durationS);
-    const cpuS = (await service.cpuSeconds()) - cpu0;
+    const cpuS = (await bare.service.cpuSeconds()) - cpu0;
     log(`bare route: ${measured.rps} req/s, p50 ${measured.latencyMs.p50} ms`);
     return {
-      bootS: round(bootS, 1),
+      bootS: round(bare.bootS, 1),
       warmup,
       measured,
       serviceUsPerRequest: round((cpuS * 1e6) / Math.max(1, measured.completed), 1),
       serviceCores: round(cpuS / measured.seconds, 2),
-      responseBytes: Buffer.byteLength(first.body),
+      responseBytes: bare.responseBytes,
     };
   } finally {
-    http.close();
-    load.close();
-    await service.stop();
+    await bare.close();
+  }
+}
+
+/**
+ * --bare-rounds: the cached GET, the bare route and the uncached GET (a second service
+ * with the cache off), all up at once, measured in rounds; each round runs the three in
+ * a rotated order, so drift and order effects fall on every side alike.
+ */
+interface PairedBare {
+  rounds: Array<{
+    order: string;
+    cachedRps: number;
+    bareRps: number;
+    uncachedRps: number;
+    /** cached / bare */
+    ratio: number;
+    /** cached / uncached */
+    cachedRatio: number;
+  }>;
+  /** median of the rounds' cached / bare */
+  medianRatio: number;
+  /** median of the rounds' cached / uncached */
+  medianCachedRatio: number;
+  /** L1 + L2 hit rate of the cached service over all its rounds */
+  hitRate: number | null;
+}
+
+function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : round((sorted[mid - 1] + sorted[mid]) / 2, 3);
+}
+
+async function pairedBareRun(
+  env: StackEnv,
+  opts: Options,
+  byRank: readonly string[],
+  template: string,
+): Promise<PairedBare> {
+  const cachedSvc = await startService(env, opts, true);
+  let uncachedSvc: Running | null = null;
+  let bare: BareProcess | null = null;
+  try {
+    uncachedSvc = await startService(env, opts, false);
+    bare = await startBare(opts, byRank[0], template);
+    const sides = {
+      cached: zipfLoop(opts, byRank, cachedSvc.load, cachedSvc.auth),
+      bare: zipfLoop(opts, byRank, bare.load),
+      uncached: zipfLoop(opts, byRank, uncachedSvc.load, uncachedSvc.auth),
+    };
+    const names = ['cached', 'bare', 'uncached'] as const;
+    if (opts.warmupS > 0) {
+      for (const name of names) {
+        await sides[name](`rounds: ${name} warm-up`, opts.warmupS);
+      }
+    }
+    const before = await scrape(cachedSvc.http);
+    const rounds: PairedBare['rounds'] = [];
+    for (let i = 0; i < opts.bareRounds; i++) {
+      const order = names.map((_, k) => names[(k + i) % names.length]);
+      const label = `round ${i + 1}/${opts.bareRounds}`;
+      const got: Partial<Record<(typeof names)[number], LoopResult>> = {};
+      for (const name of order) {
+        const res = await sides[name](`${label}: ${name}`, opts.durationS);
+        if (res.errors > 0) {
+          throw new Error(`${label}: ${res.errors} failed requests (${name})`);
+        }
+        got[name] = res;
+      }
+      const cachedRps = got.cached!.rps;
+      const round_ = {
+        order: order.join(', '),
+        cachedRps,
+        bareRps: got.bare!.rps,
+        uncachedRps: got.uncached!.rps,
+        ratio: round(cachedRps / got.bare!.rps, 3),
+        cachedRatio: round(cachedRps / got.uncached!.rps, 3),
+      };
+      rounds.push(round_);
+      log(
+        `${label}: cached ${cachedRps}, bare ${round_.bareRps}, uncached ${round_.uncachedRps} req/s: ` +
+          `cached / bare ${round_.ratio} x, cached / uncached ${round_.cachedRatio} x`,
+      );
+    }
+    const c = tierCounts(before, await scrape(cachedSvc.http));
+    const lookups = c.l1Hits + c.l1Misses;
+    return {
+      rounds,
+      medianRatio: median(rounds.map((x) => x.ratio)),
+      medianCachedRatio: median(rounds.map((x) => x.cachedRatio)),
+      hitRate: lookups > 0 ? round((c.l1Hits + c.l2Hits) / lookups, 4) : null,
+    };
+  } finally {
+    await bare?.close();
+    if (uncachedSvc) {
+      await stopService(uncachedSvc);
+    }
+    await stopService(cachedSvc);
   }
 }
 
@@ -875,6 +1015,23 @@ function evaluateTargets(report: Report): Target[] {
       `; CPU ${on.cpu.serviceUsPerRequest} / ${bare.serviceUsPerRequest} µs per request`,
     );
   }
+  const paired = report.results.http.pairedBare;
+  if (paired) {
+    const rounds = (k: 'ratio' | 'cachedRatio') =>
+      paired.rounds.map((x) => x[k].toFixed(2)).join(', ');
+    t.push({
+      name: `cached / uncached GET, median of ${paired.rounds.length} rounds`,
+      target: '>= 3 x',
+      value: `${paired.medianCachedRatio.toFixed(2)} x (rounds ${rounds('cachedRatio')})`,
+      pass: paired.medianCachedRatio >= 3,
+    });
+    t.push({
+      name: `cached GET / bare route, median of ${paired.rounds.length} rounds`,
+      target: '>= 0.5 x',
+      value: `${paired.medianRatio.toFixed(2)} x (rounds ${rounds('ratio')})`,
+      pass: paired.medianRatio >= 0.5,
+    });
+  }
   if (on) {
     const h = on.hitRates.overall;
     t.push({
@@ -989,6 +1146,20 @@ function render(report: Report): string {
               : []),
           ]),
         ),
+      );
+    }
+    const paired = report.results.http.pairedBare;
+    if (paired) {
+      out.push(
+        `rounds (cached / bare / uncached req/s): ` +
+          paired.rounds
+            .map(
+              (x) =>
+                `${x.cachedRps.toFixed(0)} / ${x.bareRps.toFixed(0)} / ${x.uncachedRps.toFixed(0)}`,
+            )
+            .join('; ') +
+          `; medians: cached / bare ${paired.medianRatio.toFixed(2)} x, cached / uncached ` +
+          `${paired.medianCachedRatio.toFixed(2)} x; cached service hit rate ${paired.hitRate ?? '-'}`,
       );
     }
     const bare = report.results.http.bare;
@@ -1162,6 +1333,8 @@ interface Report {
       cacheOn: HttpRun | null;
       cacheOff: HttpRun | null;
       bare: BareRun | null;
+      /** --bare-rounds: the cached GET and the bare route in alternating rounds */
+      pairedBare: PairedBare | null;
       /** --baseline-dir's build under the same cached run */
       cacheOnBaseline: HttpRun | null;
       /** --stage-profile: CPU per request by stage (this build, and the baseline's) */
@@ -1291,6 +1464,12 @@ async function main(): Promise<void> {
     on && !opts.skipBare
       ? await phase('HTTP bare route', () => bareRun(opts, byRank, on.sampleBody))
       : null;
+  const pairedBare =
+    on && opts.bareRounds > 0
+      ? await phase('HTTP cached, bare and uncached in rounds', () =>
+          pairedBareRun(env, opts, byRank, on.sampleBody),
+        )
+      : null;
   // the same cached run of the baseline build (--baseline-dir), for before/after
   const cacheOnBaseline =
     on && opts.baselineDir
@@ -1344,7 +1523,7 @@ async function main(): Promise<void> {
       ),
     },
     results: {
-      http: { cacheOn, cacheOff, bare, cacheOnBaseline, stages },
+      http: { cacheOn, cacheOff, bare, pairedBare, cacheOnBaseline, stages },
       mixed,
       inProcess,
       durability: dur,

@@ -109,6 +109,8 @@ export async function configureApp(
     }
     return payload;
   });
+  // "request completed" is an info line: below LOG_LEVEL=info, not even its fields are built
+  const logRequests = ['info', 'debug', 'trace'].includes(config.logLevel);
   fastify.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     const seconds = reply.elapsedTime / 1000;
@@ -116,7 +118,7 @@ export async function configureApp(
       { method: request.method, route, status: String(reply.statusCode) },
       seconds,
     );
-    if (!route.startsWith('/health')) {
+    if (logRequests && !route.startsWith('/health')) {
       logger.log(
         {
           requestId: request.id,

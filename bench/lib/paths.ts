@@ -1,7 +1,28 @@
+import { readFileSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export const REPO_DIR = path.resolve(import.meta.dirname, '..', '..', '..');
+
+// The benches measure the runtime the service runs on (package.json's engines, the `node`
+// devDependency that npm run puts first on PATH), and start the service with the same
+// binary: figures taken with another Node would not be the service's.
+{
+  const engines = (
+    JSON.parse(readFileSync(path.join(REPO_DIR, 'package.json'), 'utf8')) as {
+      engines?: { node?: string };
+    }
+  ).engines?.node;
+  const want = Number(/(\d+)/.exec(engines ?? '')?.[1] ?? 0);
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < want) {
+    process.stderr.write(
+      `bench: this is Node ${process.versions.node}, the service needs ${engines} (package.json): ` +
+        'run the bench with npm run bench:*, or with node_modules/.bin first on PATH\n',
+    );
+    process.exit(2);
+  }
+}
 
 /** Where reports go: `bench/results`, or `BENCH_RESULTS_DIR` (the smoke test writes to a temp dir). */
 export function resultsDir(): string {
