@@ -75,6 +75,8 @@ describe('benchmarks (smoke mode)', () => {
       args: [
         '--recipes',
         '200',
+        '--bare-rounds',
+        '2',
         '--warmup-s',
         '1',
         '--duration-s',
@@ -203,8 +205,28 @@ describe('benchmarks (smoke mode)', () => {
                 serviceUsPerRequest: number;
                 responseBytes: number;
               };
+              pairedBare: {
+                rounds: Array<{
+                  order: string;
+                  cachedRps: number;
+                  bareRps: number;
+                  uncachedRps: number;
+                }>;
+                medianRatio: number;
+              };
             };
           };
+          // --bare-rounds 2: the three sides in rotated order, each round measured
+          expect(r.http.pairedBare.rounds.map((x) => x.order)).toEqual([
+            'cached, bare, uncached',
+            'bare, uncached, cached',
+          ]);
+          expect(
+            r.http.pairedBare.rounds.every(
+              (x) => x.cachedRps > 0 && x.bareRps > 0 && x.uncachedRps > 0,
+            ),
+          ).toBe(true);
+          expect(r.http.pairedBare.medianRatio).toBeGreaterThan(0);
           expect(r.http.cacheOn.hitRates).toBeDefined();
           // the bare NestJS + Fastify route ran beside it, with the service's own body
           expect(r.http.bare.measured.rps).toBeGreaterThan(0);
