@@ -766,6 +766,15 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
   describe('the cached-read fast path (HTTP_FAST_PATH)', () => {
     // headers that differ between any two responses
     const VOLATILE = new Set(['date', 'x-ratelimit-remaining', 'connection', 'keep-alive']);
+    const l1Hits = async (app: NestFastifyApplication): Promise<number> => {
+      const text = (
+        await request(app.getHttpServer()).get('/metrics').set(bearer(KEYS.all)).expect(200)
+      ).text;
+      const m = /^cache_hits_total\{(?=[^}]*tier="l1")(?=[^}]*type="recipes")[^}]*\} (\d+)$/m.exec(
+        text,
+      );
+      return m ? Number(m[1]) : 0;
+    };
     const answered = async (app: NestFastifyApplication): Promise<number> => {
       const text = (
         await request(app.getHttpServer()).get('/metrics').set(bearer(KEYS.all)).expect(200)
@@ -817,10 +826,13 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
       const id = await createRecipe(a, 'Handed on');
       await get(a, id).expect(200);
       const before = await answered(a);
+      const hitsBefore = await l1Hits(a);
       const noKey = await request(a.getHttpServer()).get(`/v1/recipes/${id}`).expect(401);
       expect(noKey.body.message).toContain('missing API key');
       await get(a, id, 'not-a-key').expect(401);
       await get(a, id, KEYS.opsRead).expect(403);
+      // refused requests read nothing from the cache: no hit counted
+      expect(await l1Hits(a)).toBe(hitsBefore);
       await request(a.getHttpServer())
         .get(`/v1/recipes/${id}?fields=all`)
         .set(bearer(KEYS.all))

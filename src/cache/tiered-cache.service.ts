@@ -143,7 +143,8 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
    * This instance's L1 entry for (type, id) if it holds a live one, without awaiting
    * anything: for the cached-read fast path (src/recipes/recipe-read.fast-path.ts), which
    * answers from it or hands the request on to the full path (`get`), which then counts
-   * the miss. A hit counts as an L1 hit. The entry is frozen: read it, never change it.
+   * the miss; the caller counts a hit it answers from (`countL1Hit`). The entry is
+   * frozen: read it, never change it.
    */
   peekL1(type: CacheType, id: string, now = Date.now()): L1Entry | undefined {
     if (!this.config.cache.enabled) {
@@ -153,8 +154,12 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     if (!(entry instanceof L1Entry) || (entry.expires !== undefined && entry.expires < now)) {
       return undefined;
     }
-    this.metrics.hits.inc({ tier: CacheTier.L1, type });
     return entry;
+  }
+
+  /** An L1 hit answered outside `get` (the fast path). */
+  countL1Hit(type: CacheType): void {
+    this.metrics.hits.inc({ tier: CacheTier.L1, type });
   }
 
   /** Both tiers, with the type's TTL. */

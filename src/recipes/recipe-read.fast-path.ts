@@ -95,6 +95,7 @@ export class RecipeReadFastPath {
       return false;
     }
     request.apiKey = key;
+    this.cache.countL1Hit('recipes');
     this.metrics.httpFastPath.inc({ route: ROUTE });
     const recipe = entry.value as RecipeResponseDto;
     let body = this.bodies.get(entry);
