@@ -43,13 +43,14 @@ export class CacheService {
     return this.config.cache.types[type].strategy;
   }
 
+  /** Caching is on for this type by configuration (CACHE_ENABLED, its strategy). */
+  configured(type: CacheType): boolean {
+    return this.config.cache.enabled && this.strategy(type) !== 'none';
+  }
+
   /** Caching is off for this type (or globally), or the caller asked for x-consistency: strong. */
   bypass(type: CacheType): boolean {
-    return (
-      !this.config.cache.enabled ||
-      this.strategy(type) === 'none' ||
-      RequestContextStore.get()?.consistency === 'strong'
-    );
+    return !this.configured(type) || RequestContextStore.get()?.consistency === 'strong';
   }
 
   /** A read through the cache by the type's strategy; null/undefined results are not cached. */

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
-import { TieredCacheService } from '../cache/tiered-cache.service.js';
+import { CacheService } from '../cache/cache.service.js';
 import type { L1Entry } from '../cache/serialization.js';
 import { bearer } from '../security/api-key.guard.js';
 import { ApiKeyService } from '../security/api-key.service.js';
@@ -35,18 +35,14 @@ export class RecipeReadFastPath {
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly cache: TieredCacheService,
+    private readonly cache: CacheService,
     private readonly keys: ApiKeyService,
     private readonly limiter: ApiRateLimiter,
     private readonly metrics: MetricsService,
   ) {}
 
   get enabled(): boolean {
-    return (
-      this.config.http.fastPath &&
-      this.config.cache.enabled &&
-      this.config.cache.types.recipes.strategy !== 'none'
-    );
+    return this.config.http.fastPath && this.cache.configured('recipes');
   }
 
   /** Adds the hook (after the hook that answers 400 to malformed headers). */
@@ -71,13 +67,17 @@ export class RecipeReadFastPath {
     });
   }
 
-  /** The L1 entry this request may be answered from, or undefined. */
+  /**
+   * The L1 entry this request may be answered from, or undefined. (The hook runs outside
+   * the request context, so `x-consistency: strong` is read from the header here, where
+   * `CacheService.bypass` reads the context.)
+   */
   private entryFor(request: FastifyRequest): L1Entry | undefined {
     if (request.method !== 'GET' || request.headers['x-consistency'] === 'strong') {
       return undefined;
     }
     const m = RECIPE_URL.exec(request.url);
-    return m ? this.cache.peekL1('recipes', m[1]) : undefined;
+    return m ? this.cache.tiers.peekL1('recipes', m[1]) : undefined;
   }
 
   private async answer(
@@ -95,7 +95,7 @@ export class RecipeReadFastPath {
       return false;
     }
     request.apiKey = key;
-    this.cache.countL1Hit('recipes');
+    this.cache.tiers.countL1Hit('recipes');
     this.metrics.httpFastPath.inc({ route: ROUTE });
     const recipe = entry.value as RecipeResponseDto;
     let body = this.bodies.get(entry);
