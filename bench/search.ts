@@ -144,6 +144,14 @@ interface Options {
   /** `--tls-ab`: the same A/B with TLS off versus on (issue 13) */
   tlsAb: boolean;
   abRounds: number;
+  /**
+   * `--paired-rounds N` (issue 14 target 1): raw SQL and the API measured alternately in
+   * the same minutes, query by query (latency) and in N rotated throughput rounds at the
+   * highest concurrency, so drift between phases cannot pass for overhead; 0: off
+   */
+  pairedRounds: number;
+  /** `--paired-round-s S`: the length of each side's turn in a paired throughput round */
+  pairedRoundS: number;
   /** `--ab-paired`: both sides at once in every round, sharing the service's CPU(s) */
   abPaired: boolean;
   abIdleS: number;
@@ -184,6 +192,8 @@ function parseOptions(argv: string[]): Options {
       'monitoring-ab': { type: 'boolean', default: false },
       'tls-ab': { type: 'boolean', default: false },
       'ab-rounds': { type: 'string', default: '8' },
+      'paired-rounds': { type: 'string', default: '6' },
+      'paired-round-s': { type: 'string', default: '5' },
       'ab-paired': { type: 'boolean', default: false },
       'ab-idle-s': { type: 'string', default: '20' },
       'ab-warmup-s': { type: 'string', default: '5' },
@@ -204,6 +214,7 @@ function parseOptions(argv: string[]): Options {
         '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
         '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
         '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n' +
+        '  [--paired-rounds 6] [--paired-round-s 5]\n' +
         '  [--monitoring-ab [--ab-rounds 8] [--ab-paired] [--ab-idle-s 20] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]\n' +
         '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n' +
         '  [--tls-ab (the same rounds with TLS off versus on; needs STACK_TLS_ONLY=0 bash docker/stack.sh up)]\n',
@@ -265,6 +276,8 @@ function parseOptions(argv: string[]): Options {
     monitoringAb: values['monitoring-ab'],
     tlsAb: values['tls-ab'],
     abRounds: int('ab-rounds', values['ab-rounds'], 2, 64),
+    pairedRounds: int('paired-rounds', values['paired-rounds'], 0, 64),
+    pairedRoundS: int('paired-round-s', values['paired-round-s'], 1, 600),
     abPaired: values['ab-paired'],
     abIdleS: int('ab-idle-s', values['ab-idle-s'], 0, 3600),
     abWarmupS: int('ab-warmup-s', values['ab-warmup-s'], 0, 3600),
@@ -1060,7 +1073,13 @@ async function measureHttp(
   sets: QuerySets,
   truth: Record<string, Hit[][]>,
   sel: Record<string, Selectivity>,
-): Promise<{ side: SideResult; bootS: number; port: number; healthLiveMs: LatencySummary }> {
+): Promise<{
+  side: SideResult;
+  bootS: number;
+  port: number;
+  healthLiveMs: LatencySummary;
+  paired: PairedResult | null;
+}> {
   // NOTE: a concurrent `nest build` empties dist/ for a few seconds; wait it out
   const main = path.join(REPO_DIR, 'dist/src/main.js');
   let waited = 0;
@@ -1154,7 +1173,12 @@ async function measureHttp(
         ),
       );
     }
+    const paired =
+      opts.pairedRounds > 0
+        ? await measurePaired(env, opts, sets, (body, c) => call(c === 1 ? one : many, body))
+        : null;
     return {
+      paired,
       side: {
         cases,
         throughput: runs,
@@ -1172,6 +1196,160 @@ async function measureHttp(
     many.close();
     await service.stop();
     log('service stopped');
+  }
+}
+
+// ---------------------------------------------------------------------------
+// --paired-rounds (issue 14 target 1): both sides in the same minutes
+
+interface PairedCase {
+  rawSqlP50: number;
+  apiP50: number;
+  /** apiP50 / rawSqlP50 */
+  ratio: number;
+}
+
+interface PairedRound {
+  order: string;
+  rawSqlQps: number;
+  apiQps: number;
+  ratio: number;
+}
+
+interface PairedResult {
+  method: string;
+  cases: Record<string, PairedCase>;
+  concurrency: number;
+  roundS: number;
+  rounds: PairedRound[];
+  /** median of the rounds' apiQps / rawSqlQps */
+  throughputRatio: number;
+}
+
+/**
+ * Raw SQL and the API measured alternately, so that what the machine does between
+ * phases (other processes, the page cache, CPU frequency) is shared by both: latency
+ * query by query on queries neither side has seen (the first side alternates), then
+ * throughput at the highest concurrency in rounds whose order alternates. The raw SQL
+ * connections are fresh, so they first run the warm-up queries, as many as each of the
+ * service's connections has run by now: a new PostgreSQL backend is slow for its first
+ * few hundred searches (it maps the shared buffers it touches page by page).
+ */
+async function measurePaired(
+  env: StackEnv,
+  opts: Options,
+  sets: QuerySets,
+  api: (body: Buffer, concurrency: number) => Promise<Outcome>,
+): Promise<PairedResult> {
+  const sqlOpts = sqlSearchOptions(opts);
+  const conc = Math.max(1, ...opts.concurrency);
+  const clients: pg.Client[] = [];
+  try {
+    for (let i = 0; i < conc; i++) {
+      clients.push(await connect(clientConfig(env, env.replica)));
+    }
+    const warm = new Progress('paired: raw SQL warm-up', conc, 'connections', 10_000);
+    let warmed = 0;
+    await Promise.all(
+      clients.map(async (c) => {
+        for (const fc of FILTER_CASES) {
+          for (const q of sets.warmup) {
+            await sqlSearch(c, q.param, fc.filters, sqlOpts);
+          }
+        }
+        warm.update(++warmed);
+      }),
+    );
+    const cases: Record<string, PairedCase> = {};
+    for (const fc of FILTER_CASES) {
+      const rawMs: number[] = [];
+      const apiMs: number[] = [];
+      const progress = new Progress(`paired ${fc.name}`, sets.paired.length, 'pairs', 10_000);
+      for (const [i, q] of sets.paired.entries()) {
+        const body = searchBody(q, fc.filters, opts.limit);
+        const timeRaw = async () => {
+          const t0 = performance.now();
+          await sqlSearch(clients[0], q.param, fc.filters, sqlOpts);
+          rawMs.push(performance.now() - t0);
+        };
+        const timeApi = async () => {
+          const t0 = performance.now();
+          await api(body, 1);
+          apiMs.push(performance.now() - t0);
+        };
+        if (i % 2 === 0) {
+          await timeRaw();
+          await timeApi();
+        } else {
+          await timeApi();
+          await timeRaw();
+        }
+        progress.update(i + 1);
+      }
+      const rawP50 = summarize(rawMs).p50;
+      const apiP50 = summarize(apiMs).p50;
+      cases[fc.name] = { rawSqlP50: rawP50, apiP50, ratio: round(apiP50 / rawP50, 2) };
+      log(
+        `paired ${fc.name}: API p50 ${apiP50} ms, raw SQL p50 ${rawP50} ms, ratio ${cases[fc.name].ratio}`,
+      );
+    }
+    let next = 0;
+    const pool = sets.pairedThroughput;
+    // every search of the rounds gets a query of its own (the API would answer a repeat from its cache)
+    const draw = (): Query => pool[next++ % pool.length];
+    const unfiltered = FILTER_CASES[0];
+    const rawWorkers = clients.map(
+      (c) => async () => sqlSearch(c, draw().param, unfiltered.filters, sqlOpts),
+    );
+    const apiWorkers = clients.map(
+      () => async () => api(searchBody(draw(), unfiltered.filters, opts.limit), conc),
+    );
+    const rounds: PairedRound[] = [];
+    for (let r = 0; r < opts.pairedRounds; r++) {
+      const rawFirst = r % 2 === 0;
+      const qps: Record<string, number> = {};
+      for (const side of rawFirst ? ['raw', 'api'] : ['api', 'raw']) {
+        const workers = side === 'raw' ? rawWorkers : apiWorkers;
+        const res = await throughput(
+          workers.map((w) => () => w()),
+          [sets.pairedThroughput[0]],
+          opts.pairedRoundS,
+          `paired round ${r + 1}/${opts.pairedRounds} ${side === 'raw' ? 'raw SQL' : 'HTTP'} c=${conc}`,
+        );
+        qps[side] = res.qps;
+      }
+      rounds.push({
+        order: rawFirst ? 'raw SQL, API' : 'API, raw SQL',
+        rawSqlQps: qps.raw,
+        apiQps: qps.api,
+        ratio: round(qps.api / qps.raw, 2),
+      });
+    }
+    if (next > pool.length) {
+      log(`paired rounds drew ${next} queries from a pool of ${pool.length}: some repeated`);
+    }
+    const ratios = rounds.map((r) => r.ratio).sort((a, b) => a - b);
+    const mid = ratios.length >> 1;
+    const throughputRatio =
+      ratios.length === 0
+        ? 0
+        : ratios.length % 2
+          ? ratios[mid]
+          : round((ratios[mid - 1] + ratios[mid]) / 2, 2);
+    return {
+      method:
+        'latency: one raw SQL search and one API search per query, alternating which goes first; ' +
+        `throughput: ${opts.pairedRounds} rounds of ${opts.pairedRoundS}s per side at c=${conc}, order alternating`,
+      cases,
+      concurrency: conc,
+      roundS: opts.pairedRoundS,
+      rounds,
+      throughputRatio,
+    };
+  } finally {
+    for (const c of clients) {
+      await c.end();
+    }
   }
 }
 
@@ -1415,6 +1593,31 @@ interface QuerySets {
   warmup: Query[];
   /** one set per throughput phase (same index as opts.concurrency) */
   throughput: Query[][];
+  /** --paired-rounds: queries neither side has seen (the API's result cache stays cold) */
+  paired: Query[];
+  /** --paired-rounds: the throughput rounds' queries, drawn in order, never repeated */
+  pairedThroughput: Query[];
+}
+
+/** Issue 14 target 1, from the paired measurement. */
+function pairedTargets(p: PairedResult | null): Target[] {
+  if (!p) {
+    return [];
+  }
+  return [
+    ...FILTER_CASES.map((fc) => ({
+      name: `paired API p50 / raw SQL p50 ${fc.name}`,
+      target: '<= 1.25',
+      value: String(p.cases[fc.name].ratio),
+      pass: p.cases[fc.name].ratio <= 1.25,
+    })),
+    {
+      name: `paired API / raw SQL throughput c=${p.concurrency} (median of ${p.rounds.length})`,
+      target: '>= 0.7',
+      value: String(p.throughputRatio),
+      pass: p.throughputRatio >= 0.7,
+    },
+  ];
 }
 
 function evaluateTargets(
@@ -1620,6 +1823,35 @@ function render(report: Report): string {
     table2(['side', 'c', 'searches/s', 'p50 ms', 'p95 ms', 'p99 ms', 'done', 'repeats'], tput),
   );
   out.push('');
+  const paired = report.results.paired;
+  if (paired) {
+    out.push(`Paired (issue 14 target 1): ${paired.method}`);
+    out.push(
+      table2(
+        ['case', 'API p50 ms', 'raw SQL p50 ms', 'ratio'],
+        FILTER_CASES.map((fc) => {
+          const c = paired.cases[fc.name];
+          return [fc.name, c.apiP50.toFixed(2), c.rawSqlP50.toFixed(2), c.ratio.toFixed(2)];
+        }),
+      ),
+    );
+    out.push(
+      table2(
+        ['round', 'order', 'API /s', 'raw SQL /s', 'ratio'],
+        paired.rounds.map((r, i) => [
+          String(i + 1),
+          r.order,
+          r.apiQps.toFixed(1),
+          r.rawSqlQps.toFixed(1),
+          r.ratio.toFixed(2),
+        ]),
+      ),
+    );
+    out.push(
+      `throughput ratio at c=${paired.concurrency}, median of rounds: ${paired.throughputRatio}`,
+    );
+    out.push('');
+  }
   if (report.efSweep.length) {
     out.push('raw SQL recall by ef_search (c=1, HNSW forced: no exact plan)');
     out.push(
@@ -1710,6 +1942,8 @@ interface Report {
     serviceBootS?: number;
     /** GET /health/live at concurrency 1: the HTTP stack without any search work */
     healthLiveMs?: LatencySummary;
+    /** --paired-rounds: both sides alternately in the same minutes (issue 14 target 1) */
+    paired?: PairedResult;
   };
   efSweep: SweepRow[];
   targets: Target[];
@@ -1807,6 +2041,16 @@ async function main(): Promise<void> {
         Math.min(30_000, opts.durationS * (c === 1 ? 700 : 1_200)),
       ),
     ),
+    paired: opts.pairedRounds > 0 ? makeQueries(model, opts.seed + 50, opts.queries) : [],
+    // a side answers fewer than 100 searches/s at c=8 on this machine's 2 cores
+    pairedThroughput:
+      opts.pairedRounds > 0
+        ? makeQueries(
+            model,
+            opts.seed + 51,
+            Math.min(20_000, opts.pairedRounds * opts.pairedRoundS * 150),
+          )
+        : [],
   };
   const sel = await phase('selectivity', () => selectivities(env));
   for (const fc of FILTER_CASES) {
@@ -1965,9 +2209,13 @@ async function main(): Promise<void> {
       http: http?.side ?? null,
       ...(httpSkipped ? { httpSkipped } : {}),
       ...(http ? { serviceBootS: http.bootS, healthLiveMs: http.healthLiveMs } : {}),
+      ...(http?.paired ? { paired: http.paired } : {}),
     },
     efSweep: raw.sweep,
-    targets: evaluateTargets(raw.side, http?.side ?? null, sel.byCase, opts.limit),
+    targets: [
+      ...evaluateTargets(raw.side, http?.side ?? null, sel.byCase, opts.limit),
+      ...pairedTargets(http?.paired ?? null),
+    ],
     phasesS: phases,
     loadAverage1mAfterPhase: loadAverage,
   };

@@ -263,6 +263,8 @@ export interface VectorConfig {
   queryTimeoutMs: number;
   maxScanTuples: number;
   exactMaxRows: number;
+  /** How long a filter set's plan choice is reused (0: the bounded count runs every time). */
+  planMemoryMs: number;
   recallSampleRate: number;
   maintenanceWorkMem: string;
   /** `ef_construction` the rebuild job gives the HNSW index (ALTER INDEX … SET, then REINDEX). */
@@ -572,6 +574,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       queryTimeoutMs: vars.VECTOR_QUERY_TIMEOUT_MS,
       maxScanTuples: vars.VECTOR_MAX_SCAN_TUPLES,
       exactMaxRows: vars.VECTOR_EXACT_MAX_ROWS,
+      planMemoryMs: vars.VECTOR_PLAN_MEMORY_S * 1000,
       recallSampleRate: vars.VECTOR_RECALL_SAMPLE_RATE,
       maintenanceWorkMem: vars.VECTOR_MAINTENANCE_WORK_MEM,
       efConstruction: vars.VECTOR_EF_CONSTRUCTION,

@@ -452,6 +452,13 @@ export class EnvironmentVariables {
   @Max(10_000_000)
   VECTOR_EXACT_MAX_ROWS = 2_000;
 
+  // how long a filter set's plan choice (the bounded count) is reused; 0: count every time
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(3_600)
+  VECTOR_PLAN_MEMORY_S = 10;
+
   @Transform(toNumber)
   @IsNumber()
   @Min(0)

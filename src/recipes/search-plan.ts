@@ -27,6 +27,8 @@ export interface SearchTuning {
   escalationExactConcurrency: number;
   maxScanTuples: number;
   exactMaxRows: number;
+  /** How long a filter set's plan choice is reused (0: count every time). */
+  planMemoryMs?: number;
   timeoutMs: number;
 }
 

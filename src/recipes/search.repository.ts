@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import pgvector from 'pgvector';
 import { vectorFromBinary, vectorParam } from './vector-param.js';
-import { unitVector, Witness, WitnessSet } from './witness-set.js';
+import { unitVector, Witness, WitnessProbe, WitnessSet } from './witness-set.js';
 import { ReadBatch, ReadRouterService } from '../database/read-router.service.js';
 import { QUERY_CANCELED } from '../database/node-errors.js';
 import { storageOfDefinition, type VectorStorage } from './vector-storage.js';
@@ -19,6 +19,18 @@ import {
   SearchTuning,
   VectorQuery,
 } from './search-plan.js';
+
+/** The witnesses that will check an HNSW answer to `q`, or null when there are none. */
+function probeWitnesses(q: VectorQuery, witnesses?: WitnessSet): WitnessProbe | null {
+  if (!witnesses || witnesses.size === 0) {
+    return null;
+  }
+  const unit = unitVector(q.embedding);
+  return unit ? witnesses.probe(unit, q.filters, q.maxDistance, q.excludeId) : null;
+}
+
+/** Plan choices remembered at most; past it the memory starts afresh. */
+const PLAN_MEMORY_ENTRIES = 10_000;
 
 /** Result rows of a hit statement, distances as numbers. */
 function hitRows(rows: unknown[]): SearchHitRow[] {
@@ -53,6 +65,13 @@ export class SearchRepository {
    * the index's definition, whatever VECTOR_STORAGE says until a rebuild converts it.
    */
   indexStorage: VectorStorage = 'vector';
+  /**
+   * Plan choices by filter set, each kept `planMemoryMs`: the bounded count is a round
+   * trip before every filtered search, and what it decides changes slowly. Either plan
+   * answers correctly whatever the count is by now: an exact plan scans what matches,
+   * and an index plan that comes back short is answered exactly (`search`).
+   */
+  private readonly planMemory = new Map<string, { plan: SearchPlan; until: number }>();
 
   constructor(private readonly router: ReadRouterService) {}
 
@@ -69,12 +88,15 @@ export class SearchRepository {
     const vector = vectorParam(q.embedding);
     return this.router.readBatches(async (batch) => {
       const chosen = await this.choosePlan(batch, q, tuning);
-      let hits = await this.nearest(batch, q, vector, tuning, chosen);
+      const answer = this.nearest(batch, q, vector, tuning, chosen);
+      // while the database answers: the witnesses an index answer must not have skipped
+      const probe = chosen === 'hnsw' ? probeWitnesses(q, witnesses) : null;
+      let hits = await answer;
       if (chosen === 'exact') {
         return { plan: chosen, exactFallback: false, hits };
       }
       if (hits.length >= q.limit) {
-        return this.verified(batch, q, vector, tuning, hits, witnesses);
+        return this.verified(batch, q, vector, tuning, hits, probe);
       }
       hits = await this.nearest(batch, q, vector, tuning, 'exact');
       return { plan: 'exact', exactFallback: true, hits };
@@ -103,14 +125,12 @@ export class SearchRepository {
     vector: Buffer,
     tuning: SearchTuning,
     hits: SearchHitRow[],
-    witnesses?: WitnessSet,
+    probe: WitnessProbe | null,
   ): Promise<SearchResult> {
-    const unit = witnesses && witnesses.size > 0 ? unitVector(q.embedding) : null;
-    if (!witnesses || !unit) {
+    if (!probe) {
       return { plan: 'hnsw', exactFallback: false, hits };
     }
-    const check = (answer: SearchHitRow[]) =>
-      witnesses.contradiction(unit, q.filters, q.maxDistance, answer, q.limit, q.excludeId);
+    const check = (answer: SearchHitRow[]) => probe.contradiction(answer, q.limit);
     const first = check(hits);
     if (!first) {
       return { plan: 'hnsw', exactFallback: false, hits };
@@ -131,8 +151,7 @@ export class SearchRepository {
         best = retried;
       }
     }
-    const forgetStale = (answer: SearchHitRow[]) =>
-      witnesses.forgetContradicting(unit, q.filters, q.maxDistance, answer, q.limit, q.excludeId);
+    const forgetStale = (answer: SearchHitRow[]) => probe.forgetContradicting(answer, q.limit);
     if (this.exactEscalations < tuning.escalationExactConcurrency) {
       this.exactEscalations++;
       try {
@@ -152,14 +171,7 @@ export class SearchRepository {
         this.exactEscalations--;
       }
     }
-    const ids = witnesses.contradictingIds(
-      unit,
-      q.filters,
-      q.maxDistance,
-      best,
-      q.limit,
-      q.excludeId,
-    );
+    const ids = probe.contradictingIds(best, q.limit);
     const found = ids.length > 0 ? await this.rowsByIds(batch, q, vector, tuning, ids) : [];
     const seen = new Set(best.map((h) => h.id));
     const repaired = [...best, ...found.filter((h) => !seen.has(h.id))]
@@ -196,9 +208,23 @@ export class SearchRepository {
     if (!hasFilters(q.filters) || tuning.exactMaxRows <= 0) {
       return 'hnsw';
     }
+    const memoryMs = tuning.planMemoryMs ?? 0;
+    const key = `${tuning.exactMaxRows} ${JSON.stringify(q.filters)}`;
+    const now = Date.now();
+    const known = memoryMs > 0 ? this.planMemory.get(key) : undefined;
+    if (known && known.until > now) {
+      return known.plan;
+    }
     const count = matchCountStatement(q, tuning.exactMaxRows);
     const [rows] = await batch([count], { statement_timeout: tuning.timeoutMs });
-    return Number(rows[0].n) <= tuning.exactMaxRows ? 'exact' : 'hnsw';
+    const plan: SearchPlan = Number(rows[0].n) <= tuning.exactMaxRows ? 'exact' : 'hnsw';
+    if (memoryMs > 0) {
+      if (this.planMemory.size >= PLAN_MEMORY_ENTRIES) {
+        this.planMemory.clear();
+      }
+      this.planMemory.set(key, { plan, until: now + memoryMs });
+    }
+    return plan;
   }
 
   /** Index plans choose rows by the index's distance; exact plans by the full one. */

@@ -216,6 +216,7 @@ export class SearchService implements OnApplicationShutdown {
       escalationExactConcurrency: v.escalationExactConcurrency,
       maxScanTuples: v.maxScanTuples,
       exactMaxRows: v.exactMaxRows,
+      planMemoryMs: v.planMemoryMs,
       timeoutMs: v.queryTimeoutMs,
     };
   }

@@ -127,4 +127,31 @@ describe('WitnessSet', () => {
     expect(witnessMatches(w, { dietary: ['vegan'] })).toBe(true);
     expect(witnessMatches(w, { dietary: ['vegan', 'halal'] })).toBe(false);
   });
+
+  it('probes once per query: the same verdicts as the set, for every answer checked', () => {
+    const set = new WitnessSet();
+    set.replace([witness('near', 10), witness('mid', 35), witness('far', 80, { cuisine: 'thai' })]);
+    const probe = set.probe(query, { cuisine: 'italian' }, 2);
+    const first = [hit('a', 20), hit('b', 40)];
+    expect(probe.contradiction(first, 2)).toEqual(
+      set.contradiction(query, { cuisine: 'italian' }, 2, first, 2),
+    );
+    expect(probe.contradiction(first, 2)?.witnessId).toBe('near');
+    expect(probe.contradictingIds(first, 2).sort()).toEqual(['mid', 'near']);
+    // a wider answer that holds them: nothing contradicts it
+    expect(probe.contradiction([hit('near', 10), hit('a', 20), hit('mid', 35)], 3)).toBeNull();
+    // the filter is applied when probing: the thai witness never counts
+    expect(probe.contradictingIds([hit('a', 85), hit('b', 86)], 2)).not.toContain('far');
+  });
+
+  it('drops the witnesses a probe finds stale from its set', () => {
+    const set = new WitnessSet();
+    set.replace([witness('gone', 10), witness('kept', 30)]);
+    const told: number[] = [];
+    set.onStale = (n) => told.push(n);
+    const probe = set.probe(query, {}, 2);
+    expect(probe.forgetContradicting([hit('a', 20), hit('kept', 30)], 2)).toBe(1);
+    expect(set.size).toBe(1);
+    expect(told).toEqual([1]);
+  });
 });

@@ -86,6 +86,12 @@ export function witnessMatches(w: Witness, f: SearchFilters, excludeId?: string)
   return true;
 }
 
+/** A witness that passes a query's filters and bound, with its distance to the query. */
+interface Near {
+  w: Witness;
+  d: number;
+}
+
 /**
  * The known rows an approximate answer must not have skipped: a random sample of the
  * table, refreshed from the database. An HNSW answer of `limit` rows is provably
@@ -115,6 +121,39 @@ export class WitnessSet {
   }
 
   /**
+   * The witnesses a query's answer will be checked against, with their distances: the
+   * costly part of the check (a dot product per witness that passes the filters), which
+   * depends on the query alone, so that it can run while the database answers.
+   */
+  probe(
+    query: Float32Array,
+    filters: SearchFilters,
+    maxDistance: number,
+    excludeId?: string,
+  ): WitnessProbe {
+    const near: Near[] = [];
+    for (const w of this.rows) {
+      if (w.unit.length !== query.length || !witnessMatches(w, filters, excludeId)) {
+        continue;
+      }
+      const d = unitDistance(query, w.unit);
+      if (d <= maxDistance) {
+        near.push({ w, d });
+      }
+    }
+    return new WitnessProbe(this, near, maxDistance);
+  }
+
+  /** Drops the witnesses `ids` (found stale) and says so. */
+  drop(ids: ReadonlySet<string>): void {
+    if (ids.size === 0) {
+      return;
+    }
+    this.rows = this.rows.filter((w) => !ids.has(w.id));
+    this.onStale?.(ids.size);
+  }
+
+  /**
    * Drops every witness that contradicts an exact answer: such a row cannot exist as
    * sampled (deleted, or its embedding or columns changed since). Returns how many.
    */
@@ -126,16 +165,7 @@ export class WitnessSet {
     limit: number,
     excludeId?: string,
   ): number {
-    const last = exact.length >= limit ? Number(exact[limit - 1].distance) : maxDistance;
-    const stale = new Set<string>();
-    for (const { w } of this.nearer(query, filters, maxDistance, exact, last, excludeId)) {
-      stale.add(w.id);
-    }
-    if (stale.size > 0) {
-      this.rows = this.rows.filter((w) => !stale.has(w.id));
-      this.onStale?.(stale.size);
-    }
-    return stale.size;
+    return this.probe(query, filters, maxDistance, excludeId).forgetContradicting(exact, limit);
   }
 
   /** The nearest witness contradicting `hits` (a full answer of `limit` rows), or null. */
@@ -147,17 +177,7 @@ export class WitnessSet {
     limit: number,
     excludeId?: string,
   ): Contradiction | null {
-    if (hits.length < limit || limit === 0) {
-      return null;
-    }
-    const last = Number(hits[limit - 1].distance);
-    let best: Contradiction | null = null;
-    for (const { w, d } of this.nearer(query, filters, maxDistance, hits, last, excludeId)) {
-      if (!best || d < best.witnessDistance) {
-        best = { witnessId: w.id, witnessDistance: d, lastDistance: last };
-      }
-    }
-    return best;
+    return this.probe(query, filters, maxDistance, excludeId).contradiction(hits, limit);
   }
 
   /** Ids of every witness contradicting `answer` (a full answer of `limit` rows). */
@@ -169,39 +189,56 @@ export class WitnessSet {
     limit: number,
     excludeId?: string,
   ): string[] {
+    return this.probe(query, filters, maxDistance, excludeId).contradictingIds(answer, limit);
+  }
+}
+
+/** One query's qualifying witnesses (WitnessSet.probe), checked against its answers. */
+export class WitnessProbe {
+  constructor(
+    private readonly set: WitnessSet,
+    private readonly near: readonly Near[],
+    private readonly maxDistance: number,
+  ) {}
+
+  /** The nearest witness contradicting `hits` (a full answer of `limit` rows), or null. */
+  contradiction(hits: readonly SearchHitRow[], limit: number): Contradiction | null {
+    if (hits.length < limit || limit === 0) {
+      return null;
+    }
+    const last = Number(hits[limit - 1].distance);
+    let best: Contradiction | null = null;
+    for (const { w, d } of this.nearer(hits, last)) {
+      if (!best || d < best.witnessDistance) {
+        best = { witnessId: w.id, witnessDistance: d, lastDistance: last };
+      }
+    }
+    return best;
+  }
+
+  /** Ids of every witness contradicting `answer` (a full answer of `limit` rows). */
+  contradictingIds(answer: readonly SearchHitRow[], limit: number): string[] {
     if (answer.length < limit || limit === 0) {
       return [];
     }
     const last = Number(answer[limit - 1].distance);
-    return [...this.nearer(query, filters, maxDistance, answer, last, excludeId)].map(
-      ({ w }) => w.id,
-    );
+    return this.nearer(answer, last).map(({ w }) => w.id);
   }
 
-  /** Witnesses outside `answer` that pass its filters and bound and are nearer than `last`. */
-  private *nearer(
-    query: Float32Array,
-    filters: SearchFilters,
-    maxDistance: number,
-    answer: readonly SearchHitRow[],
-    last: number,
-    excludeId?: string,
-  ): Generator<{ w: Witness; d: number }> {
-    if (this.rows.length === 0) {
-      return;
+  /** Drops from the set every witness contradicting an exact answer; returns how many. */
+  forgetContradicting(exact: readonly SearchHitRow[], limit: number): number {
+    const last = exact.length >= limit ? Number(exact[limit - 1].distance) : this.maxDistance;
+    const stale = new Set(this.nearer(exact, last).map(({ w }) => w.id));
+    this.set.drop(stale);
+    return stale.size;
+  }
+
+  /** Witnesses outside `answer` nearer than `last` (they already pass its filters and bound). */
+  private nearer(answer: readonly SearchHitRow[], last: number): Near[] {
+    if (this.near.length === 0) {
+      return [];
     }
     const answered = new Set(answer.map((h) => h.id));
-    for (const w of this.rows) {
-      if (w.unit.length !== query.length || answered.has(w.id)) {
-        continue;
-      }
-      if (!witnessMatches(w, filters, excludeId)) {
-        continue;
-      }
-      const d = unitDistance(query, w.unit);
-      if (d <= maxDistance && d < last - DISTANCE_SLACK) {
-        yield { w, d };
-      }
-    }
+    return this.near.filter(({ w, d }) => !answered.has(w.id) && d < last - DISTANCE_SLACK);
   }
 }
