@@ -1202,6 +1202,9 @@ async function measureHttp(
 // ---------------------------------------------------------------------------
 // --paired-rounds (issue 14 target 1): both sides in the same minutes
 
+/** --paired-rounds: warm-up searches per connection on each side before the paired runs. */
+const PAIRED_WARMUP = 200;
+
 interface PairedCase {
   rawSqlP50: number;
   apiP50: number;
@@ -1230,10 +1233,11 @@ interface PairedResult {
  * Raw SQL and the API measured alternately, so that what the machine does between
  * phases (other processes, the page cache, CPU frequency) is shared by both: latency
  * query by query on queries neither side has seen (the first side alternates), then
- * throughput at the highest concurrency in rounds whose order alternates. The raw SQL
- * connections are fresh, so they first run the warm-up queries, as many as each of the
- * service's connections has run by now: a new PostgreSQL backend is slow for its first
- * few hundred searches (it maps the shared buffers it touches page by page).
+ * throughput at the highest concurrency in rounds whose order alternates. Both sides
+ * first run PAIRED_WARMUP searches per connection at that concurrency: a new PostgreSQL
+ * backend is slow for its first few hundred searches (measured on this stack: about
+ * 28 ms each for its first 50, 7 ms after 300; it maps the shared buffers it touches
+ * page by page, without huge pages), and the raw SQL connections here are new.
  */
 async function measurePaired(
   env: StackEnv,
@@ -1248,16 +1252,41 @@ async function measurePaired(
     for (let i = 0; i < conc; i++) {
       clients.push(await connect(clientConfig(env, env.replica)));
     }
-    const warm = new Progress('paired: raw SQL warm-up', conc, 'connections', 10_000);
-    let warmed = 0;
+    let next = 0;
+    const pool = sets.pairedThroughput;
+    // every API search gets a query of its own (the service would answer a repeat from its cache)
+    const draw = (): Query => pool[next++ % pool.length];
+    const unfiltered = FILTER_CASES[0];
+    // Both sides warmed alike at the rounds' concurrency: PAIRED_WARMUP searches per
+    // connection (the service spreads its share over its pool's connections).
+    const warmRaw = new Progress(
+      'paired: raw SQL warm-up',
+      conc * PAIRED_WARMUP,
+      'searches',
+      10_000,
+    );
+    let warmedRaw = 0;
     await Promise.all(
-      clients.map(async (c) => {
-        for (const fc of FILTER_CASES) {
-          for (const q of sets.warmup) {
-            await sqlSearch(c, q.param, fc.filters, sqlOpts);
-          }
+      clients.map(async (c, i) => {
+        for (let k = 0; k < PAIRED_WARMUP; k++) {
+          await sqlSearch(
+            c,
+            pool[(i * PAIRED_WARMUP + k) % pool.length].param,
+            unfiltered.filters,
+            sqlOpts,
+          );
+          warmRaw.update(++warmedRaw);
         }
-        warm.update(++warmed);
+      }),
+    );
+    const warmApi = new Progress('paired: API warm-up', conc * PAIRED_WARMUP, 'searches', 10_000);
+    let warmedApi = 0;
+    await Promise.all(
+      clients.map(async () => {
+        for (let k = 0; k < PAIRED_WARMUP; k++) {
+          await api(searchBody(draw(), unfiltered.filters, opts.limit), conc);
+          warmApi.update(++warmedApi);
+        }
       }),
     );
     const cases: Record<string, PairedCase> = {};
@@ -1293,11 +1322,6 @@ async function measurePaired(
         `paired ${fc.name}: API p50 ${apiP50} ms, raw SQL p50 ${rawP50} ms, ratio ${cases[fc.name].ratio}`,
       );
     }
-    let next = 0;
-    const pool = sets.pairedThroughput;
-    // every search of the rounds gets a query of its own (the API would answer a repeat from its cache)
-    const draw = (): Query => pool[next++ % pool.length];
-    const unfiltered = FILTER_CASES[0];
     const rawWorkers = clients.map(
       (c) => async () => sqlSearch(c, draw().param, unfiltered.filters, sqlOpts),
     );
@@ -2048,7 +2072,11 @@ async function main(): Promise<void> {
         ? makeQueries(
             model,
             opts.seed + 51,
-            Math.min(20_000, opts.pairedRounds * opts.pairedRoundS * 150),
+            Math.min(
+              20_000,
+              Math.max(1, ...opts.concurrency) * PAIRED_WARMUP +
+                opts.pairedRounds * opts.pairedRoundS * 150,
+            ),
           )
         : [],
   };

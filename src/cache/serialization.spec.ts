@@ -1,4 +1,4 @@
-import { defaultSerialize } from '@keyv/serialize';
+import { defaultDeserialize, defaultSerialize } from '@keyv/serialize';
 import Keyv from 'keyv';
 import { LruStore } from './lru-store.js';
 import {
@@ -33,6 +33,30 @@ describe('cache entry serialization', () => {
 
   it.each(entries.map((e) => [e]))('writes exactly what @keyv/serialize writes: %j', (entry) => {
     expect(serializeEntry(entry)).toBe(defaultSerialize(entry));
+  });
+
+  it.each(entries.map((e) => [e]))(
+    'reads back exactly what @keyv/serialize reads back: %j',
+    (entry) => {
+      const json = serializeEntry(entry);
+      expect(deserializeEntry(json)).toEqual(defaultDeserialize(json));
+    },
+  );
+
+  it('takes the plain JSON.parse only where no string starts with a colon', () => {
+    for (const tricky of [
+      { ':key': 1 },
+      [':a'],
+      { a: [1, ':b'] },
+      { a: 'x":y', b: ':c' },
+      { nested: { deep: [{ v: ':v' }] } },
+    ]) {
+      const json = serializeEntry(tricky);
+      expect(deserializeEntry(json)).toEqual(defaultDeserialize(json));
+    }
+    // a colon inside a string (or an escaped quote before one) changes nothing
+    const plain = { t: 'a":b', u: 'c:d', v: '\\":' };
+    expect(deserializeEntry(serializeEntry(plain))).toEqual(plain);
   });
 
   it('reads back through the same deserializer (colons and Buffers restored)', () => {
