@@ -67,6 +67,10 @@ describe('benchmarks (smoke mode)', () => {
         '1',
         '--ef-sweep',
         '40',
+        '--paired-rounds',
+        '2',
+        '--paired-round-s',
+        '1',
       ],
       env: { BENCH_SEARCH_DB: SEARCH_DB },
     },
@@ -194,6 +198,18 @@ describe('benchmarks (smoke mode)', () => {
           expect(r).not.toHaveProperty('httpSkipped');
           expect(Object.keys(r.http ?? {}).length).toBeGreaterThan(0);
           expect(Object.keys(r.rawSql).length).toBeGreaterThan(0);
+          // --paired-rounds: both sides alternately, every case and round measured
+          const paired = (report.results as { paired?: Record<string, unknown> }).paired as {
+            cases: Record<string, { apiP50: number; rawSqlP50: number; ratio: number }>;
+            rounds: Array<{ apiQps: number; rawSqlQps: number }>;
+          };
+          expect(Object.keys(paired.cases)).toHaveLength(4);
+          for (const c of Object.values(paired.cases)) {
+            expect(c.apiP50).toBeGreaterThan(0);
+            expect(c.rawSqlP50).toBeGreaterThan(0);
+          }
+          expect(paired.rounds).toHaveLength(2);
+          expect(paired.rounds.every((x) => x.apiQps > 0 && x.rawSqlQps > 0)).toBe(true);
           break;
         }
         case 'cache': {
