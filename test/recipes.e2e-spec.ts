@@ -100,6 +100,102 @@ describe('recipes CRUD (real stack)', () => {
       .expect(404);
   });
 
+  it('answers conditional requests: 304 to a matching If-None-Match, If-Match: * needs the recipe', async () => {
+    const created = await request(server())
+      .post('/v1/recipes')
+      .set(bearer(KEYS.all))
+      .send(recipeBody())
+      .expect(201);
+    const id = (created.body as Recipe).id;
+    const path = `/v1/recipes/${id}`;
+    // the full path (strong), then the default path twice (the second may be the fast path)
+    for (const headers of [strong, {}, {}]) {
+      for (const tagValue of ['"1"', 'W/"1"', '"7", "1"', '*']) {
+        const res = await request(server())
+          .get(path)
+          .set(bearer(KEYS.all))
+          .set(headers)
+          .set('if-none-match', tagValue)
+          .expect(304);
+        expect(res.headers.etag).toBe('"1"');
+        expect(res.text ?? '').toBe('');
+      }
+    }
+    const changed = await request(server())
+      .get(path)
+      .set(bearer(KEYS.all))
+      .set('if-none-match', '"2"')
+      .expect(200);
+    expect((changed.body as Recipe).version).toBe(1);
+
+    const any = await request(server())
+      .patch(path)
+      .set(bearer(KEYS.all))
+      .set('if-match', '*')
+      .send({ title: 'Any version' })
+      .expect(200);
+    expect(any.body).toMatchObject({ title: 'Any version', version: 2 });
+    expect(any.headers.etag).toBe('"2"');
+    // the old ETag no longer matches: the new representation comes in full
+    const fresh = await request(server())
+      .get(path)
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .set('if-none-match', '"1"')
+      .expect(200);
+    expect((fresh.body as Recipe).title).toBe('Any version');
+
+    const missing = randomUUID();
+    const none = await request(server())
+      .patch(`/v1/recipes/${missing}`)
+      .set(bearer(KEYS.all))
+      .set('if-match', '*')
+      .send({ title: 'Nothing there' })
+      .expect(412);
+    expect(none.body.message).toContain('does not exist');
+    await request(server())
+      .get(`/v1/recipes/${missing}`)
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(404);
+
+    const list = await request(server())
+      .patch(path)
+      .set(bearer(KEYS.all))
+      .set('if-match', '"1", "2"')
+      .send({ title: 'Listed' })
+      .expect(400);
+    expect(JSON.stringify(list.body.message)).toContain('If-Match');
+    const after = await request(server()).get(path).set(bearer(KEYS.all)).set(strong).expect(200);
+    expect(after.body).toMatchObject({ title: 'Any version', version: 2 });
+  });
+
+  it('takes an empty JSON body where none is needed, and names the fields where one is', async () => {
+    const created = await request(server())
+      .post('/v1/recipes')
+      .set(bearer(KEYS.all))
+      .send(recipeBody())
+      .expect(201);
+    const id = (created.body as Recipe).id;
+    const before = await count();
+    // a generic client: Content-Type set, no body
+    await request(server())
+      .delete(`/v1/recipes/${id}`)
+      .set(bearer(KEYS.all))
+      .set('content-type', 'application/json')
+      .expect(204);
+    expect(await count()).toBe(before - 1);
+    await request(server()).get(`/v1/recipes/${id}`).set(bearer(KEYS.all)).set(strong).expect(404);
+
+    const empty = await request(server())
+      .post('/v1/recipes')
+      .set(bearer(KEYS.all))
+      .set('content-type', 'application/json')
+      .expect(400);
+    expect(JSON.stringify(empty.body.message)).toContain('title');
+    expect(await count()).toBe(before - 1);
+  });
+
   it('sets an embedding with PUT', async () => {
     const created = await request(server())
       .post('/v1/recipes')

@@ -32,6 +32,13 @@ describe('users, profiles and taste profiles', () => {
       .send({ email: 'Ada@Example.com', displayName: 'Ada' })
       .expect(201);
     const id = (created.body as { id: string }).id;
+    // 201 names the new resource, and it is there
+    expect(created.headers.location).toBe(`/v1/users/${id}`);
+    await request(http())
+      .get(created.headers.location)
+      .set(bearer(KEYS.all))
+      .set('x-consistency', 'strong')
+      .expect(200);
     const dup = await request(http())
       .post('/v1/users')
       .set(bearer(KEYS.all))

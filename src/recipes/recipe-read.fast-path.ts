@@ -9,6 +9,7 @@ import { ApiKeyService } from '../security/api-key.service.js';
 import { ApiRateLimiter } from '../security/api-rate-limiter.js';
 import { MetricsService } from '../monitoring/metrics.service.js';
 import type { RecipeResponseDto } from './dto/recipe.dto.js';
+import { noneMatch } from '../common/conditional.js';
 
 /** `GET /v1/recipes/<id>` with no query string; anything else takes the full path. */
 const RECIPE_URL = /^\/v1\/recipes\/([0-9A-Fa-f-]{36})$/;
@@ -98,6 +99,15 @@ export class RecipeReadFastPath {
     this.cache.tiers.countL1Hit('recipes');
     this.metrics.httpFastPath.inc({ route: ROUTE });
     const recipe = entry.value as RecipeResponseDto;
+    const etag = `"${recipe.version}"`;
+    if (noneMatch(request.headers['if-none-match'], etag)) {
+      void reply
+        .code(304)
+        .header('etag', etag)
+        .header('x-ratelimit-remaining', String(remaining))
+        .send();
+      return true;
+    }
     let body = this.bodies.get(entry);
     if (body === undefined) {
       body = JSON.stringify(recipe);
@@ -105,7 +115,7 @@ export class RecipeReadFastPath {
     }
     void reply
       .code(200)
-      .header('etag', `"${recipe.version}"`)
+      .header('etag', etag)
       .header('x-ratelimit-remaining', String(remaining))
       .header('content-type', JSON_TYPE)
       .send(body);

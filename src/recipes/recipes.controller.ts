@@ -12,11 +12,12 @@ import {
   Put,
   Query,
   Res,
-  BadRequestException,
 } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { RequireScopes } from '../security/auth.decorators.js';
+import { noneMatch, parseIfMatch } from '../common/conditional.js';
+import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
 import {
   BatchUpsertRecipesDto,
   BatchUpsertResponseDto,
@@ -33,16 +34,11 @@ import { SearchService } from './search.service.js';
 
 const uuid = new ParseUUIDPipe();
 
-/** `If-Match: "3"`, `W/"3"` or `3` → 3; absent → undefined; anything else → 400. */
-export function parseIfMatch(header: string | undefined): number | undefined {
-  if (header === undefined) {
-    return undefined;
+/** `If-Match: *` on a recipe that does not exist: RFC 9110 answers 412, not 404. */
+class NoCurrentRecipeError extends DomainError {
+  constructor(id: string) {
+    super(ErrorCode.PreconditionFailed, `recipe ${id} does not exist (If-Match: *)`);
   }
-  const m = /^(?:W\/)?"?(\d{1,9})"?$/.exec(header.trim());
-  if (!m) {
-    throw new BadRequestException(['If-Match must be the recipe version, e.g. "3"']);
-  }
-  return Number(m[1]);
 }
 
 function tag(reply: FastifyReply, recipe: RecipeResponseDto): RecipeResponseDto {
@@ -97,12 +93,20 @@ export class RecipesController {
 
   @Get(':id')
   @RequireScopes('recipes:read')
-  @ApiOperation({ summary: 'One recipe (ETag = version)' })
+  @ApiOperation({
+    summary: 'One recipe (ETag = version; 304 when If-None-Match holds the current ETag or *)',
+  })
   async get(
     @Param('id', uuid) id: string,
+    @Headers('if-none-match') ifNoneMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
-  ): Promise<RecipeResponseDto> {
-    return tag(reply, await this.recipes.get(id));
+  ): Promise<RecipeResponseDto | Response> {
+    const recipe = tag(reply, await this.recipes.get(id));
+    const etag = `"${recipe.version}"`;
+    // a web Response is the whole answer: its status wins over the route's 200
+    return noneMatch(ifNoneMatch, etag)
+      ? new Response(null, { status: 304, headers: { etag } })
+      : recipe;
   }
 
   @Get(':id/similar')
@@ -118,7 +122,8 @@ export class RecipesController {
   @Patch(':id')
   @RequireScopes('recipes:write')
   @ApiOperation({
-    summary: 'Partial update; If-Match with the version prevents lost updates (412)',
+    summary:
+      'Partial update; If-Match with the version prevents lost updates (412); If-Match: * needs the recipe to exist (412)',
   })
   async update(
     @Param('id', uuid) id: string,
@@ -126,7 +131,15 @@ export class RecipesController {
     @Headers('if-match') ifMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<RecipeResponseDto> {
-    return tag(reply, await this.recipes.update(id, dto, parseIfMatch(ifMatch)));
+    const expected = parseIfMatch(ifMatch);
+    if (expected !== '*') {
+      return tag(reply, await this.recipes.update(id, dto, expected));
+    }
+    try {
+      return tag(reply, await this.recipes.update(id, dto));
+    } catch (err) {
+      throw err instanceof NotFoundError ? new NoCurrentRecipeError(id) : err;
+    }
   }
 
   @Put(':id/embedding')

@@ -1,7 +1,7 @@
 import { BadRequestException } from '@nestjs/common';
 import { decodeCursor, encodeCursor } from '../common/pagination.js';
 import { embeddingProblem } from './dto/embedding.validator.js';
-import { parseIfMatch } from './recipes.controller.js';
+import { noneMatch, parseIfMatch } from '../common/conditional.js';
 import { searchEffect } from './recipes.service.js';
 import { normaliseFilters } from './search.service.js';
 import { parallelWorkersFor } from './vector-index.js';
@@ -25,13 +25,30 @@ describe(parseIfMatch.name, () => {
     ['"3"', 3],
     ['W/"12"', 12],
     ['7', 7],
+    [' * ', '*'],
     [undefined, undefined],
   ])('%s → %s', (header, version) => {
     expect(parseIfMatch(header)).toBe(version);
   });
 
-  it.each(['*', '"abc"', '"1", "2"', ''])('rejects %j', (header) => {
+  it.each(['"abc"', '"1", "2"', '', '**'])('rejects %j', (header) => {
     expect(() => parseIfMatch(header)).toThrow(BadRequestException);
+  });
+});
+
+describe(noneMatch.name, () => {
+  it.each([
+    ['"3"', true],
+    ['W/"3"', true],
+    ['"1", W/"3"', true],
+    ['*', true],
+    ['"4"', false],
+    ['"1", "2"', false],
+    ['3', false],
+    ['garbage', false],
+    [undefined, false],
+  ])('If-None-Match %j against "3" → %s', (header, matches) => {
+    expect(noneMatch(header, '"3"')).toBe(matches);
   });
 });
 

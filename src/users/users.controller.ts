@@ -1,4 +1,5 @@
-import { Body, Controller, Get, Param, ParseUUIDPipe, Post, Put } from '@nestjs/common';
+import { Body, Controller, Get, Param, ParseUUIDPipe, Post, Put, Res } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { RequireScopes } from '../security/auth.decorators.js';
 import {
@@ -21,8 +22,13 @@ export class UsersController {
   @Post()
   @RequireScopes('users:write')
   @ApiOperation({ summary: 'Create a user (409 when the email exists)' })
-  create(@Body() dto: CreateUserDto): Promise<UserResponseDto> {
-    return this.users.create(dto);
+  async create(
+    @Body() dto: CreateUserDto,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<UserResponseDto> {
+    const user = await this.users.create(dto);
+    void reply.header('location', `/v1/users/${user.id}`);
+    return user;
   }
 
   @Get(':id')
