@@ -94,7 +94,30 @@ describe('audit log: append-only, hash-chained (real stack)', () => {
       (e) => e.resource === `recipe:${created.body.id}`,
     );
     expect(entry).toMatchObject({ action: 'create', actor: 'test-all', requestId: 'audit-req-1' });
+    // times are ISO-8601 strings, as everywhere in the API
+    expect(entry?.occurredAt).toEqual(expect.stringMatching(/^\d{4}-\d{2}-\d{2}T.*Z$/));
+    expect(entry).not.toHaveProperty('occurredAtMs');
     await request(app.getHttpServer()).get('/v1/audit-logs').set(bearer(KEYS.opsRead)).expect(403);
+    // pages of one, linked by an opaque cursor; a bare sequence number is not one
+    const first = await request(app.getHttpServer())
+      .get('/v1/audit-logs')
+      .query({ limit: 1 })
+      .set(bearer(KEYS.all))
+      .expect(200);
+    expect(first.body.items).toHaveLength(1);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    expect(first.body.nextCursor).not.toMatch(/^\d+$/);
+    const second = await request(app.getHttpServer())
+      .get('/v1/audit-logs')
+      .query({ limit: 1, cursor: first.body.nextCursor as string })
+      .set(bearer(KEYS.all))
+      .expect(200);
+    expect(Number(second.body.items[0].seq)).toBeGreaterThan(Number(first.body.items[0].seq));
+    await request(app.getHttpServer())
+      .get('/v1/audit-logs')
+      .query({ cursor: String(first.body.items[0].seq) })
+      .set(bearer(KEYS.all))
+      .expect(400);
   });
 
   describe("the service's own role cannot change or destroy it", () => {

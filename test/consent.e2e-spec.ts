@@ -62,12 +62,29 @@ describe('consent: versioned, granular, append-only (real stack)', () => {
       .set(bearer(KEYS.all))
       .set(strong)
       .expect(200);
-    return (res.body as Effective[]).find((c) => c.purpose === 'marketing_email')!;
+    expect(res.body.nextCursor).toBeNull();
+    return (res.body.items as Effective[]).find((c) => c.purpose === 'marketing_email')!;
   };
 
   it('grant v1, publish v2: the v1 grant is outdated until re-consent; withdrawal recorded; history ordered', async () => {
     const v1 = await publish('We may email you recipes. v1');
     expect(v1.body).toMatchObject({ purpose: 'marketing_email', currentVersion: 1 });
+    expect(v1.headers.location).toBe('/v1/consent-policies/marketing_email');
+    const located = await request(http())
+      .get(v1.headers.location)
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(200);
+    expect(located.body).toMatchObject({ purpose: 'marketing_email', currentVersion: 1 });
+    const all = await request(http())
+      .get('/v1/consent-policies')
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(200);
+    expect(all.body.nextCursor).toBeNull();
+    expect((all.body.items as Array<{ purpose: string }>).map((p) => p.purpose)).toContain(
+      'marketing_email',
+    );
     expect(v1.body.versions[0].textSha256).toMatch(/^[0-9a-f]{64}$/);
 
     const granted = await setConsent(true, 1).expect(200);
@@ -92,16 +109,37 @@ describe('consent: versioned, granular, append-only (real stack)', () => {
       .set(bearer(KEYS.all))
       .set(strong)
       .expect(200);
-    expect(
-      (history.body as Array<{ granted: boolean; policyVersion: number; actor: string }>).map(
-        (e) => [e.granted, e.policyVersion],
-      ),
-    ).toEqual([
+    type Event = { granted: boolean; policyVersion: number; actor: string };
+    expect((history.body.items as Event[]).map((e) => [e.granted, e.policyVersion])).toEqual([
       [true, 1],
       [true, 2],
       [false, 2],
     ]);
-    expect(history.body[0].actor).toBe('test-all');
+    expect(history.body.items[0].actor).toBe('test-all');
+    expect(history.body.nextCursor).toBeNull();
+    // paged: two, then the rest through the opaque cursor
+    const first = await request(http())
+      .get(`/v1/users/${user}/consents/history?limit=2`)
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(200);
+    expect((first.body.items as Event[]).map((e) => e.policyVersion)).toEqual([1, 2]);
+    expect(typeof first.body.nextCursor).toBe('string');
+    const second = await request(http())
+      .get(`/v1/users/${user}/consents/history`)
+      .query({ limit: 2, cursor: first.body.nextCursor as string })
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(200);
+    expect((second.body.items as Event[]).map((e) => [e.granted, e.policyVersion])).toEqual([
+      [false, 2],
+    ]);
+    expect(second.body.nextCursor).toBeNull();
+    const bad = await request(http())
+      .get(`/v1/users/${user}/consents/history?cursor=7`)
+      .set(bearer(KEYS.all))
+      .expect(400);
+    expect(JSON.stringify(bad.body.message)).toContain('cursor');
 
     const audit = await adminQuery(
       db,

@@ -1,9 +1,17 @@
 import { Controller, Get, Query } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { RequireScopes } from '../security/auth.decorators.js';
+import { decodeSeqCursor, encodeSeqCursor } from '../common/pagination.js';
 import type { AuditRow } from './audit.repository.js';
 import { AuditService, VerifyReport } from './audit.service.js';
 import { AuditQueryDto, VerifyQueryDto } from './dto/audit.dto.js';
+
+/** An audit entry as the API gives it: times as ISO-8601 strings, like every other time. */
+export type AuditItem = Omit<AuditRow, 'occurredAtMs'> & { occurredAt: string };
+
+function toItem({ occurredAtMs, ...rest }: AuditRow): AuditItem {
+  return { ...rest, occurredAt: new Date(occurredAtMs).toISOString() };
+}
 
 @ApiTags('audit')
 @Controller({ path: 'audit-logs', version: '1' })
@@ -15,12 +23,16 @@ export class AuditController {
   @ApiOperation({
     summary: 'Audit entries in chain order; filters subjectId, actor, eventType, from, to',
   })
-  async list(@Query() q: AuditQueryDto): Promise<{ items: AuditRow[]; nextCursor: string | null }> {
+  async list(
+    @Query() q: AuditQueryDto,
+  ): Promise<{ items: AuditItem[]; nextCursor: string | null }> {
     const limit = q.limit ?? 100;
-    const items = await this.audit.list({ ...q, afterSeq: q.cursor, limit });
+    const { cursor, ...filters } = q;
+    const afterSeq = cursor === undefined ? undefined : decodeSeqCursor(cursor);
+    const rows = await this.audit.list({ ...filters, afterSeq, limit });
     return {
-      items,
-      nextCursor: items.length === limit ? String(items[items.length - 1].seq) : null,
+      items: rows.map(toItem),
+      nextCursor: rows.length === limit ? encodeSeqCursor(rows[rows.length - 1].seq) : null,
     };
   }
 

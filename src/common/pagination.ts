@@ -24,3 +24,23 @@ export function decodeCursor(cursor: string): { createdAt: string; id: string } 
   }
   throw new BadRequestException(['cursor is not a cursor this API issued']);
 }
+
+/** Opaque cursor over a sequence (an identity column): base64url of the last row's number. */
+export function encodeSeqCursor(seq: number | string): string {
+  return Buffer.from(JSON.stringify({ s: String(seq) }), 'utf8').toString('base64url');
+}
+
+/** The sequence number after which the next page starts; 400 for anything else. */
+export function decodeSeqCursor(cursor: string): number {
+  try {
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as {
+      s?: unknown;
+    };
+    if (typeof parsed.s === 'string' && /^\d{1,15}$/.test(parsed.s)) {
+      return Number(parsed.s);
+    }
+  } catch {
+    // falls through to the 400 below
+  }
+  throw new BadRequestException(['cursor is not a cursor this API issued']);
+}

@@ -101,4 +101,19 @@ export class ConsentRepository {
       m.query(`SELECT ${EVENT} FROM consent_events WHERE user_id = $1 ORDER BY id`, [userId]),
     );
   }
+
+  /** One page of a user's events, oldest first, after event `afterId`; each with its id. */
+  historyPage(
+    userId: string,
+    afterId: number,
+    limit: number,
+  ): Promise<Array<ConsentEventRow & { id: string }>> {
+    return this.router.read((m) =>
+      m.query(
+        `SELECT id::text AS id, ${EVENT} FROM consent_events
+          WHERE user_id = $1 AND id > $2::bigint ORDER BY id LIMIT $3::int`,
+        [userId, afterId, limit],
+      ),
+    );
+  }
 }

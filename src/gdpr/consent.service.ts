@@ -2,6 +2,7 @@ import { BadRequestException, Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { AuditService } from '../audit/audit.service.js';
 import { NotFoundError } from '../common/errors.js';
+import { decodeSeqCursor, encodeSeqCursor } from '../common/pagination.js';
 import { RequestContextStore } from '../common/request-context.js';
 import { ReadRouterService } from '../database/read-router.service.js';
 import { CONSENT_PURPOSES, ConsentPurpose, isPurpose } from './consent.purposes.js';
@@ -130,6 +131,26 @@ export class ConsentService {
   }
 
   async history(userId: string): Promise<ConsentEvent[]> {
+    await this.mustExist(userId);
+    return (await this.consents.history(userId)).map(toEvent);
+  }
+
+  /** A page of the history, oldest first: `{ items, nextCursor }` (opaque cursor). */
+  async historyPage(
+    userId: string,
+    limit: number,
+    cursor?: string,
+  ): Promise<{ items: ConsentEvent[]; nextCursor: string | null }> {
+    const afterId = cursor === undefined ? 0 : decodeSeqCursor(cursor);
+    await this.mustExist(userId);
+    const rows = await this.consents.historyPage(userId, afterId, limit);
+    return {
+      items: rows.map(toEvent),
+      nextCursor: rows.length === limit ? encodeSeqCursor(rows[rows.length - 1].id) : null,
+    };
+  }
+
+  private async mustExist(userId: string): Promise<void> {
     const exists = await this.router.read(async (m) => {
       const rows: unknown[] = await m.query(`SELECT 1 FROM users WHERE id = $1`, [userId]);
       return rows.length > 0;
@@ -137,7 +158,6 @@ export class ConsentService {
     if (!exists) {
       throw new NotFoundError('user', userId);
     }
-    return (await this.consents.history(userId)).map(toEvent);
   }
 }
 

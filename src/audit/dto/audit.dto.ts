@@ -26,12 +26,11 @@ export class AuditQueryDto {
   @Min(1)
   @Max(1000)
   limit?: number;
-  @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
+  @ApiPropertyOptional({ description: 'nextCursor of the previous page (opaque)' })
   @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(0)
-  cursor?: number;
+  @IsString()
+  @Length(1, 200)
+  cursor?: string;
 }
 
 export const VERIFY_MODES = ['full', 'incremental'] as const;

@@ -7,8 +7,10 @@ import {
   IsOptional,
   IsString,
   Length,
+  Max,
   Min,
 } from 'class-validator';
+import { Type } from 'class-transformer';
 import { CONSENT_PURPOSES } from '../consent.purposes.js';
 
 export class PublishPolicyDto {
@@ -18,6 +20,25 @@ export class PublishPolicyDto {
   @IsOptional()
   @IsISO8601()
   effectiveAt?: string;
+}
+
+export class ConsentHistoryQueryDto {
+  @ApiPropertyOptional({ default: 100, minimum: 1, maximum: 500 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(500)
+  limit?: number;
+  @ApiPropertyOptional({ description: 'nextCursor of the previous page (opaque)' })
+  @IsOptional()
+  @IsString()
+  @Length(1, 200)
+  cursor?: string;
+}
+
+export class PurposeParamDto {
+  @ApiProperty({ enum: CONSENT_PURPOSES }) @IsIn(CONSENT_PURPOSES) purpose!: string;
 }
 
 export class SetConsentDto {
