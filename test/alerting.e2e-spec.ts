@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -451,7 +452,23 @@ describe('alerting (rules, state, outbox, e-mail and Slack)', () => {
       .set(bearer(KEYS.all))
       .set('x-consistency', 'strong')
       .expect(200);
-    expect((listed.body as Array<{ id: string }>).map((s) => s.id)).toContain(created.body.id);
+    expect(listed.body.nextCursor).toBeNull();
+    expect((listed.body.items as Array<{ id: string }>).map((s) => s.id)).toContain(
+      created.body.id,
+    );
+    // 201 names the silence, and it can be read there
+    expect(created.headers.location).toBe(`/v1/ops/alerts/silences/${created.body.id}`);
+    const located = await request(server)
+      .get(created.headers.location)
+      .set(bearer(KEYS.all))
+      .set('x-consistency', 'strong')
+      .expect(200);
+    expect(located.body).toMatchObject({ id: created.body.id, comment: 'maintenance window' });
+    await request(server)
+      .get(`/v1/ops/alerts/silences/${randomUUID()}`)
+      .set(bearer(KEYS.all))
+      .set('x-consistency', 'strong')
+      .expect(404);
 
     condition(app, 'silenced', 1);
     expect(

@@ -255,7 +255,16 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
 
   it('replaces a month when it is built again; lists the stored months newest first', async () => {
     await new Promise((resolve) => setTimeout(resolve, 5));
-    const again = (await post(past).expect(201)).body as Report;
+    const built = await post(past).expect(201);
+    expect(built.headers.location).toBe(`/v1/compliance/reports?month=${past}`);
+    const again = built.body as Report;
+    // the Location answers with the report just built
+    const located = await request(http())
+      .get(built.headers.location)
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(200);
+    expect(located.body.sha256).toBe(again.sha256);
     expect(again.generatedAt > pastReport.generatedAt).toBe(true);
     // Same counts; rowsChecked may have grown (the audit log is live).
     for (const section of [
@@ -273,6 +282,7 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
         { month: current, generatedAt: expect.any(String), sha256: expect.any(String) },
         { month: past, generatedAt: again.generatedAt, sha256: again.sha256 },
       ],
+      nextCursor: null,
     });
     const rows = await sql(`SELECT count(*)::int AS n FROM compliance_reports`);
     expect((rows.rows[0] as { n: number }).n).toBe(2);

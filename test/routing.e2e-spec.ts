@@ -34,6 +34,8 @@ describe('read/write routing on the one DataSource (real stack)', () => {
       .set(bearer(KEYS.all))
       .send({ note: 'routing' })
       .expect(201);
+    // 201 names the probe it wrote
+    expect(res.headers.location).toBe(`/v1/ops/probes/${(res.body as Probe).id}`);
     return res.body as Probe;
   }
 

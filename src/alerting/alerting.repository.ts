@@ -174,6 +174,18 @@ export class AlertingRepository {
     );
   }
 
+  /** One silence, ended or not; null when there is none. */
+  getSilence(id: string): Promise<SilenceRow | null> {
+    return this.router.read(async (m) => {
+      const rows = await queryRows<SilenceRow>(
+        m,
+        `SELECT ${SILENCE_COLUMNS} FROM alert_silences WHERE id = $1`,
+        [id],
+      );
+      return rows[0] ?? null;
+    });
+  }
+
   /** Ends a silence now; null when there is no such silence that has not ended. */
   async expireSilence(id: string): Promise<SilenceRow | null> {
     return this.router.write(async (m) => {

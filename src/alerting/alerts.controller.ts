@@ -7,8 +7,10 @@ import {
   Param,
   ParseUUIDPipe,
   Post,
+  Res,
 } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
 import { RequireScopes } from '../security/auth.decorators.js';
 import { AlertsService } from './alerts.service.js';
 import { AlertsResponseDto, CreateSilenceDto, SilenceResponseDto } from './dto/silence.dto.js';
@@ -29,15 +31,30 @@ export class AlertsController {
   @HttpCode(201)
   @RequireScopes('ops:admin')
   @ApiOperation({ summary: 'Silence notifications of alerts matching every matcher, for a time' })
-  createSilence(@Body() dto: CreateSilenceDto): Promise<SilenceResponseDto> {
-    return this.alerts.createSilence(dto);
+  async createSilence(
+    @Body() dto: CreateSilenceDto,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<SilenceResponseDto> {
+    const silence = await this.alerts.createSilence(dto);
+    void reply.header('location', `/v1/ops/alerts/silences/${silence.id}`);
+    return silence;
   }
 
   @Get('silences')
   @RequireScopes('ops:admin')
-  @ApiOperation({ summary: 'Silences that have not ended (active and scheduled)' })
-  listSilences(): Promise<SilenceResponseDto[]> {
-    return this.alerts.listSilences();
+  @ApiOperation({
+    summary:
+      'Silences that have not ended (active and scheduled): { items, nextCursor } (one page)',
+  })
+  async listSilences(): Promise<{ items: SilenceResponseDto[]; nextCursor: null }> {
+    return { items: await this.alerts.listSilences(), nextCursor: null };
+  }
+
+  @Get('silences/:id')
+  @RequireScopes('ops:admin')
+  @ApiOperation({ summary: 'One silence, ended or not' })
+  getSilence(@Param('id', new ParseUUIDPipe()) id: string): Promise<SilenceResponseDto> {
+    return this.alerts.getSilence(id);
   }
 
   @Delete('silences/:id')

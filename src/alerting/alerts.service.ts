@@ -67,6 +67,14 @@ export class AlertsService {
     return (await this.repo.listSilences()).map(silenceView);
   }
 
+  async getSilence(id: string): Promise<SilenceResponseDto> {
+    const row = await this.repo.getSilence(id);
+    if (!row) {
+      throw new NotFoundError('silence', id);
+    }
+    return silenceView(row);
+  }
+
   async expireSilence(id: string): Promise<SilenceResponseDto> {
     const row = await this.repo.expireSilence(id);
     if (!row) {

@@ -45,8 +45,16 @@ export class ComplianceController {
 
   @Post()
   @RequireScopes('audit:read')
-  @ApiOperation({ summary: "Build a month's report now (replaces a stored one)" })
-  build(@Body() dto: CreateComplianceReportDto): Promise<ComplianceReportResponse> {
-    return this.compliance.build(dto.month);
+  @ApiOperation({
+    summary: "Build a month's report now (replaces a stored one); 201 + Location",
+  })
+  async build(
+    @Body() dto: CreateComplianceReportDto,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<ComplianceReportResponse> {
+    const report = await this.compliance.build(dto.month);
+    // month was validated as YYYY-MM
+    void reply.header('location', `/v1/compliance/reports?month=${dto.month}`);
+    return report;
   }
 }

@@ -70,7 +70,7 @@ export class ComplianceService {
   }
 
   async list(): Promise<ComplianceReportList> {
-    return { items: await this.reports.list() };
+    return { items: await this.reports.list(), nextCursor: null };
   }
 }
 

@@ -7,7 +7,9 @@ import {
   ParseIntPipe,
   ParseUUIDPipe,
   Post,
+  Res,
 } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
 import type { JobRunRow } from '../database/job-runs.repository.js';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { RequireScopes } from '../security/auth.decorators.js';
@@ -57,8 +59,13 @@ export class OpsController {
   @HttpCode(201)
   @RequireScopes('ops:admin')
   @ApiOperation({ summary: 'Write a routing probe row on the writer' })
-  createProbe(@Body() dto: CreateProbeDto): Promise<ProbeResponseDto> {
-    return this.ops.createProbe(dto.note ?? '');
+  async createProbe(
+    @Body() dto: CreateProbeDto,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<ProbeResponseDto> {
+    const probe = await this.ops.createProbe(dto.note ?? '');
+    void reply.header('location', `/v1/ops/probes/${probe.id}`);
+    return probe;
   }
 
   @Get('jobs/:id')

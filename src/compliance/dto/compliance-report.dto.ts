@@ -31,4 +31,6 @@ export type ComplianceReportResponse = ComplianceReport & { sha256: string };
 
 export interface ComplianceReportList {
   items: Array<{ month: string; generatedAt: string; sha256: string }>;
+  /** One report a month: the list is one page. */
+  nextCursor: null;
 }
