@@ -1,5 +1,5 @@
 import { ValidationError } from 'class-validator';
-import { genReqId, validationMessages } from './app.setup.js';
+import { genReqId, validationFieldErrors, validationMessages } from './app.setup.js';
 
 describe(genReqId.name, () => {
   it('echoes a sane caller id', () => {
@@ -32,6 +32,10 @@ describe(validationMessages.name, () => {
     expect(validationMessages([parent, top])).toEqual([
       'filters.cuisine must be a string',
       'limit must not be greater than 50',
+    ]);
+    expect(validationFieldErrors([parent, top])).toEqual([
+      { field: 'filters.cuisine', message: 'filters.cuisine must be a string' },
+      { field: 'limit', message: 'limit must not be greater than 50' },
     ]);
   });
 });

@@ -34,15 +34,27 @@ export const FASTIFY_OPTIONS = {
   return503OnClosing: true,
 } as const;
 
-/** Flattens nested validation errors into "field.path: what is wrong" lines. */
-export function validationMessages(errors: ValidationError[], prefix = ''): string[] {
+/** One failed check of a request: the field by its path (`items.0.title`) and what is wrong. */
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/** Flattens nested validation errors: one per failed check, the field named by its path. */
+export function validationFieldErrors(errors: ValidationError[], prefix = ''): FieldError[] {
   return errors.flatMap((e) => {
     const path = prefix ? `${prefix}.${e.property}` : e.property;
-    const own = Object.values(e.constraints ?? {}).map((m) =>
-      m.startsWith(e.property) ? `${path}${m.slice(e.property.length)}` : `${path}: ${m}`,
-    );
-    return [...own, ...validationMessages(e.children ?? [], path)];
+    const own = Object.values(e.constraints ?? {}).map((m) => ({
+      field: path,
+      message: m.startsWith(e.property) ? `${path}${m.slice(e.property.length)}` : `${path}: ${m}`,
+    }));
+    return [...own, ...validationFieldErrors(e.children ?? [], path)];
   });
+}
+
+/** Flattens nested validation errors into "field.path: what is wrong" lines. */
+export function validationMessages(errors: ValidationError[], prefix = ''): string[] {
+  return validationFieldErrors(errors, prefix).map((e) => e.message);
 }
 
 /**
@@ -147,7 +159,14 @@ export async function configureApp(
       forbidNonWhitelisted: true,
       transform: true,
       stopAtFirstError: false,
-      exceptionFactory: (errors) => new BadRequestException(validationMessages(errors)),
+      // `message` lists the lines (as before); `errors` names each field by its path
+      exceptionFactory: (errors) => {
+        const fieldErrors = validationFieldErrors(errors);
+        return new BadRequestException({
+          message: fieldErrors.map((e) => e.message),
+          errors: fieldErrors,
+        });
+      },
     }),
   );
 

@@ -72,6 +72,11 @@ describe('API keys, scopes, errors and rate limits', () => {
         expect.stringMatching(/color should not exist/),
       ]),
     );
+    // and field by field, by path
+    const fields = (res.body as { errors: Array<{ field: string; message: string }> }).errors.map(
+      (e) => e.field,
+    );
+    expect(fields).toEqual(expect.arrayContaining(['note', 'color']));
   });
 
   it('answers 400 for a malformed id', async () => {

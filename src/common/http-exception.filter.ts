@@ -42,6 +42,8 @@ export interface ErrorBody {
   message: string | string[];
   requestId: string;
   code?: string;
+  /** Validation failures: every bad field by its path, with what is wrong with it. */
+  errors?: Array<{ field: string; message: string }>;
 }
 
 /**
@@ -67,6 +69,10 @@ export class AllExceptionsFilter implements ExceptionFilter {
           ? res
           : ((res as { message?: string | string[] }).message ?? exception.message);
       body = { statusCode: status, error: REASON[status] ?? exception.name, message, requestId };
+      const fieldErrors = typeof res === 'object' ? (res as Partial<ErrorBody>).errors : undefined;
+      if (Array.isArray(fieldErrors)) {
+        body.errors = fieldErrors;
+      }
       if (status >= 500) {
         this.logger.error({ err: exception, status }, 'request failed');
       }
