@@ -99,6 +99,11 @@ describe('audit log: append-only, hash-chained (real stack)', () => {
     expect(entry).not.toHaveProperty('occurredAtMs');
     await request(app.getHttpServer()).get('/v1/audit-logs').set(bearer(KEYS.opsRead)).expect(403);
     // pages of one, linked by an opaque cursor; a bare sequence number is not one
+    await request(app.getHttpServer())
+      .post('/v1/recipes')
+      .set(bearer(KEYS.all))
+      .send(recipeBody())
+      .expect(201);
     const first = await request(app.getHttpServer())
       .get('/v1/audit-logs')
       .query({ limit: 1 })

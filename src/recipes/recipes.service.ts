@@ -14,6 +14,7 @@ import type {
   UpdateRecipeDto,
 } from './dto/recipe.dto.js';
 import { CacheService } from '../cache/cache.service.js';
+import { maxLsn } from '../cache/cache-generations.service.js';
 import { QueuedRecipeChange, RecipeRow, RecipesRepository } from './recipes.repository.js';
 import { RecipeWriteBehindService } from './recipe-write-behind.service.js';
 
@@ -62,6 +63,23 @@ export class RecipesService {
     private readonly writeBehind: RecipeWriteBehindService,
   ) {}
 
+  /**
+   * A cache fill reads no node older than the changes this instance made or saw counted
+   * (`CacheGenerationsService.knownFloor`): right after a delete, a replica that has not
+   * replayed it would otherwise hand back the row, and the cache would keep it for its
+   * TTL. A replica that has replayed the floor serves it; otherwise the writer does.
+   */
+  private atKnownFloor<T>(read: () => Promise<T>): Promise<T> {
+    const ctx = RequestContextStore.get();
+    const floor = maxLsn(ctx?.minLsn, this.cache.generations.knownFloor);
+    if (!floor || floor === ctx?.minLsn) {
+      return read();
+    }
+    const scoped = { ...(ctx ?? { requestId: 'cache-fill', consistency: 'default' as const }) };
+    scoped.minLsn = floor;
+    return RequestContextStore.run(scoped, read);
+  }
+
   private actor(): string | undefined {
     return RequestContextStore.get()?.keyId;
   }
@@ -107,7 +125,7 @@ export class RecipesService {
       if (queued) {
         return queued;
       }
-      const row = await this.recipes.getById(id);
+      const row = await this.atKnownFloor(() => this.recipes.getById(id));
       return row ? toDto(row) : null;
     });
     if (!found) {
