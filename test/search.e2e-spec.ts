@@ -438,8 +438,21 @@ describe('vector search (real stack, pgvector HNSW)', () => {
       const body = res.body as SearchBody;
       expect(body.plan).toBe(plan);
       expect(body.items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
+      const escalations = async (): Promise<string> =>
+        (await request(checked.getHttpServer()).get('/metrics').expect(200)).text;
+      // the wider HNSW answer did not satisfy the stale witness: the exact scan or the repair did
+      const first = await escalations();
+      expect(first).toMatch(
+        new RegExp(`vector_search_escalations_total\\{[^}]*outcome="${outcome}"[^}]*\\} 1\\b`),
+      );
+      expect(first).not.toMatch(
+        /vector_search_escalations_total\{[^}]*outcome="wider-hnsw"[^}]*\} [1-9]/,
+      );
       // the stale witness is gone (forgotten, and a re-sample finds the row where it is now):
-      // the same question (another bound, so not cached) stays on the index
+      // the same question (another bound, so not cached) stays on the index. (A true
+      // witness may still send its first answer to the wider HNSW search on this small
+      // index, built with ef_construction 32 and holding the moved row's old tuple: that
+      // answer is on the index too.)
       const again = await search(checked, {
         embedding: axis(0),
         limit: 3,
@@ -447,12 +460,9 @@ describe('vector search (real stack, pgvector HNSW)', () => {
       }).expect(200);
       expect((again.body as SearchBody).plan).toBe('hnsw');
       expect((again.body as SearchBody).items.map((h) => h.title)).toEqual(['r0', 'r1', 'r2']);
-      const metrics = (await request(checked.getHttpServer()).get('/metrics').expect(200)).text;
-      expect(metrics).toMatch(
+      // no second exact scan or repair: nothing stale contradicted it
+      expect(await escalations()).toMatch(
         new RegExp(`vector_search_escalations_total\\{[^}]*outcome="${outcome}"[^}]*\\} 1\\b`),
-      );
-      expect(metrics).not.toMatch(
-        /vector_search_escalations_total\{[^}]*outcome="wider-hnsw"[^}]*\} [1-9]/,
       );
       await adminQuery(db, db.primaryPort, database, `DELETE FROM recipes WHERE id = $1`, [
         ghost.id,
