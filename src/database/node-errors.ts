@@ -24,3 +24,14 @@ export function isNodeDownError(err: unknown): boolean {
     )
   );
 }
+
+/**
+ * A read that raced a catalog change replayed on a hot standby: the planner listed an
+ * index (or table) whose drop the replica replayed before the executor opened it, e.g.
+ * the old index at the end of REINDEX CONCURRENTLY (SQLSTATE XX000 from relation_open).
+ * The same read planned again sees the new catalog.
+ */
+export function isCatalogRaceError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === 'XX000' && /^could not open relation with OID \d+$/.test(e?.message ?? '');
+}

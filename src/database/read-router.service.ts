@@ -6,7 +6,7 @@ import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { DependencyUnavailableError } from '../common/errors.js';
 import { RequestContext, RequestContextStore } from '../common/request-context.js';
-import { isNodeDownError } from './node-errors.js';
+import { isCatalogRaceError, isNodeDownError } from './node-errors.js';
 import { NODE_OF, nodeOfRunner } from './node-of.js';
 import { destroySocket, directClientConfig } from './pg-direct.js';
 import {
@@ -371,6 +371,13 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
       return await attempt();
     } catch (err) {
       const node = (err as { dbuNode?: string }).dbuNode;
+      if (isCatalogRaceError(err)) {
+        this.logger.warn(
+          { node, error: (err as Error).message },
+          'read raced a replayed catalog change (an index dropped under it); retrying once',
+        );
+        return attempt();
+      }
       if (!isNodeDownError(err) || !node || node === this.topology.writerName) {
         throw err;
       }
