@@ -33,4 +33,9 @@ export const RequestContextStore = {
   get(): RequestContext | undefined {
     return storage.getStore();
   },
+  /** Runs `fn` with the current context (or `name`'s own) whose reads use nodes that replayed `minLsn`. */
+  runAt<T>(minLsn: string | null, name: string, fn: () => T): T {
+    const ctx = storage.getStore() ?? { requestId: name, consistency: 'default' as const };
+    return storage.run({ ...ctx, minLsn: minLsn ?? undefined }, fn);
+  },
 };

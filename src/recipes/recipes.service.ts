@@ -75,9 +75,7 @@ export class RecipesService {
     if (!floor || floor === ctx?.minLsn) {
       return read();
     }
-    const scoped = { ...(ctx ?? { requestId: 'cache-fill', consistency: 'default' as const }) };
-    scoped.minLsn = floor;
-    return RequestContextStore.run(scoped, read);
+    return RequestContextStore.runAt(floor, 'cache-fill', read);
   }
 
   private actor(): string | undefined {

@@ -17,7 +17,7 @@ import { SearchRepository } from './search.repository.js';
 import { SearchMetrics } from './search.metrics.js';
 import { lsnReached, maxLsn } from '../cache/cache-generations.service.js';
 import { CacheService } from '../cache/cache.service.js';
-import { RequestContext, RequestContextStore } from '../common/request-context.js';
+import { RequestContextStore } from '../common/request-context.js';
 import { QUERY_CANCELED } from '../database/node-errors.js';
 import { createHash } from 'node:crypto';
 import { WitnessService } from './witness.service.js';
@@ -166,12 +166,7 @@ export class SearchService implements OnApplicationShutdown {
     mode: Mode,
     floor: string | null,
   ): Promise<SearchResponseDto> {
-    const ctx = RequestContextStore.get();
-    const scoped: RequestContext = {
-      ...(ctx ?? { requestId: 'search', consistency: 'default' }),
-      minLsn: floor ?? undefined,
-    };
-    return RequestContextStore.run(scoped, () => this.compute(dto, mode));
+    return RequestContextStore.runAt(floor, 'search', () => this.compute(dto, mode));
   }
 
   private async compute(dto: SearchRecipesDto, mode: Mode): Promise<SearchResponseDto> {
