@@ -1,4 +1,4 @@
-import { BadRequestException, Logger, VersioningType } from '@nestjs/common';
+import { Logger, VersioningType } from '@nestjs/common';
 import type { ValidationError } from 'class-validator';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -13,8 +13,9 @@ import { RecipeReadFastPath } from './recipes/recipe-read.fast-path.js';
 import type { FastifyRequest } from 'fastify';
 import type { AppConfig } from './config/app-config.js';
 import { APP_CONFIG } from './config/config.module.js';
-import { BodyShapeError } from './common/errors.js';
+import { BodyShapeError, FieldError, invalidRequest } from './common/errors.js';
 import { jsonLimitViolation } from './common/json-limits.js';
+import { registerSecurityHeaders } from './common/security-headers.js';
 
 type ContentTypeParserDone = (err: Error | null, body?: unknown) => void;
 
@@ -33,12 +34,6 @@ export const FASTIFY_OPTIONS = {
   bodyLimit: 16 * 1024 * 1024,
   return503OnClosing: true,
 } as const;
-
-/** One failed check of a request: the field by its path (`items.0.title`) and what is wrong. */
-export interface FieldError {
-  field: string;
-  message: string;
-}
 
 /** Flattens nested validation errors: one per failed check, the field named by its path. */
 export function validationFieldErrors(errors: ValidationError[], prefix = ''): FieldError[] {
@@ -69,6 +64,7 @@ export async function configureApp(
   const metrics = app.get(MetricsService);
   const config = app.get<AppConfig>(APP_CONFIG);
   const fastify = app.getHttpAdapter().getInstance();
+  await registerSecurityHeaders(app, config.http.corsOrigins);
 
   // JSON bodies: depth and key count are checked on the raw text before parsing, on every
   // route (a body nested thousands of levels deep would overflow the stack in the DTO
@@ -96,23 +92,30 @@ export async function configureApp(
 
   fastify.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
-    const bad: string[] = [];
+    const bad: FieldError[] = [];
     const lsn = request.headers['x-write-lsn'];
     if (lsn !== undefined && parseLsn(lsn) === null) {
-      bad.push('x-write-lsn must be a PostgreSQL LSN such as 0/16B3748');
+      bad.push({
+        field: 'x-write-lsn',
+        message: 'x-write-lsn must be a PostgreSQL LSN such as 0/16B3748',
+      });
     }
     const consistency = request.headers['x-consistency'];
     if (
       consistency !== undefined &&
       !(CONSISTENCY_HEADER_VALUES as readonly unknown[]).includes(consistency)
     ) {
-      bad.push(`x-consistency must be one of: ${CONSISTENCY_HEADER_VALUES.join(', ')}`);
+      bad.push({
+        field: 'x-consistency',
+        message: `x-consistency must be one of: ${CONSISTENCY_HEADER_VALUES.join(', ')}`,
+      });
     }
     if (bad.length > 0) {
       return reply.code(400).send({
         statusCode: 400,
         error: 'Bad Request',
-        message: bad,
+        message: bad.map((e) => e.message).join('; '),
+        errors: bad,
         requestId: request.id,
       });
     }
@@ -159,13 +162,10 @@ export async function configureApp(
       forbidNonWhitelisted: true,
       transform: true,
       stopAtFirstError: false,
-      // `message` lists the lines (as before); `errors` names each field by its path
+      // `message` the lines in one string; `errors` names each field by its path
       exceptionFactory: (errors) => {
         const fieldErrors = validationFieldErrors(errors);
-        return new BadRequestException({
-          message: fieldErrors.map((e) => e.message),
-          errors: fieldErrors,
-        });
+        return invalidRequest(...fieldErrors);
       },
     }),
   );

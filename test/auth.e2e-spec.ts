@@ -1,28 +1,35 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
+import { RedisService } from '../src/cache/redis.service.js';
 import { bearer, bootApp, KEYS, testConfig } from './support/app.js';
 import { createTestDatabase, dropTestDatabase, StackDb, stackDb } from './support/databases.js';
-import { stackEnv } from './support/stack.js';
+import { keysMatching, redisClient } from './support/redis.js';
+import { stack, stackEnv } from './support/stack.js';
+import { until } from './support/wait.js';
 
 describe('API keys, scopes, errors and rate limits', () => {
   let app: NestFastifyApplication;
+  // two instances of one fleet (same database, same Redis), 3 requests per key per 2 min
   let limited: NestFastifyApplication;
+  let limitedPeer: NestFastifyApplication;
+  let env: Record<string, string>;
   let db: StackDb;
   let database: string;
 
   beforeAll(async () => {
-    const env = await stackEnv();
+    env = await stackEnv();
     db = stackDb(env);
     database = await createTestDatabase(db, 'auth');
     app = await bootApp(testConfig(env, database));
-    limited = await bootApp(
-      testConfig(env, database, { RATE_LIMIT_LIMIT: '3', RATE_LIMIT_TTL_MS: '120000' }),
-    );
+    const budget = { RATE_LIMIT_LIMIT: '3', RATE_LIMIT_TTL_MS: '120000' };
+    limited = await bootApp(testConfig(env, database, budget));
+    limitedPeer = await bootApp(testConfig(env, database, budget));
   });
 
   afterAll(async () => {
     await app?.close();
     await limited?.close();
+    await limitedPeer?.close();
     await dropTestDatabase(db, database);
   });
 
@@ -65,11 +72,12 @@ describe('API keys, scopes, errors and rate limits', () => {
       .set(bearer(KEYS.all))
       .send({ note: 42, color: 'red' })
       .expect(400);
-    const message = (res.body as { message: string[] }).message;
-    expect(message).toEqual(
+    const body = res.body as { message: string; errors: Array<{ field: string; message: string }> };
+    expect(typeof body.message).toBe('string');
+    expect(body.errors).toEqual(
       expect.arrayContaining([
-        expect.stringMatching(/^note/),
-        expect.stringMatching(/color should not exist/),
+        expect.objectContaining({ field: 'note', message: expect.stringMatching(/^note/) }),
+        expect.objectContaining({ message: expect.stringMatching(/color should not exist/) }),
       ]),
     );
     // and field by field, by path
@@ -94,15 +102,68 @@ describe('API keys, scopes, errors and rate limits', () => {
     expect(JSON.stringify(res.body)).not.toContain('super-secret-value');
   });
 
-  it('limits requests per key with 429 and Retry-After', async () => {
-    const server = limited.getHttpServer();
-    for (let i = 0; i < 3; i++) {
-      await request(server).get('/v1/ops/topology').set(bearer(KEYS.opsRead)).expect(200);
+  /** Forgets what the fleet counted so far (the other tests' requests used the same keys). */
+  async function resetCounts(): Promise<void> {
+    const redis = await redisClient(env);
+    try {
+      const keys = await keysMatching(redis, `dbu:${database}:ratelimit:*`);
+      if (keys.length > 0) {
+        await redis.del(keys);
+      }
+    } finally {
+      await redis.close();
     }
-    const res = await request(server).get('/v1/ops/topology').set(bearer(KEYS.opsRead)).expect(429);
-    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+  }
+
+  const topology = (target: NestFastifyApplication, key: string) =>
+    request(target.getHttpServer()).get('/v1/ops/topology').set(bearer(key));
+
+  it('limits requests per key across the fleet (counted in Redis) with 429 and Retry-After', async () => {
+    await resetCounts();
+    // 3 per key for the fleet: 2 on one instance and 1 on the other use it up
+    await topology(limited, KEYS.opsRead).expect(200);
+    await topology(limitedPeer, KEYS.opsRead).expect(200);
+    const last = await topology(limited, KEYS.opsRead).expect(200);
+    expect(last.headers['x-ratelimit-remaining']).toBe('0');
+    for (const target of [limitedPeer, limited]) {
+      const res = await topology(target, KEYS.opsRead).expect(429);
+      expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+      expect(res.body.message).toBe('rate limit exceeded for this API key');
+    }
     // Another key has its own budget.
-    await request(server).get('/v1/ops/topology').set(bearer(KEYS.all)).expect(200);
+    await topology(limitedPeer, KEYS.all).expect(200);
+  });
+
+  it('counts on each instance while Redis is down, and shares the budget again when it is back', async () => {
+    await resetCounts();
+    await stack('stop', 'redis');
+    try {
+      await until(
+        async () => (await topology(limited, KEYS.none).expect(403)).headers,
+        () => !limited.get(RedisService).isReady && !limitedPeer.get(RedisService).isReady,
+      );
+      expect(limited.get(RedisService).isReady).toBe(false);
+      // each instance alone: 3 each (the 403s above are refused before the limit)
+      for (const target of [limited, limitedPeer]) {
+        for (let i = 0; i < 3; i++) {
+          await topology(target, KEYS.opsRead).expect(200);
+        }
+        await topology(target, KEYS.opsRead).expect(429);
+      }
+    } finally {
+      await stack('start', 'redis');
+    }
+    await until(
+      async () => limited.get(RedisService).isReady && limitedPeer.get(RedisService).isReady,
+      (ready) => ready,
+      30_000,
+    );
+    // the fleet's count again: Redis counted none of the outage's requests
+    await resetCounts();
+    for (let i = 0; i < 3; i++) {
+      await topology(i % 2 === 0 ? limited : limitedPeer, KEYS.opsRead).expect(200);
+    }
+    await topology(limitedPeer, KEYS.opsRead).expect(429);
   });
 
   it('serves the OpenAPI document', async () => {

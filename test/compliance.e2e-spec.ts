@@ -300,7 +300,7 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
       .set(bearer(KEYS.all))
       .send(body)
       .expect(400);
-    const text = (res.body.message as string[]).join(' | ');
+    const text = res.body.message as string;
     for (const message of messages) {
       expect(text).toContain(message);
     }
@@ -309,14 +309,24 @@ describe('compliance reports: monthly, stored, json and csv (real stack)', () =>
   it('answers 400 for a future month, and names every bad query field', async () => {
     const next = monthOf(new Date(currentStart.getTime() + 40 * DAY_MS));
     const future = await post(next).expect(400);
-    expect(future.body.message).toEqual([`month must not be in the future (latest: ${current})`]);
+    expect(future.body.message).toBe(`month must not be in the future (latest: ${current})`);
+    expect(future.body.errors).toEqual([
+      { field: 'month', message: `month must not be in the future (latest: ${current})` },
+    ]);
     await get({ month: next }).expect(400);
     const both = await get({ month: '2026-1', format: 'xml' }).expect(400);
-    const messages = (both.body.message as string[]).join(' | ');
+    const messages = both.body.message as string;
+    expect((both.body.errors as Array<{ field: string }>).map((e) => e.field).sort()).toEqual([
+      'format',
+      'month',
+    ]);
     expect(messages).toContain('month must be a calendar month as YYYY-MM');
     expect(messages).toMatch(/format must be one of/);
     const formatOnly = await get({ format: 'csv' }).expect(400);
-    expect(formatOnly.body.message).toEqual(['format applies to one report: give month too']);
+    expect(formatOnly.body).toMatchObject({
+      message: 'format applies to one report: give month too',
+      errors: [{ field: 'format', message: 'format applies to one report: give month too' }],
+    });
   });
 
   it('answers 404 for a month never built', async () => {

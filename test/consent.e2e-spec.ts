@@ -156,7 +156,8 @@ describe('consent: versioned, granular, append-only (real stack)', () => {
       .set(bearer(KEYS.all))
       .send({ granted: true, policyVersion: 1, source: 'x' })
       .expect(400);
-    expect(purpose.body.message.join(' ')).toContain('purpose must be one of');
+    expect(purpose.body.message).toContain('purpose must be one of');
+    expect(purpose.body.errors).toEqual([expect.objectContaining({ field: 'purpose' })]);
     await setConsent(true, 99).expect(400);
     await request(http())
       .put(`/v1/users/${randomUUID()}/consents/marketing_email`)

@@ -284,27 +284,25 @@ describe('performance insights (/v1/ops/insights; real stack)', () => {
       .get('/v1/ops/insights/top-sql?limit=0&window=5y&from=yesterday&to=soon')
       .set(bearer(KEYS.opsRead))
       .expect(400);
-    const message = (bad.body as { message: string[] }).message.join('\n');
+    const fields = (bad.body as { errors: Array<{ field: string }> }).errors.map((e) => e.field);
     for (const param of ['limit', 'window', 'from', 'to']) {
-      expect(message).toMatch(new RegExp(`^${param}\\b`, 'm'));
+      expect(fields).toContain(param);
     }
     const order = await request(server)
       .get('/v1/ops/insights/waits?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z&window=1h')
       .set(bearer(KEYS.opsRead))
       .expect(400);
-    expect((order.body as { message: string[] }).message).toEqual(
-      expect.arrayContaining([
-        'to must be later than from',
-        'window cannot be combined with both from and to',
-      ]),
-    );
+    const orderMessage = (order.body as { message: string }).message;
+    expect(orderMessage).toContain('to must be later than from');
+    expect(orderMessage).toContain('window cannot be combined with both from and to');
     const unknown = await request(server)
       .get('/v1/ops/insights/waits?limit=101&bogus=1')
       .set(bearer(KEYS.opsRead))
       .expect(400);
-    const unknownMessage = (unknown.body as { message: string[] }).message.join('\n');
-    expect(unknownMessage).toMatch(/^limit\b/m);
-    expect(unknownMessage).toMatch(/bogus/);
+    const unknownFields = (unknown.body as { errors: Array<{ field: string }> }).errors.map(
+      (e) => e.field,
+    );
+    expect(unknownFields).toEqual(expect.arrayContaining(['limit', 'bogus']));
   });
 
   it.each(['top-sql', 'waits', 'locks', 'connections'])(

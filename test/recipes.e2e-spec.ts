@@ -272,10 +272,13 @@ describe('recipes CRUD (real stack)', () => {
       .set(bearer(KEYS.all))
       .send({ items })
       .expect(400);
-    expect(res.body.message).toEqual(
+    expect(res.body.errors).toEqual(
       expect.arrayContaining([
-        expect.stringMatching(/^items\.1\.totalMinutes/),
-        expect.stringMatching(/^items\.2\.embedding must have exactly 1536 numbers \(got 3\)/),
+        expect.objectContaining({ field: 'items.1.totalMinutes' }),
+        {
+          field: 'items.2.embedding',
+          message: 'items.2.embedding must have exactly 1536 numbers (got 3)',
+        },
       ]),
     );
     expect(await count()).toBe(before);
@@ -285,7 +288,7 @@ describe('recipes CRUD (real stack)', () => {
       .set(bearer(KEYS.all))
       .send({ items: tooMany })
       .expect(400);
-    expect(big.body.message.join(' ')).toContain('items must contain no more than 100 elements');
+    expect(big.body.message).toContain('items must contain no more than 100 elements');
   });
 
   it.each([
@@ -310,7 +313,7 @@ describe('recipes CRUD (real stack)', () => {
       .set(bearer(KEYS.all))
       .send(recipeBody(overrides))
       .expect(400);
-    const message = (res.body as { message: string[] }).message.join('\n');
+    const message = (res.body as { message: string }).message;
     for (const field of fields) {
       expect(message).toContain(field);
     }

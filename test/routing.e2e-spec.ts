@@ -85,7 +85,10 @@ describe('read/write routing on the one DataSource (real stack)', () => {
       .expect(400);
     expect(res.body).toMatchObject({
       statusCode: 400,
-      message: ['x-consistency must be one of: strong, eventual'],
+      message: 'x-consistency must be one of: strong, eventual',
+      errors: [
+        { field: 'x-consistency', message: 'x-consistency must be one of: strong, eventual' },
+      ],
     });
   });
 

@@ -70,7 +70,7 @@ describe('users, profiles and taste profiles', () => {
       .set(bearer(KEYS.all))
       .send({ email: 'nope', displayName: '' })
       .expect(400);
-    expect(bad.body.message.join('\n')).toMatch(/email[\s\S]*displayName|displayName[\s\S]*email/);
+    expect(bad.body.message).toMatch(/email[\s\S]*displayName|displayName[\s\S]*email/);
   });
 
   it('stores and versions the profile and the taste profile', async () => {

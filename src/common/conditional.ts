@@ -1,4 +1,4 @@
-import { BadRequestException } from '@nestjs/common';
+import { invalidRequest } from './errors.js';
 
 /**
  * Conditional requests (RFC 9110 §13.1) on resources whose ETag is their version, `"N"`.
@@ -20,9 +20,11 @@ export function parseIfMatch(header: string | undefined): number | '*' | undefin
   }
   const m = /^(?:W\/)?"?(\d{1,9})"?$/.exec(value);
   if (!m) {
-    throw new BadRequestException([
-      'If-Match must be * or the version as its ETag gives it, e.g. "3" (one version, not a list)',
-    ]);
+    throw invalidRequest({
+      field: 'If-Match',
+      message:
+        'If-Match must be * or the version as its ETag gives it, e.g. "3" (one version, not a list)',
+    });
   }
   return Number(m[1]);
 }

@@ -1,3 +1,5 @@
+import { BadRequestException } from '@nestjs/common';
+
 /** Stable error codes; each maps to one HTTP status in the global filter. */
 export enum ErrorCode {
   NotFound = 'NOT_FOUND',
@@ -40,4 +42,18 @@ export class BodyShapeError extends DomainError {
   constructor(message: string) {
     super(ErrorCode.Invalid, message);
   }
+}
+
+/** One bad input: its JSON path (`items.3.title`, or a header or parameter name) and what is wrong. */
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/**
+ * A 400 naming every bad field: `message` one string (the lines joined with "; "), and
+ * `errors` the fields, as the validation pipe answers.
+ */
+export function invalidRequest(...errors: FieldError[]): BadRequestException {
+  return new BadRequestException({ message: errors.map((e) => e.message).join('; '), errors });
 }

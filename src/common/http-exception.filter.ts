@@ -39,7 +39,7 @@ const REASON: Record<number, string> = {
 export interface ErrorBody {
   statusCode: number;
   error: string;
-  message: string | string[];
+  message: string;
   requestId: string;
   code?: string;
   /** Validation failures: every bad field by its path, with what is wrong with it. */
@@ -64,10 +64,12 @@ export class AllExceptionsFilter implements ExceptionFilter {
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const res = exception.getResponse();
-      const message =
+      const raw =
         typeof res === 'string'
           ? res
           : ((res as { message?: string | string[] }).message ?? exception.message);
+      // one string always: lines a thrower gave as a list are joined
+      const message = Array.isArray(raw) ? raw.join('; ') : raw;
       body = { statusCode: status, error: REASON[status] ?? exception.name, message, requestId };
       const fieldErrors = typeof res === 'object' ? (res as Partial<ErrorBody>).errors : undefined;
       if (Array.isArray(fieldErrors)) {
@@ -129,14 +131,9 @@ export class AllExceptionsFilter implements ExceptionFilter {
  * Messages that quote the request URL (Nest's "Cannot GET /path?…" 404) keep the path only:
  * a query string can carry a credential (`?token=`), and an error never echoes one.
  */
-function withoutQueryString(message: string | string[], url: string): string | string[] {
+function withoutQueryString(message: string, url: string): string {
   const q = url.indexOf('?');
-  if (q < 0) {
-    return message;
-  }
-  const path = url.slice(0, q);
-  const scrub = (m: string): string => m.split(url).join(path);
-  return Array.isArray(message) ? message.map(scrub) : scrub(message);
+  return q < 0 ? message : message.split(url).join(url.slice(0, q));
 }
 
 function isFastifyClientError(e: unknown): e is { statusCode: number; message: string } {

@@ -1,5 +1,4 @@
 import {
-  BadRequestException,
   CallHandler,
   ExecutionContext,
   Global,
@@ -21,7 +20,7 @@ import { DataSource } from 'typeorm';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { queryRows } from '../database/query-rows.js';
-import { DomainError, ErrorCode } from './errors.js';
+import { DomainError, ErrorCode, invalidRequest } from './errors.js';
 import { RequestContextStore } from './request-context.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -157,9 +156,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
       return next.handle();
     }
     if (typeof header !== 'string' || !KEY.test(header)) {
-      throw new BadRequestException([
-        'Idempotency-Key must be 1 to 200 characters of letters, digits, _ - : .',
-      ]);
+      throw invalidRequest({
+        field: 'Idempotency-Key',
+        message: 'Idempotency-Key must be 1 to 200 characters of letters, digits, _ - : .',
+      });
     }
     const reply = http.getResponse<FastifyReply>();
     const status =

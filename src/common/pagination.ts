@@ -1,4 +1,4 @@
-import { BadRequestException } from '@nestjs/common';
+import { invalidRequest } from './errors.js';
 
 /** Opaque keyset cursor: base64url of the last row's sort key. */
 export function encodeCursor(createdAt: string, id: string): string {
@@ -22,7 +22,7 @@ export function decodeCursor(cursor: string): { createdAt: string; id: string } 
   } catch {
     // falls through to the 400 below: any undecodable cursor is the caller's error
   }
-  throw new BadRequestException(['cursor is not a cursor this API issued']);
+  throw invalidRequest({ field: 'cursor', message: 'cursor is not a cursor this API issued' });
 }
 
 /** Opaque cursor over a sequence (an identity column): base64url of the last row's number. */
@@ -42,5 +42,5 @@ export function decodeSeqCursor(cursor: string): number {
   } catch {
     // falls through to the 400 below
   }
-  throw new BadRequestException(['cursor is not a cursor this API issued']);
+  throw invalidRequest({ field: 'cursor', message: 'cursor is not a cursor this API issued' });
 }

@@ -1,6 +1,6 @@
-import { BadRequestException, Injectable } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service.js';
-import { NotFoundError } from '../common/errors.js';
+import { invalidRequest, NotFoundError } from '../common/errors.js';
 import { CONSENT_PURPOSES } from '../gdpr/consent.purposes.js';
 import {
   ComplianceReport,
@@ -77,6 +77,6 @@ export class ComplianceService {
 function assertMonth(month: string, now: Date): void {
   const problem = monthProblem(month, now);
   if (problem) {
-    throw new BadRequestException([problem]);
+    throw invalidRequest({ field: 'month', message: problem });
   }
 }

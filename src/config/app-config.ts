@@ -87,6 +87,8 @@ export interface AppConfig {
     json: { maxDepth: number; maxKeys: number };
     /** cached GET /v1/recipes/:id answered before NestJS's pipeline (HTTP_FAST_PATH) */
     fastPath: boolean;
+    /** origins allowed cross-origin (HTTP_CORS_ORIGINS); empty: CORS closed */
+    corsOrigins: string[];
   };
   logLevel: string;
   database: DatabaseConfig;
@@ -97,7 +99,7 @@ export interface AppConfig {
   insecureTransport: { allowed: boolean; reasons: string[] };
   security: {
     apiKeys: ApiKeyConfig[];
-    rateLimit: { ttlMs: number; limit: number };
+    rateLimit: { ttlMs: number; limit: number; store: 'redis' | 'memory' };
     metricsRequireKey: boolean;
   };
   jobs: { enabled: boolean; canaryCron: string };
@@ -477,6 +479,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       shutdownDrainMs: vars.SHUTDOWN_DRAIN_MS,
       json: { maxDepth: vars.HTTP_JSON_MAX_DEPTH, maxKeys: vars.HTTP_JSON_MAX_KEYS },
       fastPath: vars.HTTP_FAST_PATH,
+      corsOrigins: vars.HTTP_CORS_ORIGINS.split(',').filter((o) => o !== ''),
     },
     logLevel: vars.LOG_LEVEL,
     database: {
@@ -545,7 +548,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     insecureTransport: { allowed: vars.ALLOW_INSECURE_TRANSPORT, reasons: insecure },
     security: {
       apiKeys,
-      rateLimit: { ttlMs: vars.RATE_LIMIT_TTL_MS, limit: vars.RATE_LIMIT_LIMIT },
+      rateLimit: {
+        ttlMs: vars.RATE_LIMIT_TTL_MS,
+        limit: vars.RATE_LIMIT_LIMIT,
+        store: vars.RATE_LIMIT_STORE,
+      },
       metricsRequireKey: vars.METRICS_REQUIRE_KEY,
     },
     jobs: { enabled: vars.JOBS_ENABLED, canaryCron: vars.JOB_CANARY_CRON },

@@ -107,6 +107,18 @@ export class EnvironmentVariables {
   @IsBoolean()
   HTTP_FAST_PATH = true;
 
+  /**
+   * Browser origins allowed to call the API cross-origin (CORS), comma-separated, e.g.
+   * `https://app.example.com,https://admin.example.com`. Empty (the default): CORS is
+   * closed, no Access-Control-Allow-* header is sent and a preflight is refused.
+   */
+  @IsString()
+  @Matches(/^$|^https?:\/\/[a-z0-9.-]+(:\d{1,5})?(,https?:\/\/[a-z0-9.-]+(:\d{1,5})?)*$/, {
+    message:
+      'HTTP_CORS_ORIGINS must be a comma-separated list of origins such as https://app.example.com (no wildcard, no path)',
+  })
+  HTTP_CORS_ORIGINS = '';
+
   // --- database -----------------------------------------------------------
   @IsNodeList()
   DB_NODES = '127.0.0.1:25432,127.0.0.1:25433';
@@ -398,6 +410,13 @@ export class EnvironmentVariables {
   @Min(1)
   @Max(10_000_000)
   RATE_LIMIT_LIMIT = 3_000;
+
+  /**
+   * Where the per-key counts live: `redis` (one budget for the whole fleet, each instance
+   * counting alone while Redis is down) or `memory` (each instance its own budget).
+   */
+  @IsIn(['redis', 'memory'])
+  RATE_LIMIT_STORE: 'redis' | 'memory' = 'redis';
 
   @Transform(toBool)
   @IsBoolean()

@@ -1,7 +1,7 @@
-import { BadRequestException, Injectable } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { AuditService } from '../audit/audit.service.js';
-import { NotFoundError } from '../common/errors.js';
+import { invalidRequest, NotFoundError } from '../common/errors.js';
 import { decodeSeqCursor, encodeSeqCursor } from '../common/pagination.js';
 import { RequestContextStore } from '../common/request-context.js';
 import { ReadRouterService } from '../database/read-router.service.js';
@@ -57,7 +57,10 @@ export class ConsentService {
 
   async set(userId: string, purpose: string, dto: SetConsentDto): Promise<EffectiveConsent> {
     if (!isPurpose(purpose)) {
-      throw new BadRequestException([`purpose must be one of ${CONSENT_PURPOSES.join(', ')}`]);
+      throw invalidRequest({
+        field: 'purpose',
+        message: `purpose must be one of ${CONSENT_PURPOSES.join(', ')}`,
+      });
     }
     await this.router.write(async (m) => {
       const user: unknown[] = await m.query(`SELECT 1 FROM users WHERE id = $1`, [userId]);
@@ -65,9 +68,10 @@ export class ConsentService {
         throw new NotFoundError('user', userId);
       }
       if (!(await this.consents.policyExists(m, purpose, dto.policyVersion))) {
-        throw new BadRequestException([
-          `policyVersion ${dto.policyVersion} does not exist for ${purpose}`,
-        ]);
+        throw invalidRequest({
+          field: 'policyVersion',
+          message: `policyVersion ${dto.policyVersion} does not exist for ${purpose}`,
+        });
       }
       const actor = RequestContextStore.get()?.keyId ?? null;
       await this.consents.record(

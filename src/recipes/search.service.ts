@@ -1,13 +1,13 @@
-import {
-  BadRequestException,
-  Inject,
-  Injectable,
-  Logger,
-  OnApplicationShutdown,
-} from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
-import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
+import {
+  DomainError,
+  ErrorCode,
+  FieldError,
+  invalidRequest,
+  NotFoundError,
+} from '../common/errors.js';
 import type { SearchRecipesDto, SearchResponseDto } from './dto/search.dto.js';
 import { EMBEDDING_PROVIDER } from './embedding/embedding-provider.js';
 import type { EmbeddingProvider } from './embedding/embedding-provider.js';
@@ -66,26 +66,29 @@ export class SearchService implements OnApplicationShutdown {
 
   /** Validates the parts class-validator cannot see: one mode, limit within the configured cap. */
   private check(dto: SearchRecipesDto): Mode {
-    const problems: string[] = [];
+    const problems: FieldError[] = [];
     const given = (['embedding', 'recipeId', 'text'] as const).filter((k) => dto[k] !== undefined);
     if (given.length !== 1) {
-      problems.push(
+      const message =
         given.length === 0
           ? 'exactly one of embedding, recipeId, text must be given'
-          : `exactly one of embedding, recipeId, text must be given (got ${given.join(', ')})`,
-      );
+          : `exactly one of embedding, recipeId, text must be given (got ${given.join(', ')})`;
+      const fields = given.length === 0 ? ['embedding', 'recipeId', 'text'] : given;
+      problems.push(...fields.map((field) => ({ field, message })));
     }
     const cap = this.config.vector.candidateLimit;
     if (dto.limit !== undefined && dto.limit > cap) {
-      problems.push(`limit must not be greater than ${cap}`);
+      problems.push({ field: 'limit', message: `limit must not be greater than ${cap}` });
     }
     if (dto.text !== undefined && !this.provider) {
-      problems.push(
-        'text search needs an embedding provider (EMBEDDINGS_PROVIDER is none); send embedding or recipeId',
-      );
+      problems.push({
+        field: 'text',
+        message:
+          'text search needs an embedding provider (EMBEDDINGS_PROVIDER is none); send embedding or recipeId',
+      });
     }
     if (problems.length > 0) {
-      throw new BadRequestException(problems);
+      throw invalidRequest(...problems);
     }
     return dto.embedding ? 'embedding' : dto.recipeId ? 'recipe' : 'text';
   }
@@ -248,7 +251,7 @@ export class SearchService implements OnApplicationShutdown {
       throw new NotFoundError('recipe', id);
     }
     if (!embedding) {
-      throw new BadRequestException([`recipeId ${id} has no embedding yet`]);
+      throw invalidRequest({ field: 'recipeId', message: `recipeId ${id} has no embedding yet` });
     }
     return embedding;
   }

@@ -1,13 +1,13 @@
 import { HttpException, HttpStatus } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 
 /**
  * Takes one point for `key`; over the limit, sets `retry-after` and throws 429 with
  * `message`. Returns the limiter's answer (remaining points) otherwise.
  */
 export async function consumeOr429(
-  limiter: RateLimiterMemory,
+  limiter: RateLimiterAbstract,
   key: string,
   reply: FastifyReply,
   message: string,
