@@ -8,6 +8,7 @@ import { EmbeddingProviderError } from './embedding-provider.js';
 import {
   embeddingsEndpoint,
   MAX_EMBEDDING_INPUT_CHARS,
+  MAX_EMBEDDING_RESPONSE_BYTES,
   OpenAiEmbeddingProvider,
 } from './openai-embedding.provider.js';
 
@@ -226,6 +227,45 @@ describe(OpenAiEmbeddingProvider.name, () => {
     const error = await providerError(provider({ timeoutMs: 200 }).embed(TEXT));
     expect(error.message).toContain('no answer within 200 ms');
     expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('does not follow a redirect (it could carry the API key elsewhere)', async () => {
+    handler = (res, seen) => {
+      if (seen.path === '/v1/embeddings') {
+        res.writeHead(307, { location: `${origin}/elsewhere` });
+        res.end();
+        return;
+      }
+      ok(vector())(res);
+    };
+    const error = await providerError(provider().embed(TEXT));
+    expect(error.message).toBe('embedding provider: HTTP 307: redirects are not followed');
+    expect(requests.map((r) => r.path)).toEqual(['/v1/embeddings']);
+  });
+
+  it.each([
+    ['declared in content-length', true],
+    ['streamed without a length', false],
+  ])('refuses an answer larger than the cap (%s)', async (_, declared) => {
+    const padding = ' '.repeat(MAX_EMBEDDING_RESPONSE_BYTES);
+    handler = (res) => {
+      const body = JSON.stringify({ data: [{ embedding: vector() }] }) + padding;
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        ...(declared ? { 'content-length': String(Buffer.byteLength(body)) } : {}),
+      });
+      if (declared) {
+        res.end(body);
+        return;
+      }
+      // chunked: 64 KiB at a time, so only the running count can stop it
+      for (let i = 0; i < body.length; i += 65_536) {
+        res.write(body.slice(i, i + 65_536));
+      }
+      res.end();
+    };
+    const error = await providerError(provider().embed(TEXT));
+    expect(error.message).toMatch(/exceeds 1048576/);
   });
 
   it('turns a refused connection into an EmbeddingProviderError', async () => {

@@ -7,6 +7,12 @@ import { EmbeddingProvider, EmbeddingProviderError } from './embedding-provider.
 /** The longest text (in characters) we send; longer input is the caller's error (400). */
 export const MAX_EMBEDDING_INPUT_CHARS = 8000;
 
+/**
+ * The largest answer read from the provider: 1536 numbers as JSON are about 35 KB; a
+ * bigger body (a misbehaving or hostile endpoint) is cut off and refused, never buffered.
+ */
+export const MAX_EMBEDDING_RESPONSE_BYTES = 1024 * 1024;
+
 /** How much of a provider's error message ends up in ours. */
 const ERROR_SNIPPET_CHARS = 200;
 
@@ -63,10 +69,19 @@ export class OpenAiEmbeddingProvider implements EmbeddingProvider {
         headers,
         body,
         signal: AbortSignal.timeout(this.config.timeoutMs),
+        // a redirect could send the request (and its API key) elsewhere: never followed
+        redirect: 'manual',
       });
       status = response.status;
-      raw = await response.text();
+      if (status >= 300 && status < 400) {
+        await response.body?.cancel();
+        throw new EmbeddingProviderError(`HTTP ${status}: redirects are not followed`);
+      }
+      raw = await readCapped(response, MAX_EMBEDDING_RESPONSE_BYTES);
     } catch (error) {
+      if (error instanceof EmbeddingProviderError) {
+        throw error;
+      }
       throw this.transportError(error);
     }
     this.logger.debug(
@@ -124,6 +139,29 @@ export class OpenAiEmbeddingProvider implements EmbeddingProvider {
     // NOTE: providers like to quote (part of) the offending input; withhold rather than leak it.
     return quotesInput(clean, text) ? '[provider message withheld: it quotes the input]' : clean;
   }
+}
+
+/** The body as text, refused once it grows past `maxBytes` (what is left is not read). */
+async function readCapped(response: Response, maxBytes: number): Promise<string> {
+  const declared = Number(response.headers.get('content-length'));
+  if (declared > maxBytes) {
+    await response.body?.cancel();
+    throw new EmbeddingProviderError(`answer of ${declared} bytes exceeds ${maxBytes}`);
+  }
+  if (!response.body) {
+    return '';
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > maxBytes) {
+      await response.body.cancel().catch(() => undefined);
+      throw new EmbeddingProviderError(`answer exceeds ${maxBytes} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Whether `message` holds any run of QUOTE_WINDOW characters taken from `text`. */
