@@ -15,6 +15,7 @@ import { BackupChecksum1795651213000 } from './1795651213000-BackupChecksum.js';
 import { Insights1795651214500 } from './1795651214500-Insights.js';
 import { Alerting1795651216500 } from './1795651216500-Alerting.js';
 import { HnswEfConstruction1795651217500 } from './1795651217500-HnswEfConstruction.js';
+import { IdempotencyResponseHeaders1795651218500 } from './1795651218500-IdempotencyResponseHeaders.js';
 
 /** Every migration, in order. Listed (not globbed) so bundlers and Jest's ESM loader see them. */
 export const MIGRATIONS = [
@@ -35,4 +36,5 @@ export const MIGRATIONS = [
   Insights1795651214500,
   Alerting1795651216500,
   HnswEfConstruction1795651217500,
+  IdempotencyResponseHeaders1795651218500,
 ];

@@ -54,6 +54,15 @@ describe('Idempotency-Key on mutating routes (real stack)', () => {
     const retry = await create('create-soup-1', 'Idempotent soup').expect(201);
     expect(retry.headers['idempotent-replayed']).toBe('true');
     expect(retry.body).toEqual(first.body);
+    // the replay names and versions what the first request wrote, as its answer did
+    expect(first.headers.location).toBe(`/v1/recipes/${(first.body as { id: string }).id}`);
+    expect(first.headers['x-write-lsn']).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    for (const header of ['location', 'etag', 'x-write-lsn']) {
+      expect({ header, value: retry.headers[header] }).toEqual({
+        header,
+        value: first.headers[header],
+      });
+    }
     expect(await count('Idempotent soup')).toBe(1);
     // Another key is another request.
     await create('create-soup-2', 'Idempotent soup').expect(201);
@@ -89,6 +98,25 @@ describe('Idempotency-Key on mutating routes (real stack)', () => {
     const retry = await create('lost-answer', 'Lost answer soup').expect(409);
     expect(String(retry.body.message)).toContain('was applied');
     expect(await count('Lost answer soup')).toBe(1);
+  });
+
+  it('a public route (the dashboard sign-in) keeps no key: one caller can never replay another', async () => {
+    for (const key of [KEYS.opsRead, 'not-a-key']) {
+      const res = await request(app.getHttpServer())
+        .post('/dashboard/login')
+        .set('idempotency-key', 'shared-by-everyone')
+        .send({ key });
+      // each sign-in answered for itself: the first signs in, the second is refused
+      expect(res.status).toBe(key === KEYS.opsRead ? 204 : 401);
+      expect(res.headers['idempotent-replayed']).toBeUndefined();
+    }
+    const rows = await adminQuery(
+      db,
+      db.primaryPort,
+      database,
+      `SELECT count(*) AS n FROM idempotency_keys WHERE key = 'shared-by-everyone'`,
+    );
+    expect(rows.rows).toEqual([{ n: '0' }]);
   });
 
   it('a request that failed before writing frees its key for a retry', async () => {

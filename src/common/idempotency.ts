@@ -21,10 +21,13 @@ import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { queryRows } from '../database/query-rows.js';
 import { DomainError, ErrorCode, invalidRequest } from './errors.js';
+import { IS_PUBLIC } from '../security/auth.decorators.js';
 import { RequestContextStore } from './request-context.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const KEY = /^[A-Za-z0-9_\-:.]{1,200}$/;
+/** The first answer's headers a replay repeats: what was written, its version, its position. */
+const REPLAYED_HEADERS = ['location', 'etag', 'x-write-lsn'] as const;
 /** An in-progress key older than this belongs to a request that died before committing. */
 const ABANDONED_MS = 60_000;
 
@@ -34,6 +37,7 @@ interface KeyRow {
   committed: boolean;
   responseStatus: number | null;
   responseBody: unknown;
+  responseHeaders: Record<string, string> | null;
   ageMs: number;
 }
 
@@ -79,7 +83,7 @@ export class IdempotencyRepository implements OnApplicationBootstrap, OnModuleDe
     }
     const rows: KeyRow[] = await this.dataSource.query(
       `SELECT request_sha256 AS "requestSha256", status, committed, response_status AS "responseStatus",
-              response_body AS "responseBody", (extract(epoch FROM now() - created_at) * 1000)::int8 AS "ageMs"
+              response_body AS "responseBody", response_headers AS "responseHeaders", (extract(epoch FROM now() - created_at) * 1000)::int8 AS "ageMs"
          FROM idempotency_keys WHERE api_key_id = $1 AND key = $2`,
       [apiKeyId, key],
     );
@@ -97,12 +101,18 @@ export class IdempotencyRepository implements OnApplicationBootstrap, OnModuleDe
     return rows.length > 0;
   }
 
-  async complete(apiKeyId: string, key: string, status: number, body: unknown): Promise<void> {
+  async complete(
+    apiKeyId: string,
+    key: string,
+    status: number,
+    body: unknown,
+    headers: Record<string, string>,
+  ): Promise<void> {
     await this.dataSource.query(
       `UPDATE idempotency_keys SET status = 'completed', response_status = $3,
-              response_body = $4::jsonb, completed_at = now()
+              response_body = $4::jsonb, response_headers = $5::jsonb, completed_at = now()
         WHERE api_key_id = $1 AND key = $2`,
-      [apiKeyId, key, status, JSON.stringify(body ?? null)],
+      [apiKeyId, key, status, JSON.stringify(body ?? null), JSON.stringify(headers)],
     );
   }
 
@@ -152,7 +162,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const http = context.switchToHttp();
     const req = http.getRequest<FastifyRequest>();
     const header = req.headers['idempotency-key'];
-    if (!MUTATING.has(req.method) || header === undefined) {
+    // Public routes (the dashboard's sign-in) have no caller to keep keys apart: an
+    // anonymous key space would let one caller replay another's answer.
+    const isPublic = this.reflector.getAllAndOverride<boolean | undefined>(IS_PUBLIC, [
+      context.getHandler(),
+      context.getClass(),
+    ]);
+    if (!MUTATING.has(req.method) || header === undefined || isPublic) {
       return next.handle();
     }
     if (typeof header !== 'string' || !KEY.test(header)) {
@@ -176,7 +192,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
     next: CallHandler,
   ): Promise<unknown> {
     const ctx = RequestContextStore.get();
-    const apiKeyId = ctx?.keyId ?? 'anonymous';
+    const apiKeyId = ctx?.keyId;
+    if (!apiKeyId) {
+      return lastValueFrom(next.handle(), { defaultValue: null });
+    }
     const path = req.url.split('?')[0];
     const sha = createHash('sha256')
       .update(`${req.method} ${req.url}\n${JSON.stringify(req.body ?? null)}`)
@@ -191,6 +210,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
       }
       if (existing.status === 'completed') {
         void reply.header('idempotent-replayed', 'true');
+        for (const [name, value] of Object.entries(existing.responseHeaders ?? {})) {
+          void reply.header(name, value);
+        }
         return existing.responseBody;
       }
       if (existing.committed) {
@@ -211,7 +233,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     }
     try {
       const body = await lastValueFrom(next.handle(), { defaultValue: null });
-      await this.keys.complete(apiKeyId, key, status, body);
+      await this.keys.complete(apiKeyId, key, status, body, replayedHeaders(reply));
       return body;
     } catch (err) {
       // Nothing committed → the key is free for a retry; committed → it stays, and a
@@ -220,6 +242,22 @@ export class IdempotencyInterceptor implements NestInterceptor {
       throw err;
     }
   }
+}
+
+function replayedHeaders(reply: FastifyReply): Record<string, string> {
+  const kept: Record<string, string> = {};
+  // set on the way out (onSend) from the request's context: taken from there
+  const lsn = RequestContextStore.get()?.writeLsn;
+  if (lsn) {
+    kept['x-write-lsn'] = lsn;
+  }
+  for (const name of REPLAYED_HEADERS) {
+    const value = reply.getHeader(name);
+    if (value !== undefined && kept[name] === undefined) {
+      kept[name] = String(value);
+    }
+  }
+  return kept;
 }
 
 @Global()
