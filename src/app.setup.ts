@@ -7,6 +7,7 @@ import { parseLsn } from './common/request-context.middleware.js';
 import type { RawRequest } from './common/request-context.middleware.js';
 import { CONSISTENCY_HEADER_VALUES } from './common/request-context.js';
 import { AllExceptionsFilter } from './common/http-exception.filter.js';
+import { completeOpenApiDocument } from './common/openapi.document.js';
 import { DenseArrayValidationPipe } from './common/validation-pipe.js';
 import { MetricsService } from './monitoring/metrics.service.js';
 import { RecipeReadFastPath } from './recipes/recipe-read.fast-path.js';
@@ -170,15 +171,22 @@ export async function configureApp(
     }),
   );
 
-  const doc = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('Database Unit')
-      .setDescription('Data platform of the recipe-book application (REST contract v1)')
-      .setVersion('1')
-      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API key' })
-      .addSecurityRequirements('bearer')
-      .build(),
+  const doc = completeOpenApiDocument(
+    SwaggerModule.createDocument(
+      app,
+      new DocumentBuilder()
+        .setTitle('Database Unit')
+        .setDescription('Data platform of the recipe-book application (REST contract v1)')
+        .setVersion('1')
+        .addBearerAuth({
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'API key',
+          description: 'API key',
+        })
+        .addSecurityRequirements('bearer')
+        .build(),
+    ),
   );
   // NOTE: the Swagger UI needs @fastify/static, whose ESM-only dependencies Jest
   // cannot load on Node 20; e2e tests pass docsUi: false and a smoke test boots the

@@ -1,5 +1,7 @@
 import { Controller, Get, Query } from '@nestjs/common';
-import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiV1Controller } from '../common/openapi.decorators.js';
+import { AuditListResponseDto, VerifyReportResponseDto } from './dto/audit-response.dto.js';
 import { RequireScopes } from '../security/auth.decorators.js';
 import { decodeSeqCursor, encodeSeqCursor } from '../common/pagination.js';
 import type { AuditRow } from './audit.repository.js';
@@ -14,6 +16,7 @@ function toItem({ occurredAtMs, ...rest }: AuditRow): AuditItem {
 }
 
 @ApiTags('audit')
+@ApiV1Controller()
 @Controller({ path: 'audit-logs', version: '1' })
 export class AuditController {
   constructor(private readonly audit: AuditService) {}
@@ -23,6 +26,7 @@ export class AuditController {
   @ApiOperation({
     summary: 'Audit entries in chain order; filters subjectId, actor, eventType, from, to',
   })
+  @ApiOkResponse({ type: AuditListResponseDto })
   async list(
     @Query() q: AuditQueryDto,
   ): Promise<{ items: AuditItem[]; nextCursor: string | null }> {
@@ -42,6 +46,7 @@ export class AuditController {
     summary:
       'Walk the hash chain (every retained row, or from the last verified checkpoint); report the first broken link',
   })
+  @ApiOkResponse({ type: VerifyReportResponseDto })
   verify(@Query() q: VerifyQueryDto): Promise<VerifyReport> {
     return this.audit.verify({ mode: q.mode ?? 'full' });
   }

@@ -1,15 +1,15 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import { UuidParamPipe } from '../common/params.js';
+import { ApiAcceptedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import {
-  Body,
-  Controller,
-  Get,
-  HttpCode,
-  Param,
-  ParseUUIDPipe,
-  Post,
-  Query,
-  Res,
-} from '@nestjs/common';
-import { ApiOperation, ApiTags } from '@nestjs/swagger';
+  ApiErrorResponses,
+  ApiUuidParam,
+  ApiV1Controller,
+  ApiWrite,
+  LOCATION_HEADER,
+} from '../common/openapi.decorators.js';
+import { AcceptedResponseDto } from '../common/dto/error-response.dto.js';
+import { BackupPageResponseDto, BackupWithManifestResponseDto } from './dto/backup-response.dto.js';
 import type { FastifyReply } from 'fastify';
 import { RequireScopes } from '../security/auth.decorators.js';
 import { BackupsService } from './backups.service.js';
@@ -17,6 +17,7 @@ import type { BackupDetailResponseDto, BackupListResponseDto } from './dto/backu
 import { CreateBackupDto, QueryBackupsDto } from './dto/backup.dto.js';
 
 @ApiTags('backups')
+@ApiV1Controller()
 @Controller({ path: 'backups', version: '1' })
 @RequireScopes('backup:admin')
 export class BackupsController {
@@ -24,6 +25,7 @@ export class BackupsController {
 
   @Get()
   @ApiOperation({ summary: 'Backups, newest first (kind, label, LSNs, sizes, status, verdict)' })
+  @ApiOkResponse({ type: BackupPageResponseDto })
   list(@Query() q: QueryBackupsDto): Promise<BackupListResponseDto> {
     return this.backups.list(q.limit ?? 20, q.cursor);
   }
@@ -31,6 +33,8 @@ export class BackupsController {
   @Post()
   @HttpCode(202)
   @ApiOperation({ summary: 'Take a backup now; poll GET /v1/backups/:id (409 while one runs)' })
+  @ApiAcceptedResponse({ type: AcceptedResponseDto, headers: LOCATION_HEADER })
+  @ApiWrite()
   async create(
     @Body() dto: CreateBackupDto,
     @Res({ passthrough: true }) reply: FastifyReply,
@@ -42,7 +46,10 @@ export class BackupsController {
 
   @Get(':id')
   @ApiOperation({ summary: 'One backup with its manifest (LSN, per-table counts and checksums)' })
-  get(@Param('id', new ParseUUIDPipe()) id: string): Promise<BackupDetailResponseDto> {
+  @ApiOkResponse({ type: BackupWithManifestResponseDto })
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
+  get(@Param('id', new UuidParamPipe()) id: string): Promise<BackupDetailResponseDto> {
     return this.backups.get(id);
   }
 }

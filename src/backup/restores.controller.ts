@@ -1,11 +1,22 @@
-import { Body, Controller, Get, HttpCode, Param, ParseUUIDPipe, Post, Res } from '@nestjs/common';
-import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
+import { UuidParamPipe } from '../common/params.js';
+import { ApiAcceptedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import {
+  ApiErrorResponses,
+  ApiUuidParam,
+  ApiV1Controller,
+  ApiWrite,
+  LOCATION_HEADER,
+} from '../common/openapi.decorators.js';
+import { AcceptedResponseDto } from '../common/dto/error-response.dto.js';
+import { RestoreStatusResponseDto } from './dto/backup-response.dto.js';
 import type { FastifyReply } from 'fastify';
 import { RequireScopes } from '../security/auth.decorators.js';
 import { CreateRestoreDto, RestoreResponseDto } from './dto/restore.dto.js';
 import { RestoresService } from './restores.service.js';
 
 @ApiTags('backups')
+@ApiV1Controller()
 @Controller({ version: '1' })
 export class RestoresController {
   constructor(private readonly restores: RestoresService) {}
@@ -16,6 +27,8 @@ export class RestoresController {
   @ApiOperation({
     summary: 'Point-in-time restore into a scratch instance (targetTime or targetLsn)',
   })
+  @ApiAcceptedResponse({ type: AcceptedResponseDto, headers: LOCATION_HEADER })
+  @ApiWrite()
   async create(
     @Body() dto: CreateRestoreDto,
     @Res({ passthrough: true }) reply: FastifyReply,
@@ -28,7 +41,10 @@ export class RestoresController {
   @Get('restores/:id')
   @RequireScopes('backup:admin')
   @ApiOperation({ summary: 'A restore: status, connection details (no password), expiry' })
-  get(@Param('id', new ParseUUIDPipe()) id: string): Promise<RestoreResponseDto> {
+  @ApiOkResponse({ type: RestoreStatusResponseDto })
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
+  get(@Param('id', new UuidParamPipe()) id: string): Promise<RestoreResponseDto> {
     return this.restores.get(id);
   }
 }

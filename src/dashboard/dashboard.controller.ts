@@ -14,7 +14,16 @@ import {
   UnauthorizedException,
   VERSION_NEUTRAL,
 } from '@nestjs/common';
-import { ApiExcludeEndpoint, ApiOperation, ApiTags } from '@nestjs/swagger';
+import {
+  ApiExcludeEndpoint,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiProduces,
+  ApiTags,
+} from '@nestjs/swagger';
+import { ApiErrorResponses, ApiPublic } from '../common/openapi.decorators.js';
+import { DashboardDataResponseDto } from './dto/dashboard-response.dto.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import type { AppConfig } from '../config/app-config.js';
@@ -63,7 +72,12 @@ export class DashboardController {
 
   @Public()
   @Get()
-  @ApiExcludeEndpoint()
+  @ApiOperation({
+    summary: 'The dashboard page (signed in with an ops:read key), else the sign-in form',
+  })
+  @ApiPublic()
+  @ApiProduces('text/html')
+  @ApiOkResponse({ description: 'HTML page', schema: { type: 'string' } })
   page(@Req() request: FastifyRequest, @Res() reply: FastifyReply): void {
     const token = readCookie(request.headers.cookie, DASHBOARD_COOKIE);
     const key = token ? this.keys.verifySession(token) : null;
@@ -81,6 +95,14 @@ export class DashboardController {
   @Post('login')
   @HttpCode(204)
   @ApiOperation({ summary: 'Sign in to the dashboard with an ops:read key (sets the cookie)' })
+  @ApiPublic()
+  @ApiNoContentResponse({
+    description: 'signed in',
+    headers: {
+      'Set-Cookie': { description: 'the HttpOnly session cookie', schema: { type: 'string' } },
+    },
+  })
+  @ApiErrorResponses(400, 401, 403, 429)
   async login(
     @Body() body: DashboardLoginDto,
     @Req() request: FastifyRequest,
@@ -103,6 +125,8 @@ export class DashboardController {
   @Post('logout')
   @HttpCode(204)
   @ApiOperation({ summary: 'Sign out of the dashboard (clears the cookie)' })
+  @ApiPublic()
+  @ApiNoContentResponse({ description: 'signed out (the cookie is cleared)' })
   logout(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): void {
     void reply.header('set-cookie', sessionCookie(null, 0, secure(request)));
   }
@@ -111,6 +135,8 @@ export class DashboardController {
   @Get('data')
   @Header('cache-control', 'no-store')
   @ApiOperation({ summary: "The dashboard's time series, active alerts and backups (JSON)" })
+  @ApiOkResponse({ type: DashboardDataResponseDto })
+  @ApiErrorResponses(401, 403, 429)
   data(): DashboardView {
     return this.series.view();
   }

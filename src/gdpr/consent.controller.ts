@@ -1,5 +1,27 @@
-import { Body, Controller, Get, Param, ParseUUIDPipe, Post, Put, Query, Res } from '@nestjs/common';
-import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, Param, Post, Put, Query, Res } from '@nestjs/common';
+import { UuidParamPipe } from '../common/params.js';
+import {
+  ApiCreatedResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiTags,
+} from '@nestjs/swagger';
+import {
+  ApiErrorResponses,
+  ApiUuidParam,
+  ApiV1Controller,
+  ApiWrite,
+  LOCATION_HEADER,
+} from '../common/openapi.decorators.js';
+import {
+  ConsentHistoryResponseDto,
+  EffectiveConsentListResponseDto,
+  EffectiveConsentResponseDto,
+  PolicyListResponseDto,
+  PolicyResponseDto,
+} from './dto/consent-response.dto.js';
+import { CONSENT_PURPOSES } from './consent.purposes.js';
 import type { FastifyReply } from 'fastify';
 import { RequireScopes } from '../security/auth.decorators.js';
 import { ConsentService } from './consent.service.js';
@@ -11,7 +33,7 @@ import {
   SetConsentDto,
 } from './dto/consent.dto.js';
 
-const uuid = new ParseUUIDPipe();
+const uuid = new UuidParamPipe();
 
 /** A list of every item there is: one page, no further cursor. */
 interface Whole<T> {
@@ -20,6 +42,7 @@ interface Whole<T> {
 }
 
 @ApiTags('consent')
+@ApiV1Controller()
 @Controller({ version: '1' })
 export class ConsentController {
   constructor(private readonly consent: ConsentService) {}
@@ -30,6 +53,7 @@ export class ConsentController {
     summary:
       'Policies per purpose, each with its immutable versions: { items, nextCursor } (one page: one item per purpose)',
   })
+  @ApiOkResponse({ type: PolicyListResponseDto })
   async policies(): Promise<Whole<PolicyResponse>> {
     return { items: await this.consent.policies(), nextCursor: null };
   }
@@ -37,6 +61,7 @@ export class ConsentController {
   @Get('consent-policies/:purpose')
   @RequireScopes('users:read')
   @ApiOperation({ summary: "One purpose's policy with its versions" })
+  @ApiOkResponse({ type: PolicyResponseDto })
   async policy(@Param() p: PurposeParamDto): Promise<PolicyResponse> {
     return (await this.consent.policies()).find((x) => x.purpose === p.purpose)!;
   }
@@ -44,6 +69,8 @@ export class ConsentController {
   @Post('consent-policies')
   @RequireScopes('consent:write')
   @ApiOperation({ summary: 'Publish a new policy version for a purpose (201 + Location)' })
+  @ApiCreatedResponse({ type: PolicyResponseDto, headers: LOCATION_HEADER })
+  @ApiWrite()
   async publish(
     @Body() dto: PublishPolicyDto,
     @Res({ passthrough: true }) reply: FastifyReply,
@@ -59,6 +86,9 @@ export class ConsentController {
     summary:
       "The user's effective consent per purpose: { items, nextCursor } (one page: one item per purpose)",
   })
+  @ApiOkResponse({ type: EffectiveConsentListResponseDto })
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   async effective(@Param('id', uuid) id: string): Promise<Whole<EffectiveConsent>> {
     return { items: await this.consent.effective(id), nextCursor: null };
   }
@@ -68,6 +98,9 @@ export class ConsentController {
   @ApiOperation({
     summary: 'Every grant and withdrawal, oldest first: { items, nextCursor } (?limit, ?cursor)',
   })
+  @ApiOkResponse({ type: ConsentHistoryResponseDto })
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   history(
     @Param('id', uuid) id: string,
     @Query() q: ConsentHistoryQueryDto,
@@ -78,6 +111,11 @@ export class ConsentController {
   @Put('users/:id/consents/:purpose')
   @RequireScopes('consent:write')
   @ApiOperation({ summary: 'Grant or withdraw: { granted, policyVersion, source }' })
+  @ApiOkResponse({ type: EffectiveConsentResponseDto })
+  @ApiParam({ name: 'purpose', enum: CONSENT_PURPOSES })
+  @ApiWrite()
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   set(
     @Param('id', uuid) id: string,
     @Param('purpose') purpose: string,

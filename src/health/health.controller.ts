@@ -1,6 +1,13 @@
 import { Controller, Get, Res, ServiceUnavailableException, VERSION_NEUTRAL } from '@nestjs/common';
 import { HealthCheckService } from '@nestjs/terminus';
-import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import {
+  ApiOkResponse,
+  ApiOperation,
+  ApiServiceUnavailableResponse,
+  ApiTags,
+} from '@nestjs/swagger';
+import { ApiPublic } from '../common/openapi.decorators.js';
+import { LiveResponseDto, ReadinessResponseDto } from './dto/health-response.dto.js';
 import type { FastifyReply } from 'fastify';
 import { Public } from '../security/auth.decorators.js';
 import { LifecycleService } from '../common/lifecycle.service.js';
@@ -8,6 +15,7 @@ import { ReadinessService } from './health.service.js';
 
 @ApiTags('health')
 @Public()
+@ApiPublic()
 @Controller({ path: 'health', version: VERSION_NEUTRAL })
 export class HealthController {
   constructor(
@@ -18,6 +26,7 @@ export class HealthController {
 
   @Get('live')
   @ApiOperation({ summary: 'Process is up (no dependency checks)' })
+  @ApiOkResponse({ type: LiveResponseDto })
   live(): { status: 'ok' } {
     return { status: 'ok' };
   }
@@ -26,6 +35,11 @@ export class HealthController {
   @ApiOperation({
     summary:
       'Primary, replicas (with lag), Redis and PgBouncer; 503 when the primary is unreachable',
+  })
+  @ApiOkResponse({ type: ReadinessResponseDto })
+  @ApiServiceUnavailableResponse({
+    type: ReadinessResponseDto,
+    description: 'the primary is unreachable, or the instance is shutting down',
   })
   async ready(@Res() reply: FastifyReply): Promise<void> {
     if (this.lifecycle.draining) {

@@ -8,7 +8,8 @@ import {
   UnauthorizedException,
   VERSION_NEUTRAL,
 } from '@nestjs/common';
-import { ApiExcludeController } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiErrorResponses, ApiPublic } from '../common/openapi.decorators.js';
 import type { FastifyReply } from 'fastify';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -16,7 +17,8 @@ import { ApiKeyService } from '../security/api-key.service.js';
 import { Public } from '../security/auth.decorators.js';
 import { MetricsService } from './metrics.service.js';
 
-@ApiExcludeController()
+@ApiTags('health')
+@ApiPublic()
 @Controller({ path: 'metrics', version: VERSION_NEUTRAL })
 export class MetricsController {
   constructor(
@@ -28,6 +30,12 @@ export class MetricsController {
   /** Prometheus text format. Open unless METRICS_REQUIRE_KEY (then scope ops:read). */
   @Public()
   @Get()
+  @ApiOperation({
+    summary: 'Prometheus text format; open unless METRICS_REQUIRE_KEY (then a key with ops:read)',
+  })
+  @ApiProduces('text/plain')
+  @ApiOkResponse({ description: 'Prometheus exposition format', schema: { type: 'string' } })
+  @ApiErrorResponses(401, 403)
   async scrape(
     @Headers('authorization') authorization: string | undefined,
     @Res() reply: FastifyReply,

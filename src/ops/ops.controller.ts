@@ -1,17 +1,27 @@
-import {
-  Body,
-  Controller,
-  Get,
-  HttpCode,
-  Param,
-  ParseIntPipe,
-  ParseUUIDPipe,
-  Post,
-  Res,
-} from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
+import { IntParamPipe, UuidParamPipe } from '../common/params.js';
 import type { FastifyReply } from 'fastify';
 import type { JobRunRow } from '../database/job-runs.repository.js';
-import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import {
+  ApiCreatedResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiTags,
+} from '@nestjs/swagger';
+import {
+  ApiErrorResponses,
+  ApiUuidParam,
+  ApiV1Controller,
+  ApiWrite,
+  LOCATION_HEADER,
+} from '../common/openapi.decorators.js';
+import {
+  FailoverRecordResponseDto,
+  JobRunResponseDto,
+  PoolsResponseDto,
+  TopologyResponseDto,
+} from './dto/ops-response.dto.js';
 import { RequireScopes } from '../security/auth.decorators.js';
 import { FailoverService } from '../database/failover.service.js';
 import { PoolControllerService } from '../database/pool-controller.service.js';
@@ -20,6 +30,7 @@ import { CreateProbeDto, FailoverRequestDto, ProbeResponseDto } from './dto/prob
 import { OpsService, TopologyView } from './ops.service.js';
 
 @ApiTags('ops')
+@ApiV1Controller()
 @Controller({ path: 'ops', version: '1' })
 export class OpsController {
   constructor(
@@ -31,6 +42,7 @@ export class OpsController {
   @Get('topology')
   @RequireScopes('ops:read')
   @ApiOperation({ summary: 'Nodes, roles, timeline, lag, health, which serves reads and writes' })
+  @ApiOkResponse({ type: TopologyResponseDto })
   topology(): Promise<TopologyView> {
     return this.ops.topology();
   }
@@ -40,6 +52,7 @@ export class OpsController {
   @ApiOperation({
     summary: 'Pool sizes, utilization, waits, PgBouncer pool state and recent scaling events',
   })
+  @ApiOkResponse({ type: PoolsResponseDto })
   pools(): ReturnType<PoolControllerService['view']> {
     return this.poolController.view();
   }
@@ -51,6 +64,8 @@ export class OpsController {
     summary:
       'Promote a replica: a planned switchover while the writer is healthy (waits for the replica to catch up), else a failover',
   })
+  @ApiOkResponse({ type: FailoverRecordResponseDto })
+  @ApiWrite()
   failover(@Body() dto: FailoverRequestDto): Promise<FailoverRecord> {
     return this.failovers.requestSwitchover(dto.target);
   }
@@ -59,6 +74,8 @@ export class OpsController {
   @HttpCode(201)
   @RequireScopes('ops:admin')
   @ApiOperation({ summary: 'Write a routing probe row on the writer' })
+  @ApiCreatedResponse({ type: ProbeResponseDto, headers: LOCATION_HEADER })
+  @ApiWrite()
   async createProbe(
     @Body() dto: CreateProbeDto,
     @Res({ passthrough: true }) reply: FastifyReply,
@@ -73,16 +90,20 @@ export class OpsController {
   @ApiOperation({
     summary: 'One job run (scheduled or started by an ops action): status and detail',
   })
-  job(@Param('id', new ParseIntPipe()) id: number): Promise<JobRunRow> {
+  @ApiOkResponse({ type: JobRunResponseDto })
+  @ApiParam({ name: 'id', type: 'integer' })
+  @ApiErrorResponses(404)
+  job(@Param('id', new IntParamPipe()) id: number): Promise<JobRunRow> {
     return this.ops.job(String(id));
   }
 
   @Get('probes/:id')
   @RequireScopes('ops:read')
   @ApiOperation({ summary: 'Read a probe back where reads are routed; says which node served it' })
-  getProbe(
-    @Param('id', new ParseUUIDPipe({ version: '4' })) id: string,
-  ): Promise<ProbeResponseDto> {
+  @ApiOkResponse({ type: ProbeResponseDto })
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
+  getProbe(@Param('id', new UuidParamPipe('4')) id: string): Promise<ProbeResponseDto> {
     return this.ops.getProbe(id);
   }
 }

@@ -6,14 +6,30 @@ import {
   Headers,
   HttpCode,
   Param,
-  ParseUUIDPipe,
   Patch,
   Post,
   Put,
   Query,
   Res,
 } from '@nestjs/common';
-import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { UuidParamPipe } from '../common/params.js';
+import {
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiTags,
+} from '@nestjs/swagger';
+import {
+  ApiErrorResponses,
+  ApiIfMatch,
+  ApiIfNoneMatch,
+  ApiUuidParam,
+  ApiV1Controller,
+  ApiWrite,
+  ETAG_HEADER,
+  LOCATION_HEADER,
+} from '../common/openapi.decorators.js';
 import type { FastifyReply } from 'fastify';
 import { RequireScopes } from '../security/auth.decorators.js';
 import { noneMatch, parseIfMatch } from '../common/conditional.js';
@@ -32,7 +48,7 @@ import { SearchRecipesDto, SearchResponseDto, SimilarQueryDto } from './dto/sear
 import { RecipesService } from './recipes.service.js';
 import { SearchService } from './search.service.js';
 
-const uuid = new ParseUUIDPipe();
+const uuid = new UuidParamPipe();
 
 /** `If-Match: *` on a recipe that does not exist: RFC 9110 answers 412, not 404. */
 class NoCurrentRecipeError extends DomainError {
@@ -47,6 +63,7 @@ function tag(reply: FastifyReply, recipe: RecipeResponseDto): RecipeResponseDto 
 }
 
 @ApiTags('recipes')
+@ApiV1Controller()
 @Controller({ path: 'recipes', version: '1' })
 export class RecipesController {
   constructor(
@@ -57,6 +74,8 @@ export class RecipesController {
   @Post()
   @RequireScopes('recipes:write')
   @ApiOperation({ summary: 'Create a recipe (embedding optional)' })
+  @ApiCreatedResponse({ type: RecipeResponseDto, headers: { ...LOCATION_HEADER, ...ETAG_HEADER } })
+  @ApiWrite()
   async create(
     @Body() dto: CreateRecipeDto,
     @Res({ passthrough: true }) reply: FastifyReply,
@@ -70,6 +89,8 @@ export class RecipesController {
   @HttpCode(200)
   @RequireScopes('recipes:write')
   @ApiOperation({ summary: 'Upsert up to 100 recipes (with embeddings) in one transaction' })
+  @ApiOkResponse({ type: BatchUpsertResponseDto })
+  @ApiWrite()
   batch(@Body() dto: BatchUpsertRecipesDto): Promise<BatchUpsertResponseDto> {
     return this.recipes.upsertBatch(dto);
   }
@@ -80,6 +101,9 @@ export class RecipesController {
   @ApiOperation({
     summary: 'Vector search by embedding, recipeId (more-like-this) or text, with filters',
   })
+  @ApiOkResponse({ type: SearchResponseDto })
+  @ApiErrorResponses(404)
+  @ApiWrite()
   search(@Body() dto: SearchRecipesDto): Promise<SearchResponseDto> {
     return this.searchService.search(dto);
   }
@@ -87,6 +111,7 @@ export class RecipesController {
   @Get()
   @RequireScopes('recipes:read')
   @ApiOperation({ summary: 'List recipes with filters and cursor paging' })
+  @ApiOkResponse({ type: RecipeListResponseDto })
   list(@Query() query: ListRecipesQueryDto): Promise<RecipeListResponseDto> {
     return this.recipes.list(query);
   }
@@ -96,6 +121,10 @@ export class RecipesController {
   @ApiOperation({
     summary: 'One recipe (ETag = version; 304 when If-None-Match holds the current ETag or *)',
   })
+  @ApiOkResponse({ type: RecipeResponseDto, headers: ETAG_HEADER })
+  @ApiIfNoneMatch()
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   async get(
     @Param('id', uuid) id: string,
     @Headers('if-none-match') ifNoneMatch: string | undefined,
@@ -112,6 +141,9 @@ export class RecipesController {
   @Get(':id/similar')
   @RequireScopes('recipes:read')
   @ApiOperation({ summary: 'More like this recipe (itself excluded)' })
+  @ApiOkResponse({ type: SearchResponseDto })
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   similar(
     @Param('id', uuid) id: string,
     @Query() query: SimilarQueryDto,
@@ -125,6 +157,11 @@ export class RecipesController {
     summary:
       'Partial update; If-Match with the version prevents lost updates (412); If-Match: * needs the recipe to exist (412)',
   })
+  @ApiOkResponse({ type: RecipeResponseDto, headers: ETAG_HEADER })
+  @ApiIfMatch()
+  @ApiWrite()
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   async update(
     @Param('id', uuid) id: string,
     @Body() dto: UpdateRecipeDto,
@@ -145,6 +182,10 @@ export class RecipesController {
   @Put(':id/embedding')
   @RequireScopes('recipes:write')
   @ApiOperation({ summary: 'Set the embedding' })
+  @ApiOkResponse({ type: RecipeResponseDto, headers: ETAG_HEADER })
+  @ApiWrite()
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   async setEmbedding(
     @Param('id', uuid) id: string,
     @Body() dto: SetEmbeddingDto,
@@ -157,6 +198,10 @@ export class RecipesController {
   @HttpCode(204)
   @RequireScopes('recipes:write')
   @ApiOperation({ summary: 'Delete a recipe' })
+  @ApiNoContentResponse({ description: 'deleted' })
+  @ApiWrite()
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   async delete(@Param('id', uuid) id: string): Promise<void> {
     await this.recipes.delete(id);
   }

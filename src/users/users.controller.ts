@@ -1,6 +1,14 @@
-import { Body, Controller, Get, Param, ParseUUIDPipe, Post, Put, Res } from '@nestjs/common';
+import { Body, Controller, Get, Param, Post, Put, Res } from '@nestjs/common';
+import { UuidParamPipe } from '../common/params.js';
 import type { FastifyReply } from 'fastify';
-import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import {
+  ApiErrorResponses,
+  ApiUuidParam,
+  ApiV1Controller,
+  ApiWrite,
+  LOCATION_HEADER,
+} from '../common/openapi.decorators.js';
 import { RequireScopes } from '../security/auth.decorators.js';
 import {
   CreateUserDto,
@@ -12,9 +20,10 @@ import {
 } from './dto/user.dto.js';
 import { UsersService } from './users.service.js';
 
-const uuid = new ParseUUIDPipe();
+const uuid = new UuidParamPipe();
 
 @ApiTags('users')
+@ApiV1Controller()
 @Controller({ path: 'users', version: '1' })
 export class UsersController {
   constructor(private readonly users: UsersService) {}
@@ -22,6 +31,8 @@ export class UsersController {
   @Post()
   @RequireScopes('users:write')
   @ApiOperation({ summary: 'Create a user (409 when the email exists)' })
+  @ApiCreatedResponse({ type: UserResponseDto, headers: LOCATION_HEADER })
+  @ApiWrite()
   async create(
     @Body() dto: CreateUserDto,
     @Res({ passthrough: true }) reply: FastifyReply,
@@ -34,6 +45,9 @@ export class UsersController {
   @Get(':id')
   @RequireScopes('users:read')
   @ApiOperation({ summary: 'The user' })
+  @ApiOkResponse({ type: UserResponseDto })
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   get(@Param('id', uuid) id: string): Promise<UserResponseDto> {
     return this.users.get(id);
   }
@@ -41,6 +55,9 @@ export class UsersController {
   @Get(':id/profile')
   @RequireScopes('users:read')
   @ApiOperation({ summary: 'Profile (write-through cached)' })
+  @ApiOkResponse({ type: ProfileResponseDto })
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   getProfile(@Param('id', uuid) id: string): Promise<ProfileResponseDto> {
     return this.users.getProfile(id);
   }
@@ -48,6 +65,10 @@ export class UsersController {
   @Put(':id/profile')
   @RequireScopes('users:write')
   @ApiOperation({ summary: 'Replace the profile (write-through cached)' })
+  @ApiOkResponse({ type: ProfileResponseDto })
+  @ApiWrite()
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   putProfile(
     @Param('id', uuid) id: string,
     @Body() dto: PutProfileDto,
@@ -58,6 +79,9 @@ export class UsersController {
   @Get(':id/taste-profile')
   @RequireScopes('users:read')
   @ApiOperation({ summary: 'Taste profile (write-through cached)' })
+  @ApiOkResponse({ type: TasteProfileResponseDto })
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   getTasteProfile(@Param('id', uuid) id: string): Promise<TasteProfileResponseDto> {
     return this.users.getTasteProfile(id);
   }
@@ -65,6 +89,10 @@ export class UsersController {
   @Put(':id/taste-profile')
   @RequireScopes('users:write')
   @ApiOperation({ summary: 'Replace the taste profile (write-through cached)' })
+  @ApiOkResponse({ type: TasteProfileResponseDto })
+  @ApiWrite()
+  @ApiUuidParam()
+  @ApiErrorResponses(404)
   putTasteProfile(
     @Param('id', uuid) id: string,
     @Body() dto: PutTasteProfileDto,

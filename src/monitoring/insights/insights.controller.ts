@@ -1,5 +1,6 @@
 import { Controller, Get, Query } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiV1Controller } from '../../common/openapi.decorators.js';
 import { RequireScopes } from '../../security/auth.decorators.js';
 import { TopSqlQueryDto, WaitsQueryDto } from './dto/insights-query.dto.js';
 import {
@@ -11,6 +12,7 @@ import {
 import { InsightsService } from './insights.service.js';
 
 @ApiTags('ops')
+@ApiV1Controller()
 @Controller({ path: 'ops/insights', version: '1' })
 export class InsightsController {
   constructor(private readonly insights: InsightsService) {}
