@@ -168,6 +168,31 @@ describe('recipes CRUD (real stack)', () => {
     expect(JSON.stringify(list.body.message)).toContain('If-Match');
     const after = await request(server()).get(path).set(bearer(KEYS.all)).set(strong).expect(200);
     expect(after.body).toMatchObject({ title: 'Any version', version: 2 });
+
+    // PUT embedding and DELETE honour If-Match too: a stale version changes nothing
+    await request(server())
+      .put(`${path}/embedding`)
+      .set(bearer(KEYS.all))
+      .set('if-match', '"1"')
+      .send({ embedding: axis(3) })
+      .expect(412);
+    const embedded = await request(server())
+      .put(`${path}/embedding`)
+      .set(bearer(KEYS.all))
+      .set('if-match', '"2"')
+      .send({ embedding: axis(3) })
+      .expect(200);
+    expect(embedded.headers.etag).toBe('"3"');
+    const staleDelete = await request(server())
+      .delete(path)
+      .set(bearer(KEYS.all))
+      .set('if-match', '"2"')
+      .expect(412);
+    expect(staleDelete.body.message).toContain('at version 3');
+    await request(server()).get(path).set(bearer(KEYS.all)).set(strong).expect(200);
+    await request(server()).delete(path).set(bearer(KEYS.all)).set('if-match', '"3"').expect(204);
+    await request(server()).get(path).set(bearer(KEYS.all)).set(strong).expect(404);
+    await request(server()).delete(path).set(bearer(KEYS.all)).set('if-match', '*').expect(412);
   });
 
   it('takes an empty JSON body where none is needed, and names the fields where one is', async () => {

@@ -128,6 +128,76 @@ describe('users, profiles and taste profiles', () => {
       .expect(400);
   });
 
+  it('versions profiles with ETags: 304 to a matching If-None-Match, If-Match guards each PUT (412)', async () => {
+    const created = await request(http())
+      .post('/v1/users')
+      .set(bearer(KEYS.all))
+      .send({ email: `etag${Date.now()}@example.com`, displayName: 'E' })
+      .expect(201);
+    const id = (created.body as { id: string }).id;
+    for (const [path, body] of [
+      ['profile', { data: { units: 'metric' } }],
+      ['taste-profile', { likedCuisines: ['thai'], likedIngredients: [], dislikes: [] }],
+    ] as const) {
+      const url = `/v1/users/${id}/${path}`;
+      const none = await request(http()).get(url).set(bearer(KEYS.all)).expect(200);
+      expect({ path, etag: none.headers.etag }).toEqual({ path, etag: '"0"' });
+      // * needs one to exist; none yet
+      await request(http())
+        .put(url)
+        .set(bearer(KEYS.all))
+        .set('if-match', '*')
+        .send(body)
+        .expect(412);
+      // "0": only while none was written
+      const first = await request(http())
+        .put(url)
+        .set(bearer(KEYS.all))
+        .set('if-match', '"0"')
+        .send(body)
+        .expect(200);
+      expect(first.headers.etag).toBe('"1"');
+      const lost = await request(http())
+        .put(url)
+        .set(bearer(KEYS.all))
+        .set('if-match', '"0"')
+        .send(body)
+        .expect(412);
+      expect(lost.body.message).toContain('at version 1');
+      await request(http())
+        .get(url)
+        .set(bearer(KEYS.all))
+        .set('x-consistency', 'strong')
+        .set('if-none-match', '"1"')
+        .expect(304);
+      const second = await request(http())
+        .put(url)
+        .set(bearer(KEYS.all))
+        .set('if-match', '*')
+        .send(body)
+        .expect(200);
+      expect(second.headers.etag).toBe('"2"');
+      const read = await request(http())
+        .get(url)
+        .set(bearer(KEYS.all))
+        .set('x-consistency', 'strong')
+        .set('if-none-match', '"1"')
+        .expect(200);
+      expect({ path, version: read.body.version, etag: read.headers.etag }).toEqual({
+        path,
+        version: 2,
+        etag: '"2"',
+      });
+    }
+    // an unknown user stays a 404 under If-Match
+    await request(http())
+      .put(`/v1/users/${randomUUID()}/profile`)
+      .set(bearer(KEYS.all))
+      .set('if-match', '"0"')
+      .send({ data: {} })
+      .expect(404);
+  });
+
   it('needs users:read / users:write', async () => {
     await request(http())
       .post('/v1/users')

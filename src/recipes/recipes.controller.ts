@@ -57,6 +57,26 @@ class NoCurrentRecipeError extends DomainError {
   }
 }
 
+/**
+ * Runs a conditional write: `If-Match` with a version fails with 412 when the recipe is
+ * at another one; `If-Match: *` with 412 when there is no recipe (RFC 9110 13.1.1).
+ */
+async function ifMatching<T>(
+  id: string,
+  ifMatch: string | undefined,
+  write: (expectedVersion?: number) => Promise<T>,
+): Promise<T> {
+  const expected = parseIfMatch(ifMatch);
+  if (expected !== '*') {
+    return write(expected);
+  }
+  try {
+    return await write();
+  } catch (err) {
+    throw err instanceof NotFoundError ? new NoCurrentRecipeError(id) : err;
+  }
+}
+
 function tag(reply: FastifyReply, recipe: RecipeResponseDto): RecipeResponseDto {
   void reply.header('etag', `"${recipe.version}"`);
   return recipe;
@@ -168,41 +188,42 @@ export class RecipesController {
     @Headers('if-match') ifMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<RecipeResponseDto> {
-    const expected = parseIfMatch(ifMatch);
-    if (expected !== '*') {
-      return tag(reply, await this.recipes.update(id, dto, expected));
-    }
-    try {
-      return tag(reply, await this.recipes.update(id, dto));
-    } catch (err) {
-      throw err instanceof NotFoundError ? new NoCurrentRecipeError(id) : err;
-    }
+    return tag(reply, await ifMatching(id, ifMatch, (v) => this.recipes.update(id, dto, v)));
   }
 
   @Put(':id/embedding')
   @RequireScopes('recipes:write')
-  @ApiOperation({ summary: 'Set the embedding' })
+  @ApiOperation({ summary: 'Set the embedding (If-Match as for PATCH)' })
   @ApiOkResponse({ type: RecipeResponseDto, headers: ETAG_HEADER })
+  @ApiIfMatch()
   @ApiWrite()
   @ApiUuidParam()
   @ApiErrorResponses(404)
   async setEmbedding(
     @Param('id', uuid) id: string,
     @Body() dto: SetEmbeddingDto,
+    @Headers('if-match') ifMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<RecipeResponseDto> {
-    return tag(reply, await this.recipes.setEmbedding(id, dto.embedding));
+    return tag(
+      reply,
+      await ifMatching(id, ifMatch, (v) => this.recipes.setEmbedding(id, dto.embedding, v)),
+    );
   }
 
   @Delete(':id')
   @HttpCode(204)
   @RequireScopes('recipes:write')
-  @ApiOperation({ summary: 'Delete a recipe' })
+  @ApiOperation({ summary: 'Delete a recipe (If-Match as for PATCH)' })
   @ApiNoContentResponse({ description: 'deleted' })
+  @ApiIfMatch()
   @ApiWrite()
   @ApiUuidParam()
   @ApiErrorResponses(404)
-  async delete(@Param('id', uuid) id: string): Promise<void> {
-    await this.recipes.delete(id);
+  async delete(
+    @Param('id', uuid) id: string,
+    @Headers('if-match') ifMatch: string | undefined,
+  ): Promise<void> {
+    await ifMatching(id, ifMatch, (v) => this.recipes.delete(id, v));
   }
 }

@@ -214,12 +214,33 @@ export class RecipesService {
     return toDto(row);
   }
 
-  async setEmbedding(id: string, embedding: number[]): Promise<RecipeResponseDto> {
-    return this.update(id, { embedding });
+  async setEmbedding(
+    id: string,
+    embedding: number[],
+    expectedVersion?: number,
+  ): Promise<RecipeResponseDto> {
+    return this.update(id, { embedding }, expectedVersion);
   }
 
-  async delete(id: string): Promise<void> {
+  /**
+   * `expectedVersion` (If-Match): 412 unless the recipe is at that version, counting a
+   * change still queued in write-behind (its version is the current one).
+   */
+  async delete(id: string, expectedVersion?: number): Promise<void> {
+    const pending =
+      expectedVersion !== undefined && this.writeBehind.enabled
+        ? await this.writeBehind.pending(id)
+        : null;
+    if (pending && pending.version !== expectedVersion) {
+      throw new StaleVersionError(id, pending.version);
+    }
     await this.router.write(async (m) => {
+      if (expectedVersion !== undefined && !pending) {
+        const current = await this.recipes.getVersionForUpdate(m, id);
+        if (current !== null && current !== expectedVersion) {
+          throw new StaleVersionError(id, current);
+        }
+      }
       if (!(await this.recipes.delete(m, id))) {
         throw new NotFoundError(ENTITY, id);
       }

@@ -1,10 +1,14 @@
-import { Body, Controller, Get, Param, Post, Put, Res } from '@nestjs/common';
+import { Body, Controller, Get, Headers, Param, Post, Put, Res } from '@nestjs/common';
+import { noneMatch, parseIfMatch } from '../common/conditional.js';
 import { UuidParamPipe } from '../common/params.js';
 import type { FastifyReply } from 'fastify';
 import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import {
   ApiErrorResponses,
+  ApiIfMatch,
+  ApiIfNoneMatch,
   ApiUuidParam,
+  ETAG_HEADER,
   ApiV1Controller,
   ApiWrite,
   LOCATION_HEADER,
@@ -21,6 +25,19 @@ import {
 import { UsersService } from './users.service.js';
 
 const uuid = new UuidParamPipe();
+
+/** The version as the ETag; a web Response (304) when If-None-Match holds it. */
+function versioned<T extends { version: number }>(
+  reply: FastifyReply,
+  resource: T,
+  ifNoneMatch?: string,
+): T | Response {
+  const etag = `"${resource.version}"`;
+  void reply.header('etag', etag);
+  return noneMatch(ifNoneMatch, etag)
+    ? new Response(null, { status: 304, headers: { etag } })
+    : resource;
+}
 
 @ApiTags('users')
 @ApiV1Controller()
@@ -54,49 +71,78 @@ export class UsersController {
 
   @Get(':id/profile')
   @RequireScopes('users:read')
-  @ApiOperation({ summary: 'Profile (write-through cached)' })
-  @ApiOkResponse({ type: ProfileResponseDto })
+  @ApiOperation({
+    summary: 'Profile (write-through cached; ETag = version, 0 before the first write)',
+  })
+  @ApiOkResponse({ type: ProfileResponseDto, headers: ETAG_HEADER })
+  @ApiIfNoneMatch()
   @ApiUuidParam()
   @ApiErrorResponses(404)
-  getProfile(@Param('id', uuid) id: string): Promise<ProfileResponseDto> {
-    return this.users.getProfile(id);
+  async getProfile(
+    @Param('id', uuid) id: string,
+    @Headers('if-none-match') ifNoneMatch: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<ProfileResponseDto | Response> {
+    return versioned(reply, await this.users.getProfile(id), ifNoneMatch);
   }
 
   @Put(':id/profile')
   @RequireScopes('users:write')
-  @ApiOperation({ summary: 'Replace the profile (write-through cached)' })
-  @ApiOkResponse({ type: ProfileResponseDto })
+  @ApiOperation({
+    summary:
+      'Replace the profile (write-through cached); If-Match with the version (0: none yet) or * (one must exist), else 412',
+  })
+  @ApiOkResponse({ type: ProfileResponseDto, headers: ETAG_HEADER })
+  @ApiIfMatch()
   @ApiWrite()
   @ApiUuidParam()
   @ApiErrorResponses(404)
-  putProfile(
+  async putProfile(
     @Param('id', uuid) id: string,
     @Body() dto: PutProfileDto,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<ProfileResponseDto> {
-    return this.users.putProfile(id, dto);
+    const saved = await this.users.putProfile(id, dto, parseIfMatch(ifMatch));
+    void reply.header('etag', `"${saved.version}"`);
+    return saved;
   }
 
   @Get(':id/taste-profile')
   @RequireScopes('users:read')
-  @ApiOperation({ summary: 'Taste profile (write-through cached)' })
-  @ApiOkResponse({ type: TasteProfileResponseDto })
+  @ApiOperation({
+    summary: 'Taste profile (write-through cached; ETag = version, 0 before the first write)',
+  })
+  @ApiOkResponse({ type: TasteProfileResponseDto, headers: ETAG_HEADER })
+  @ApiIfNoneMatch()
   @ApiUuidParam()
   @ApiErrorResponses(404)
-  getTasteProfile(@Param('id', uuid) id: string): Promise<TasteProfileResponseDto> {
-    return this.users.getTasteProfile(id);
+  async getTasteProfile(
+    @Param('id', uuid) id: string,
+    @Headers('if-none-match') ifNoneMatch: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<TasteProfileResponseDto | Response> {
+    return versioned(reply, await this.users.getTasteProfile(id), ifNoneMatch);
   }
 
   @Put(':id/taste-profile')
   @RequireScopes('users:write')
-  @ApiOperation({ summary: 'Replace the taste profile (write-through cached)' })
-  @ApiOkResponse({ type: TasteProfileResponseDto })
+  @ApiOperation({
+    summary: 'Replace the taste profile (write-through cached); If-Match as for the profile',
+  })
+  @ApiOkResponse({ type: TasteProfileResponseDto, headers: ETAG_HEADER })
+  @ApiIfMatch()
   @ApiWrite()
   @ApiUuidParam()
   @ApiErrorResponses(404)
-  putTasteProfile(
+  async putTasteProfile(
     @Param('id', uuid) id: string,
     @Body() dto: PutTasteProfileDto,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<TasteProfileResponseDto> {
-    return this.users.putTasteProfile(id, dto);
+    const saved = await this.users.putTasteProfile(id, dto, parseIfMatch(ifMatch));
+    void reply.header('etag', `"${saved.version}"`);
+    return saved;
   }
 }

@@ -98,6 +98,24 @@ export class UsersRepository {
     return rows.length > 0;
   }
 
+  /**
+   * For a conditional write (If-Match): locks the user's row (concurrent conditional
+   * writes of its profiles wait; foreign-key checks do not) and answers the version of
+   * its `table` row, 0 when it has none yet. Null for an unknown user.
+   */
+  async lockedVersion(
+    m: EntityManager,
+    table: 'user_profiles' | 'taste_profiles',
+    userId: string,
+  ): Promise<number | null> {
+    const rows: Array<{ version: number | null }> = await m.query(
+      `SELECT (SELECT version FROM ${table} WHERE user_id = u.id) AS version
+         FROM users u WHERE u.id = $1 FOR NO KEY UPDATE OF u`,
+      [userId],
+    );
+    return rows.length === 0 ? null : (rows[0].version ?? 0);
+  }
+
   getProfile(userId: string): Promise<ProfileRow | null> {
     return this.router.read((m) => this.profileIn(m, userId));
   }

@@ -113,7 +113,46 @@ export class UsersService {
     return { userId, data: {}, version: 0, updatedAt: new Date(0).toISOString() };
   }
 
-  async putProfile(userId: string, dto: PutProfileDto): Promise<ProfileResponseDto> {
+  /**
+   * The write's precondition (If-Match) in its transaction, after the user's row is
+   * locked: `expected` a version (0: none written yet) or `*` (one must exist).
+   */
+  private async checkVersion(
+    m: EntityManager,
+    table: 'user_profiles' | 'taste_profiles',
+    userId: string,
+    expected: number | '*' | undefined,
+  ): Promise<void> {
+    if (expected === undefined) {
+      if (!(await this.users.exists(m, userId))) {
+        throw new NotFoundError('user', userId);
+      }
+      return;
+    }
+    const current = await this.users.lockedVersion(m, table, userId);
+    if (current === null) {
+      throw new NotFoundError('user', userId);
+    }
+    const what = table === 'user_profiles' ? 'profile' : 'taste profile';
+    if (expected === '*' && current === 0) {
+      throw new DomainError(
+        ErrorCode.PreconditionFailed,
+        `user ${userId} has no ${what} yet (If-Match: *)`,
+      );
+    }
+    if (expected !== '*' && expected !== current) {
+      throw new DomainError(
+        ErrorCode.PreconditionFailed,
+        `the ${what} of user ${userId} is at version ${current}; re-read it and retry`,
+      );
+    }
+  }
+
+  async putProfile(
+    userId: string,
+    dto: PutProfileDto,
+    expected?: number | '*',
+  ): Promise<ProfileResponseDto> {
     if (Buffer.byteLength(JSON.stringify(dto.data)) > MAX_PROFILE_BYTES) {
       throw new DomainError(
         ErrorCode.Invalid,
@@ -121,9 +160,7 @@ export class UsersService {
       );
     }
     const row = await this.router.write(async (m) => {
-      if (!(await this.users.exists(m, userId))) {
-        throw new NotFoundError('user', userId);
-      }
+      await this.checkVersion(m, 'user_profiles', userId, expected);
       const saved = await this.users.putProfile(m, userId, dto.data);
       await this.modified(m, userId, 'user_profiles', 'update', ['data']);
       return saved;
@@ -159,11 +196,13 @@ export class UsersService {
     };
   }
 
-  async putTasteProfile(userId: string, dto: PutTasteProfileDto): Promise<TasteProfileResponseDto> {
+  async putTasteProfile(
+    userId: string,
+    dto: PutTasteProfileDto,
+    expected?: number | '*',
+  ): Promise<TasteProfileResponseDto> {
     const row = await this.router.write(async (m) => {
-      if (!(await this.users.exists(m, userId))) {
-        throw new NotFoundError('user', userId);
-      }
+      await this.checkVersion(m, 'taste_profiles', userId, expected);
       const saved = await this.users.putTasteProfile(m, userId, dto);
       await this.modified(m, userId, 'taste_profiles', 'update', [
         'likedCuisines',
