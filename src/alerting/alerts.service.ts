@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
+import { FieldError, InvalidInputError, NotFoundError } from '../common/errors.js';
 import { RequestContextStore } from '../common/request-context.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -43,15 +43,15 @@ export class AlertsService {
     const now = new Date();
     const startsAt = dto.startsAt ? new Date(dto.startsAt) : now;
     const endsAt = new Date(dto.endsAt);
-    const problems: string[] = [];
+    const problems: FieldError[] = [];
     if (endsAt <= startsAt) {
-      problems.push('endsAt must be after startsAt');
+      problems.push({ field: 'endsAt', message: 'endsAt must be after startsAt' });
     }
     if (endsAt <= now) {
-      problems.push('endsAt must be in the future');
+      problems.push({ field: 'endsAt', message: 'endsAt must be in the future' });
     }
     if (problems.length > 0) {
-      throw new DomainError(ErrorCode.Invalid, problems.join('; '));
+      throw new InvalidInputError(problems);
     }
     const row = await this.repo.createSilence({
       matchers: dto.matchers.map((m) => ({ name: m.name, value: m.value })),

@@ -8,7 +8,7 @@ import {
 import { SchedulerRegistry } from '@nestjs/schedule';
 import pg from 'pg';
 import { BackgroundTasks } from '../common/background-tasks.js';
-import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
+import { InvalidInputError, NotFoundError } from '../common/errors.js';
 import { RequestContextStore } from '../common/request-context.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -75,19 +75,24 @@ export class RestoresService implements OnApplicationBootstrap, OnModuleDestroy 
       Boolean,
     );
     if (given.length !== 1) {
-      throw new DomainError(
-        ErrorCode.Invalid,
-        `exactly one of targetTime, targetLsn is required (given: ${given.length === 0 ? 'none' : given.join(', ')})`,
+      const message = `exactly one of targetTime, targetLsn is required (given: ${given.length === 0 ? 'none' : given.join(', ')})`;
+      throw new InvalidInputError(
+        (given.length === 0 ? ['targetTime', 'targetLsn'] : given).map((field) => ({
+          field: field!,
+          message,
+        })),
       );
     }
     const target: RecoveryTarget = dto.targetTime
       ? { kind: 'time', time: new Date(dto.targetTime) }
       : { kind: 'lsn', lsn: dto.targetLsn!.toUpperCase() };
     if (target.kind === 'lsn' && provider.name === 'rds') {
-      throw new DomainError(
-        ErrorCode.Invalid,
-        'RDS restores to a point in time, not to an LSN: give targetTime',
-      );
+      throw new InvalidInputError([
+        {
+          field: 'targetLsn',
+          message: 'RDS restores to a point in time, not to an LSN: give targetTime',
+        },
+      ]);
     }
     const window = await provider.detailedWindow();
     const refused = refuseTarget(
@@ -95,7 +100,9 @@ export class RestoresService implements OnApplicationBootstrap, OnModuleDestroy 
       target.kind === 'time' ? { time: target.time } : { lsn: (target as { lsn: string }).lsn },
     );
     if (refused) {
-      throw new DomainError(ErrorCode.Invalid, refused);
+      throw new InvalidInputError([
+        { field: target.kind === 'time' ? 'targetTime' : 'targetLsn', message: refused },
+      ]);
     }
     const row = await this.repository.createRestore(
       {

@@ -34,13 +34,20 @@ export class DependencyUnavailableError extends DomainError {
   }
 }
 
-/** A request body refused before parsing (too deep, too many keys): 400. */
-export class BodyShapeError extends DomainError {
+/** A 400 from a service (a rule across fields, a limit the DTO cannot see), naming its fields. */
+export class InvalidInputError extends DomainError {
+  constructor(readonly errors: FieldError[]) {
+    super(ErrorCode.Invalid, errors.map((e) => e.message).join('; '));
+  }
+}
+
+/** A request body refused before parsing (too deep, too many keys): 400 naming `body`. */
+export class BodyShapeError extends InvalidInputError {
   /** Fastify answers with this status if the error is raised before Nest sees the request. */
   readonly statusCode = 400;
 
   constructor(message: string) {
-    super(ErrorCode.Invalid, message);
+    super([{ field: 'body', message }]);
   }
 }
 

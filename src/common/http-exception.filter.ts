@@ -8,7 +8,7 @@ import {
 } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isNodeDownError } from '../database/node-errors.js';
-import { DomainError, ErrorCode } from './errors.js';
+import { DomainError, ErrorCode, InvalidInputError } from './errors.js';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
   [ErrorCode.NotFound]: HttpStatus.NOT_FOUND,
@@ -87,6 +87,9 @@ export class AllExceptionsFilter implements ExceptionFilter {
         code: exception.code,
         requestId,
       };
+      if (exception instanceof InvalidInputError) {
+        body.errors = exception.errors;
+      }
       if (status >= 500) {
         this.logger.warn({ code: exception.code, status }, exception.message);
       }
@@ -102,6 +105,10 @@ export class AllExceptionsFilter implements ExceptionFilter {
         message: exception.message,
         requestId,
       };
+      // the content-type parser's refusals (broken or empty JSON, unsupported type) are about the body
+      if (status === 400 && exception.code.startsWith('FST_ERR_CTP_')) {
+        body.errors = [{ field: 'body', message: exception.message }];
+      }
     } else if (isNodeDownError(exception)) {
       // A node died under this request: retryable, not a bug.
       this.logger.warn({ error: (exception as Error).message }, 'database node unavailable');
@@ -136,7 +143,9 @@ function withoutQueryString(message: string, url: string): string {
   return q < 0 ? message : message.split(url).join(url.slice(0, q));
 }
 
-function isFastifyClientError(e: unknown): e is { statusCode: number; message: string } {
+function isFastifyClientError(
+  e: unknown,
+): e is { statusCode: number; message: string; code: string } {
   return (
     typeof e === 'object' &&
     e !== null &&

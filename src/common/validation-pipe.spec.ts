@@ -1,5 +1,5 @@
 import { ValidationPipe } from '@nestjs/common';
-import { DenseArrayValidationPipe } from './validation-pipe.js';
+import { DenseArrayValidationPipe, unstorableTextErrors } from './validation-pipe.js';
 
 /** The protected walk, called as the pipe calls it before validating. */
 function close(pipe: ValidationPipe, value: unknown): unknown {
@@ -42,5 +42,23 @@ describe(DenseArrayValidationPipe.name, () => {
     const body = { items: [{ tags: [, 'late'] }] };
     close(new DenseArrayValidationPipe(), body);
     expect(body.items[0].tags).toEqual(['late']);
+  });
+});
+
+describe(unstorableTextErrors.name, () => {
+  it.each([
+    ['a NUL', { title: 'a\u0000b' }, ['title']],
+    ['a lone high surrogate', { items: [{ title: 'x\ud800' }] }, ['items.0.title']],
+    ['a lone low surrogate in a list', { tags: ['ok', '\udc00'] }, ['tags.1']],
+    ['a NUL in a key', { data: { 'k\u0000': 1 } }, ['data']],
+    ['nothing wrong (a pair, an emoji)', { title: '😀 \ud83d\ude00', n: [1, 2] }, []],
+  ])('names the field of %s', (_what, value, fields) => {
+    expect(unstorableTextErrors(value).map((e) => e.property)).toEqual(fields);
+  });
+
+  it('repairs what it names, so validators that throw on it still run', () => {
+    const value = { email: 'a\udfff@example.com' };
+    unstorableTextErrors(value);
+    expect(value.email).toBe('a\ufffd@example.com');
   });
 });

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { Counter, Gauge } from 'prom-client';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DomainError, ErrorCode } from '../common/errors.js';
+import { DomainError, ErrorCode, InvalidInputError } from '../common/errors.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { MetricsService } from '../monitoring/metrics.service.js';
@@ -121,10 +121,14 @@ export class FailoverService implements OnModuleInit {
       );
     }
     if (target && !this.topology.names().includes(target)) {
-      throw new DomainError(ErrorCode.Invalid, `target ${target} is not a configured node`);
+      throw new InvalidInputError([
+        { field: 'target', message: `target ${target} is not a configured node` },
+      ]);
     }
     if (target === this.topology.writerName) {
-      throw new DomainError(ErrorCode.Invalid, `target ${target} is already the writer`);
+      throw new InvalidInputError([
+        { field: 'target', message: `target ${target} is already the writer` },
+      ]);
     }
     const writerHealthy = this.topology.isHealthy(this.topology.writerName);
     return this.failover(writerHealthy ? 'planned switchover' : 'manual failover', {

@@ -4,7 +4,7 @@ import { AuditService } from '../audit/audit.service.js';
 import { CacheService } from '../cache/cache.service.js';
 import type { CacheType } from '../cache/cache.types.js';
 import { PersonalDataCipher } from '../security/crypto/personal-data-cipher.js';
-import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
+import { DomainError, ErrorCode, InvalidInputError, NotFoundError } from '../common/errors.js';
 import { ReadRouterService } from '../database/read-router.service.js';
 import type {
   CreateUserDto,
@@ -154,10 +154,9 @@ export class UsersService {
     expected?: number | '*',
   ): Promise<ProfileResponseDto> {
     if (Buffer.byteLength(JSON.stringify(dto.data)) > MAX_PROFILE_BYTES) {
-      throw new DomainError(
-        ErrorCode.Invalid,
-        `data must be at most ${MAX_PROFILE_BYTES} bytes of JSON`,
-      );
+      throw new InvalidInputError([
+        { field: 'data', message: `data must be at most ${MAX_PROFILE_BYTES} bytes of JSON` },
+      ]);
     }
     const row = await this.router.write(async (m) => {
       await this.checkVersion(m, 'user_profiles', userId, expected);

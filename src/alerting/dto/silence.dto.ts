@@ -5,6 +5,7 @@ import {
   ArrayMinSize,
   IsArray,
   IsISO8601,
+  IsObject,
   IsOptional,
   IsString,
   Length,
@@ -28,6 +29,7 @@ export class CreateSilenceDto {
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(20)
+  @IsObject({ each: true }) // ValidateNested passes an array item that is itself an array
   @ValidateNested({ each: true })
   @Type(() => SilenceMatcherDto)
   matchers!: SilenceMatcherDto[];

@@ -46,6 +46,7 @@ export class SetConsentDto {
   @ApiProperty({ description: 'the exact policy version shown to the user' })
   @IsInt()
   @Min(1)
+  @Max(2_147_483_647) // an int4 column: a larger one is a 500 in PostgreSQL
   policyVersion!: number;
   @ApiProperty({ example: 'web-settings' }) @IsString() @Length(1, 100) source!: string;
 }

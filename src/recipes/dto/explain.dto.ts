@@ -11,6 +11,7 @@ export class ExplainQueryDto {
   @Type(() => Number)
   @IsInt()
   @Min(0)
+  @Max(2_147_483_647) // total_minutes is an int4: a larger bound is a 500 in PostgreSQL
   maxTotalMinutes?: number;
   @ApiPropertyOptional({ default: 20 })
   @IsOptional()

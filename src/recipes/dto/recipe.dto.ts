@@ -4,6 +4,7 @@ import {
   ArrayMaxSize,
   IsArray,
   IsInt,
+  IsObject,
   IsOptional,
   IsString,
   IsUUID,
@@ -81,6 +82,7 @@ export class BatchUpsertRecipesDto {
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(BATCH_SIZE)
+  @IsObject({ each: true }) // ValidateNested passes an array item that is itself an array
   @ValidateNested({ each: true })
   @Type(() => BatchRecipeDto)
   items!: BatchRecipeDto[];
@@ -102,6 +104,7 @@ export class ListRecipesQueryDto {
   @Type(() => Number)
   @IsInt()
   @Min(0)
+  @Max(2_147_483_647) // total_minutes is an int4: a larger bound is a 500 in PostgreSQL
   maxTotalMinutes?: number;
   @ApiPropertyOptional({ default: 20, maximum: 100 })
   @IsOptional()

@@ -32,7 +32,12 @@ export class SearchFiltersDto {
   @IsString({ each: true })
   @Length(1, 60, { each: true })
   dietary?: string[];
-  @ApiPropertyOptional() @IsOptional() @IsInt() @Min(0) maxTotalMinutes?: number;
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(2_147_483_647) // total_minutes is an int4: a larger bound is a 500 in PostgreSQL
+  maxTotalMinutes?: number;
   @ApiPropertyOptional({ format: 'uuid' }) @IsOptional() @IsUUID() authorId?: string;
 }
 

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { DomainError, ErrorCode } from '../../common/errors.js';
+import { InvalidInputError } from '../../common/errors.js';
 import { EmbeddingsConfig } from '../../config/app-config.js';
 import { EMBEDDING_DIMENSIONS } from '../recipes.constants.js';
 import { EmbeddingProvider, EmbeddingProviderError } from './embedding-provider.js';
@@ -176,14 +176,16 @@ function quotesInput(message: string, text: string): boolean {
 
 function assertEmbeddableText(text: unknown): asserts text is string {
   if (typeof text !== 'string' || text.trim() === '') {
-    throw new DomainError(ErrorCode.Invalid, 'text to embed must not be empty');
+    throw new InvalidInputError([{ field: 'text', message: 'text to embed must not be empty' }]);
   }
   // Count code points, not UTF-16 units, so emoji count once.
   if (text.length > MAX_EMBEDDING_INPUT_CHARS && [...text].length > MAX_EMBEDDING_INPUT_CHARS) {
-    throw new DomainError(
-      ErrorCode.Invalid,
-      `text to embed must be at most ${MAX_EMBEDDING_INPUT_CHARS} characters`,
-    );
+    throw new InvalidInputError([
+      {
+        field: 'text',
+        message: `text to embed must be at most ${MAX_EMBEDDING_INPUT_CHARS} characters`,
+      },
+    ]);
   }
 }
 

@@ -1,4 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Transform } from 'class-transformer';
 import {
   ArrayMaxSize,
   IsArray,
@@ -30,6 +31,9 @@ export class PutProfileDto {
     description: 'free-form profile data (≤ 16 kB JSON)',
   })
   @IsObject()
+  // the parsed JSON as sent: class-transformer's copy drops keys named like Object.prototype
+  // members (`toString`, `valueOf`, ...), which free-form data may well use
+  @Transform(({ obj }: { obj: { data?: unknown } }) => obj.data)
   data!: Record<string, unknown>;
 }
 
