@@ -1,6 +1,6 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import fc from 'fast-check';
-import pg from 'pg';
+import type pg from 'pg';
 import { CreateSilenceDto } from '../src/alerting/dto/silence.dto.js';
 import { AuditQueryDto, VerifyQueryDto } from '../src/audit/dto/audit.dto.js';
 import { CreateBackupDto, QueryBackupsDto } from '../src/backup/dto/backup.dto.js';
@@ -32,7 +32,13 @@ import {
 import { SearchRecipesDto, SimilarQueryDto } from '../src/recipes/dto/search.dto.js';
 import { CreateUserDto, PutProfileDto, PutTasteProfileDto } from '../src/users/dto/user.dto.js';
 import { bearer, bootApp, KEYS, testConfig } from './support/app.js';
-import { createTestDatabase, dropTestDatabase, StackDb, stackDb } from './support/databases.js';
+import {
+  createTestDatabase,
+  dropTestDatabase,
+  serviceClient,
+  StackDb,
+  stackDb,
+} from './support/databases.js';
 import {
   Channel,
   crossFieldNames,
@@ -883,16 +889,7 @@ describe('fuzzing the REST API from the DTOs (fast-check)', () => {
       }),
     );
     for (const lane of Object.keys(LANE_TABLES) as Lane[]) {
-      const client = new pg.Client({
-        host: db.host,
-        port: db.primaryPort,
-        user: db.user,
-        password: db.password,
-        database,
-        ssl: db.ssl,
-      });
-      await client.connect();
-      clients.set(lane, client);
+      clients.set(lane, await serviceClient(db, db.primaryPort, database));
     }
     const user = await inject(
       'POST',

@@ -2,12 +2,17 @@ import { Logger, type LoggerService } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { createPino, PinoLoggerService } from '../src/common/logger.js';
 import { bootApp, testConfig } from './support/app.js';
-import { createTestDatabase, dropTestDatabase, StackDb, stackDb } from './support/databases.js';
+import {
+  createTestDatabase,
+  dropTestDatabase,
+  serviceClient,
+  StackDb,
+  stackDb,
+} from './support/databases.js';
 import { stackEnv } from './support/stack.js';
 import { until } from './support/wait.js';
 
@@ -107,15 +112,7 @@ describe('slow query log (DB_SLOW_QUERY_MS)', () => {
   it("the local stack's auto_explain logs the plan of a statement slower than 2 s", async () => {
     const log = join(env.STACK_DIR, 'logs', 'primary.log');
     const offset = (await readFile(log)).length;
-    const client = new pg.Client({
-      host: db.host,
-      port: db.primaryPort,
-      user: db.user,
-      password: db.password,
-      database,
-      ssl: db.ssl,
-    });
-    await client.connect();
+    const client = await serviceClient(db, db.primaryPort, database);
     try {
       await client.query('SELECT pg_sleep(2.2) AS auto_explain_probe');
     } finally {

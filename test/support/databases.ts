@@ -54,6 +54,24 @@ export function assertTestDatabase(name: string): void {
   }
 }
 
+/** A connected client as the service's role (DB_USER) on `port`; the caller ends it. */
+export async function serviceClient(
+  db: StackDb,
+  port: number,
+  database: string,
+): Promise<pg.Client> {
+  const client = new pg.Client({
+    host: db.host,
+    port,
+    user: db.user,
+    password: db.password,
+    database,
+    ssl: db.ssl,
+  });
+  await client.connect();
+  return client;
+}
+
 /** One query as the service's role (DB_USER): what the service itself may do. */
 export function adminQuery(
   db: StackDb,
