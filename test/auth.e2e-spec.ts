@@ -3,7 +3,7 @@ import request from 'supertest';
 import { RedisService } from '../src/cache/redis.service.js';
 import { bearer, bootApp, KEYS, testConfig } from './support/app.js';
 import { createTestDatabase, dropTestDatabase, StackDb, stackDb } from './support/databases.js';
-import { keysMatching, redisClient } from './support/redis.js';
+import { resetRateLimits } from './support/redis.js';
 import { stack, stackEnv } from './support/stack.js';
 import { until } from './support/wait.js';
 
@@ -103,17 +103,7 @@ describe('API keys, scopes, errors and rate limits', () => {
   });
 
   /** Forgets what the fleet counted so far (the other tests' requests used the same keys). */
-  async function resetCounts(): Promise<void> {
-    const redis = await redisClient(env);
-    try {
-      const keys = await keysMatching(redis, `dbu:${database}:ratelimit:*`);
-      if (keys.length > 0) {
-        await redis.del(keys);
-      }
-    } finally {
-      await redis.close();
-    }
-  }
+  const resetCounts = (): Promise<void> => resetRateLimits(env, database);
 
   const topology = (target: NestFastifyApplication, key: string) =>
     request(target.getHttpServer()).get('/v1/ops/topology').set(bearer(key));

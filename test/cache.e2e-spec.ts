@@ -17,7 +17,7 @@ import {
   superQuery,
 } from './support/databases.js';
 import { freePort } from './support/ports.js';
-import { keysMatching, redisClient } from './support/redis.js';
+import { keysMatching, redisClient, resetRateLimits } from './support/redis.js';
 import { REPO_ROOT, stack, stackEnv } from './support/stack.js';
 import { axis, recipeBody } from './support/vectors.js';
 import { until as untilFor } from './support/wait.js';
@@ -875,6 +875,8 @@ describe('two-level cache (real Redis, real PostgreSQL)', () => {
     it('takes its points from the key rate limit the guard uses: the request over it is a 429', async () => {
       const limited = await boot({ RATE_LIMIT_LIMIT: '3', RATE_LIMIT_TTL_MS: '120000' });
       const id = await createRecipe(a, 'Rate limited');
+      // the key's count is shared with every app of this file (one fleet, one Redis)
+      await resetRateLimits(env, database);
       const first = await get(limited, id).expect(200); // full path: fills L1
       expect(first.headers['x-ratelimit-remaining']).toBe('2');
       const second = await get(limited, id).expect(200);

@@ -49,3 +49,22 @@ export async function keysMatching(client: RedisClientType, pattern: string): Pr
   }
   return found;
 }
+
+/**
+ * Forgets what the fleet's rate limiter counted for `database` (`dbu:<database>:ratelimit:*`):
+ * every app a test file boots on the same database shares those counts, as a fleet does.
+ */
+export async function resetRateLimits(
+  env: Record<string, string>,
+  database: string,
+): Promise<void> {
+  const client = await redisClient(env);
+  try {
+    const keys = await keysMatching(client, `dbu:${database}:ratelimit:*`);
+    if (keys.length > 0) {
+      await client.del(keys);
+    }
+  } finally {
+    await client.close();
+  }
+}
