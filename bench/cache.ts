@@ -120,6 +120,8 @@ interface Options {
   abIdleS: number;
   abCloudwatchIntervalS: number;
   abOnly: AbComponent | null;
+  /** RATE_LIMIT_STORE of the service: `redis` (the default, one INCR per request) or `memory`. */
+  rateLimitStore: 'redis' | 'memory';
 }
 
 function parseOptions(argv: string[]): Options {
@@ -162,6 +164,7 @@ function parseOptions(argv: string[]): Options {
       'ab-idle-s': { type: 'string', default: '20' },
       'ab-cloudwatch-interval-s': { type: 'string', default: '5' },
       'ab-only': { type: 'string', default: 'all' },
+      'rate-limit-store': { type: 'string', default: 'redis' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -175,6 +178,7 @@ function parseOptions(argv: string[]): Options {
         '  [--skip-http] [--skip-bare] [--bare-rounds N] [--stage-profile] [--skip-inproc] [--skip-durability] [--no-kill]\n' +
         '  [--search-recipes 2000] [--search-queries 1000] [--mixed-write-share 0.05]\n' +
         '  [--mixed-warmup-s 10] [--mixed-duration-s 20] [--skip-mixed] [--baseline-dir DIR]\n' +
+        '  [--rate-limit-store redis|memory]\n' +
         '  [--monitoring-ab [--ab-rounds 8] [--ab-paired] [--ab-idle-s 20] [--ab-cloudwatch-interval-s 5]\n' +
         '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n' +
         '  [--tls-ab (the same rounds with TLS off versus on; needs STACK_TLS_ONLY=0 bash docker/stack.sh up)]\n' +
@@ -244,6 +248,7 @@ function parseOptions(argv: string[]): Options {
       3600,
     ),
     abOnly: parseAbOnly(values['ab-only']),
+    rateLimitStore: parseRateLimitStore(values['rate-limit-store']),
   };
   if (opts.baselineDir && !existsSync(path.join(opts.baselineDir, 'dist/src/main.js'))) {
     throw new Error(
@@ -272,6 +277,13 @@ interface Running {
   bootS: number;
 }
 
+function parseRateLimitStore(value: string): 'redis' | 'memory' {
+  if (value !== 'redis' && value !== 'memory') {
+    throw new Error(`--rate-limit-store must be redis or memory, got ${value}`);
+  }
+  return value;
+}
+
 /** What the service gets besides the stack's settings (HTTP runs add an API key). */
 function serviceEnv(env: StackEnv, opts: Options, cacheEnabled: boolean): Record<string, string> {
   return {
@@ -280,6 +292,7 @@ function serviceEnv(env: StackEnv, opts: Options, cacheEnabled: boolean): Record
     DB_NAME: CACHE_BENCH_DB,
     // the schema's maximum: the limiter stays in the path but never answers 429
     RATE_LIMIT_LIMIT: '10000000',
+    RATE_LIMIT_STORE: opts.rateLimitStore,
     LOG_LEVEL: 'warn',
     JOBS_ENABLED: 'false',
     DB_MIGRATIONS_RUN: 'false',

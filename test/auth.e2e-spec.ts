@@ -124,6 +124,30 @@ describe('API keys, scopes, errors and rate limits', () => {
     await topology(limitedPeer, KEYS.all).expect(200);
   });
 
+  it('takes points in reservations (limit/100) and never lets the fleet past its limit', async () => {
+    // 500 a window: reservations of 5, one Redis call per 5 requests of an instance
+    const budget = { RATE_LIMIT_LIMIT: '500', RATE_LIMIT_TTL_MS: '120000' };
+    const one = await bootApp(testConfig(env, database, budget));
+    const two = await bootApp(testConfig(env, database, budget));
+    try {
+      await resetCounts();
+      const statuses: number[] = [];
+      for (let i = 0; i < 520; i++) {
+        statuses.push((await topology(i % 2 === 0 ? one : two, KEYS.opsRead)).status);
+      }
+      const allowed = statuses.filter((s) => s === 200).length;
+      expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+      // never more than the limit; at most (reservation - 1) per instance refused early
+      expect(allowed).toBeLessThanOrEqual(500);
+      expect(allowed).toBeGreaterThanOrEqual(500 - 4 * 2);
+      // both instances spent: the last requests of each are refused
+      expect(statuses.slice(-10)).toEqual(Array.from({ length: 10 }, () => 429));
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+
   it('counts on each instance while Redis is down, and shares the budget again when it is back', async () => {
     await resetCounts();
     await stack('stop', 'redis');
