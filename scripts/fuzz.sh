@@ -11,7 +11,7 @@ bash docker/stack.sh up
 npm run --silent build
 
 export TZ=UTC
-export FUZZ_RUNS=${FUZZ_RUNS:-50000}
+export FUZZ_RUNS=${FUZZ_RUNS:-$((50 * 1000))}
 export FUZZ_PROGRESS=${FUZZ_PROGRESS:-1}
 mkdir -p .stack/logs
 # the tests wait for their routes' runs: at a few ms a case, a route needs minutes

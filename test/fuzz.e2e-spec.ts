@@ -882,7 +882,7 @@ describe('fuzzing the REST API from the DTOs (fast-check)', () => {
     app = await bootApp(
       testConfig(env, database, {
         RATE_LIMIT_LIMIT: '10000000',
-        RATE_LIMIT_TTL_MS: '60000',
+        RATE_LIMIT_TTL_MS: String(60 * 1000),
         // NOTE: write-behind persists recipe changes a second after the answer, which a
         // fingerprint taken after each case would see as a write by the next rejected one
         CACHE_RECIPES_STRATEGY: 'write_through',

@@ -1,3 +1,4 @@
+import type { FastifyReply } from 'fastify';
 import { invalidRequest } from './errors.js';
 
 /**
@@ -44,4 +45,26 @@ export function noneMatch(header: string | undefined, etag: string): boolean {
   }
   const current = ENTITY_TAG.exec(etag)?.[1];
   return value.split(',').some((part) => ENTITY_TAG.exec(part.trim())?.[1] === current);
+}
+
+/** Sets `ETag: "<version>"` on the answer; returns the resource. */
+export function tagged<T extends { version: number }>(reply: FastifyReply, resource: T): T {
+  void reply.header('etag', `"${resource.version}"`);
+  return resource;
+}
+
+/**
+ * The resource with its ETag, or a web Response with status 304 when If-None-Match holds
+ * that ETag (a web Response is the whole answer: its status wins over the route's 200).
+ */
+export function versionedAnswer<T extends { version: number }>(
+  reply: FastifyReply,
+  resource: T,
+  ifNoneMatch: string | undefined,
+): T | Response {
+  const etag = `"${resource.version}"`;
+  tagged(reply, resource);
+  return noneMatch(ifNoneMatch, etag)
+    ? new Response(null, { status: 304, headers: { etag } })
+    : resource;
 }

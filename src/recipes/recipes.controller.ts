@@ -32,7 +32,7 @@ import {
 } from '../common/openapi.decorators.js';
 import type { FastifyReply } from 'fastify';
 import { RequireScopes } from '../security/auth.decorators.js';
-import { noneMatch, parseIfMatch } from '../common/conditional.js';
+import { parseIfMatch, tagged as tag, versionedAnswer } from '../common/conditional.js';
 import { DomainError, ErrorCode, NotFoundError } from '../common/errors.js';
 import {
   BatchUpsertRecipesDto,
@@ -75,11 +75,6 @@ async function ifMatching<T>(
   } catch (err) {
     throw err instanceof NotFoundError ? new NoCurrentRecipeError(id) : err;
   }
-}
-
-function tag(reply: FastifyReply, recipe: RecipeResponseDto): RecipeResponseDto {
-  void reply.header('etag', `"${recipe.version}"`);
-  return recipe;
 }
 
 @ApiTags('recipes')
@@ -150,12 +145,7 @@ export class RecipesController {
     @Headers('if-none-match') ifNoneMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<RecipeResponseDto | Response> {
-    const recipe = tag(reply, await this.recipes.get(id));
-    const etag = `"${recipe.version}"`;
-    // a web Response is the whole answer: its status wins over the route's 200
-    return noneMatch(ifNoneMatch, etag)
-      ? new Response(null, { status: 304, headers: { etag } })
-      : recipe;
+    return versionedAnswer(reply, await this.recipes.get(id), ifNoneMatch);
   }
 
   @Get(':id/similar')

@@ -1,5 +1,5 @@
 import { Body, Controller, Get, Headers, Param, Post, Put, Res } from '@nestjs/common';
-import { noneMatch, parseIfMatch } from '../common/conditional.js';
+import { parseIfMatch, tagged, versionedAnswer } from '../common/conditional.js';
 import { UuidParamPipe } from '../common/params.js';
 import type { FastifyReply } from 'fastify';
 import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
@@ -25,19 +25,6 @@ import {
 import { UsersService } from './users.service.js';
 
 const uuid = new UuidParamPipe();
-
-/** The version as the ETag; a web Response (304) when If-None-Match holds it. */
-function versioned<T extends { version: number }>(
-  reply: FastifyReply,
-  resource: T,
-  ifNoneMatch?: string,
-): T | Response {
-  const etag = `"${resource.version}"`;
-  void reply.header('etag', etag);
-  return noneMatch(ifNoneMatch, etag)
-    ? new Response(null, { status: 304, headers: { etag } })
-    : resource;
-}
 
 @ApiTags('users')
 @ApiV1Controller()
@@ -83,7 +70,7 @@ export class UsersController {
     @Headers('if-none-match') ifNoneMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<ProfileResponseDto | Response> {
-    return versioned(reply, await this.users.getProfile(id), ifNoneMatch);
+    return versionedAnswer(reply, await this.users.getProfile(id), ifNoneMatch);
   }
 
   @Put(':id/profile')
@@ -103,9 +90,7 @@ export class UsersController {
     @Headers('if-match') ifMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<ProfileResponseDto> {
-    const saved = await this.users.putProfile(id, dto, parseIfMatch(ifMatch));
-    void reply.header('etag', `"${saved.version}"`);
-    return saved;
+    return tagged(reply, await this.users.putProfile(id, dto, parseIfMatch(ifMatch)));
   }
 
   @Get(':id/taste-profile')
@@ -122,7 +107,7 @@ export class UsersController {
     @Headers('if-none-match') ifNoneMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<TasteProfileResponseDto | Response> {
-    return versioned(reply, await this.users.getTasteProfile(id), ifNoneMatch);
+    return versionedAnswer(reply, await this.users.getTasteProfile(id), ifNoneMatch);
   }
 
   @Put(':id/taste-profile')
@@ -141,8 +126,6 @@ export class UsersController {
     @Headers('if-match') ifMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<TasteProfileResponseDto> {
-    const saved = await this.users.putTasteProfile(id, dto, parseIfMatch(ifMatch));
-    void reply.header('etag', `"${saved.version}"`);
-    return saved;
+    return tagged(reply, await this.users.putTasteProfile(id, dto, parseIfMatch(ifMatch)));
   }
 }
