@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `npm run fuzz`: the property-based fuzzing of the REST API (test/fuzz.e2e-spec.ts) as a
-# long run, FUZZ_RUNS cases per route (default 50,000; `npm test` runs 400). Starts the
+# long run, FUZZ_RUNS cases per route (default 50,000; `npm test` runs 2,000). Starts the
 # local stack when it is not running and builds, like scripts/test.sh. FUZZ_SEED=<seed>
 # replays a failure fast-check reported. Extra arguments go to jest.
 set -euo pipefail

@@ -1,5 +1,5 @@
 import { ArgumentMetadata, ValidationPipe } from '@nestjs/common';
-import type { ValidationError, ValidatorOptions } from 'class-validator';
+import { getMetadataStorage, ValidationError, ValidatorOptions } from 'class-validator';
 
 /** Built-in types whose contents are not plain data (as Nest's own walk skips them). */
 const BUILT_IN_TYPES = [Date, RegExp, Error, Map, Set, WeakMap, WeakSet];
@@ -64,6 +64,173 @@ function unstorable(path: string, what: string): ValidationError {
   return { property: path, constraints: { unstorableText: `${path} ${what}` }, children: [] };
 }
 
+/** A place in a request: keys and array indexes. */
+type Path = Array<string | number>;
+
+/**
+ * Keys that never reach forbidNonWhitelisted: Nest deletes the first three, class-transformer
+ * skips the rest (an instance inherits them as functions).
+ */
+const RESERVED_KEYS = new Set([
+  '__proto__',
+  'constructor',
+  'prototype',
+  ...Object.getOwnPropertyNames(Object.prototype),
+]);
+
+/** Where `value` holds a key of RESERVED_KEYS (at any depth). */
+function reservedKeyPaths(value: unknown): Path[] {
+  const found: Path[] = [];
+  if (value === null || typeof value !== 'object') {
+    return found;
+  }
+  const stack: Array<[object, Path]> = [[value, []]];
+  while (stack.length > 0) {
+    const [current, path] = stack.pop()!;
+    const keys = Array.isArray(current) ? current.keys() : Object.keys(current);
+    for (const key of keys) {
+      if (typeof key === 'string' && RESERVED_KEYS.has(key)) {
+        found.push([...path, key]);
+      }
+      const item = (current as Record<string | number, unknown>)[key];
+      if (item !== null && typeof item === 'object' && !isLongNumberArray(item)) {
+        stack.push([item, [...path, key]]);
+      }
+    }
+  }
+  return found;
+}
+
+/** The properties class-validator knows of a DTO class. */
+function declaredProperties(type: object): Set<string> {
+  return new Set(
+    getMetadataStorage()
+      .getTargetValidationMetadatas(type as new () => object, '', true, false)
+      .map((m) => m.propertyName),
+  );
+}
+
+/**
+ * The reserved keys of `paths` that sit in a DTO (an instance of a validated class, not
+ * free-form data such as a profile's `data`) without being one of its properties: the
+ * error forbidNonWhitelisted would have given them, by their path.
+ */
+function undeclaredReservedKeys(mapped: object, paths: Path[]): ValidationError[] {
+  const errors: ValidationError[] = [];
+  for (const path of paths) {
+    let at: unknown = mapped;
+    for (let i = 0; i < path.length - 1 && at !== null && typeof at === 'object'; i++) {
+      at = (at as Record<string | number, unknown>)[path[i]];
+    }
+    if (at === null || typeof at !== 'object' || Array.isArray(at)) {
+      continue;
+    }
+    const type = Object.getPrototypeOf(at) as { constructor?: unknown } | null;
+    const ctor = at === mapped ? (at as { constructor: unknown }).constructor : type?.constructor;
+    if (typeof ctor !== 'function' || ctor === Object) {
+      continue;
+    }
+    const key = String(path[path.length - 1]);
+    if (!declaredProperties(ctor).has(key)) {
+      const field = path.join('.');
+      errors.push({
+        property: field,
+        constraints: { whitelistValidation: `property ${key} should not exist` },
+        children: [],
+      });
+    }
+  }
+  return errors;
+}
+
+/** From this length on, an array of numbers skips class-transformer's copy. */
+const SET_ASIDE_MIN_LENGTH = 32;
+
+/** A long array of numbers taken out of a request's body, and where it was. */
+interface SetAside {
+  path: Path;
+  container: Record<string | number, unknown>;
+  key: string | number;
+  array: number[];
+}
+
+/** Whether `value` is an array of SET_ASIDE_MIN_LENGTH or more numbers and nothing else. */
+function isLongNumberArray(value: unknown): value is number[] {
+  if (!Array.isArray(value) || value.length < SET_ASIDE_MIN_LENGTH) {
+    return false;
+  }
+  for (let i = 0; i < value.length; i++) {
+    if (typeof value[i] !== 'number') {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Swaps every long array of numbers in `value` (at any depth) for a one-item stand-in and
+ * says where each was. The stand-in keeps the property an array, so class-transformer maps
+ * it as it maps the real one.
+ */
+function setAsideNumberArrays(value: unknown): SetAside[] {
+  const found: SetAside[] = [];
+  if (value === null || typeof value !== 'object') {
+    return found;
+  }
+  const stack: Array<[object, Array<string | number>]> = [[value, []]];
+  const visit = (container: object, key: string | number, path: Array<string | number>): void => {
+    const item = (container as Record<string | number, unknown>)[key];
+    if (isLongNumberArray(item)) {
+      (container as Record<string | number, unknown>)[key] = [0];
+      found.push({
+        path: [...path, key],
+        container: container as Record<string | number, unknown>,
+        key,
+        array: item,
+      });
+    } else if (item !== null && typeof item === 'object' && !ArrayBuffer.isView(item)) {
+      stack.push([item, [...path, key]]);
+    }
+  };
+  while (stack.length > 0) {
+    const [current, path] = stack.pop()!;
+    if (Array.isArray(current)) {
+      for (let i = 0; i < current.length; i++) {
+        visit(current, i, path);
+      }
+    } else {
+      for (const key of Object.keys(current)) {
+        visit(current, key, path);
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * Puts the arrays set aside back: into the body, and into the mapped object at the same
+ * path wherever class-transformer made an array of the stand-in (a property it dropped,
+ * such as `__proto__`, stays dropped). For numbers its copy is the numbers themselves: no
+ * DTO maps number items to another type (`@Type(() => String)` would).
+ */
+function putBack(mapped: object, aside: SetAside[]): void {
+  for (const item of aside) {
+    item.container[item.key] = item.array;
+    let at: unknown = mapped;
+    for (let i = 0; i < item.path.length - 1 && at !== null && typeof at === 'object'; i++) {
+      at = (at as Record<string | number, unknown>)[item.path[i]];
+    }
+    const key = item.path[item.path.length - 1];
+    if (
+      at !== null &&
+      typeof at === 'object' &&
+      Array.isArray((at as Record<string | number, unknown>)[key])
+    ) {
+      (at as Record<string | number, unknown>)[key] = item.array;
+    }
+  }
+}
+
 /** Whether `array` has an item at every index below its length (no gap). */
 function isDense(array: readonly unknown[]): boolean {
   for (let i = 0; i < array.length; i++) {
@@ -85,6 +252,10 @@ function isDense(array: readonly unknown[]): boolean {
  * database could not store as sent (`unstorableTextErrors`).
  */
 export class DenseArrayValidationPipe extends ValidationPipe {
+  /** What `stripProtoKeys` found in the value being mapped now, for `validate`. */
+  private pending: { aside: SetAside[]; reserved: Path[] } = { aside: [], reserved: [] };
+  private readonly setAside = new WeakMap<object, SetAside[]>();
+
   /** A DTO body is a JSON object: an array or a bare value is refused before it is mapped. */
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     if (
@@ -98,7 +269,39 @@ export class DenseArrayValidationPipe extends ValidationPipe {
         { property: 'body', constraints: { isObject: 'body must be a JSON object' }, children: [] },
       ]);
     }
-    return super.transform(value, metadata);
+    try {
+      return await super.transform(value, metadata);
+    } finally {
+      // the request's body holds its arrays again whatever happened in between
+      if (value !== null && typeof value === 'object') {
+        for (const item of this.setAside.get(value) ?? []) {
+          item.container[item.key] = item.array;
+        }
+        this.setAside.delete(value);
+      }
+    }
+  }
+
+  /**
+   * Nest's walk, after setting aside every long array of numbers (an embedding is 1,536 of
+   * them, a batch of 100 recipes 153,600): class-transformer copies an array item by item,
+   * through its whole chain of type checks per number (about 115 µs per embedding, 15 ms
+   * per batch), to produce the same numbers. Each such array is swapped for a one-item
+   * stand-in until `validate` gets the mapped object, then put back, into the mapped object
+   * and the body alike: the validators see the very array that was sent. Nest calls this
+   * right before class-transformer, and `validate` right after, with no await in between,
+   * so `pending` is this value's list when `validate` reads it.
+   */
+  protected override stripProtoKeys(value: unknown): void {
+    const found = setAsideNumberArrays(value);
+    // Nest deletes `__proto__`, `constructor` and `prototype` here, and class-transformer
+    // skips keys named like the other members of Object.prototype (`toString`, `valueOf`,
+    // ...): both silently, so forbidNonWhitelisted never sees them. Noted before they go.
+    this.pending = { aside: found, reserved: reservedKeyPaths(value) };
+    if (found.length > 0 && value !== null && typeof value === 'object') {
+      this.setAside.set(value, found);
+    }
+    super.stripProtoKeys(value);
   }
 
   /** class-validator's errors, and every string the database could not store as sent. */
@@ -106,9 +309,13 @@ export class DenseArrayValidationPipe extends ValidationPipe {
     object: object,
     validatorOptions?: ValidatorOptions,
   ): Promise<ValidationError[]> {
+    const { aside, reserved } = this.pending;
+    this.pending = { aside: [], reserved: [] };
+    putBack(object, aside);
     const unstorable = unstorableTextErrors(object);
+    const undeclared = undeclaredReservedKeys(object, reserved);
     const errors = await super.validate(object, validatorOptions);
-    return [...errors, ...unstorable];
+    return [...errors, ...unstorable, ...undeclared];
   }
 
   protected override closeArrayGaps(value: unknown): void {
