@@ -18,6 +18,7 @@ import { axis, cosineDistance } from './support/vectors.js';
 import { HNSW_INDEX } from '../src/recipes/recipes.constants.js';
 import { until } from './support/wait.js';
 import { WitnessService } from '../src/recipes/witness.service.js';
+import { unitVector } from '../src/recipes/witness-set.js';
 
 interface Hit {
   id: string;
@@ -785,6 +786,42 @@ describe('a search answers what it promises (tight clusters far from the rest)',
       });
       expect(body.items.every((h) => h.distance > 0.35 && h.distance < 0.45)).toBe(true);
     }
+  });
+
+  it('samples witnesses of their own for filter values the table-wide sample holds few of', async () => {
+    // 8 table-wide witnesses hold about 4 quick rows and 7 blob rows: both get a stratum of
+    // 40; cuisine "cluster" (80 rows) is searched exactly at this bound (100), so none
+    const sampler = await bootApp(
+      testConfig(env, database, {
+        VECTOR_WITNESS_ROWS: '8',
+        VECTOR_WITNESS_STRATUM_ROWS: '40',
+        VECTOR_EXACT_MAX_ROWS: '100',
+        VECTOR_RECALL_SAMPLE_RATE: '0',
+        CACHE_ENABLED: 'false',
+      }),
+    );
+    apps.push(sampler);
+    const witnesses = sampler.get(WitnessService);
+    await witnesses.refresh();
+    expect(witnesses.set.strataKeys.sort()).toEqual(['cuisine:blob', 'tags:quick']);
+    const quick = witnesses.set.stratum('tags:quick');
+    expect(quick.length).toBeGreaterThanOrEqual(30);
+    expect(quick.every((w) => w.tags.includes('quick'))).toBe(true);
+    expect(witnesses.set.stratum('cuisine:blob').every((w) => w.cuisine === 'blob')).toBe(true);
+    // a quick-filtered answer is checked against the stratum too: against an answer of 20
+    // rows all beyond every witness, more witnesses contradict it than the 8 table-wide
+    const beyond = Array.from({ length: 20 }, (_, i) => ({
+      id: `none-${i}`,
+      title: '',
+      cuisine: 'blob',
+      tags: ['quick'],
+      dietary: [],
+      totalMinutes: 30,
+      authorId: null,
+      distance: 1.99,
+    }));
+    const probe = witnesses.set.probe(unitVector(query(0))!, { tags: ['quick'] }, 2);
+    expect(probe.contradictingIds(beyond, 20).length).toBeGreaterThan(8);
   });
 
   it('a short answer means there are no more: limit 30 gives the 20 rows within the bound', async () => {

@@ -274,6 +274,12 @@ export interface VectorConfig {
   /** Sampled rows that check HNSW answers (0 = no check), and how often they are re-sampled. */
   witnessRows: number;
   witnessRefreshMs: number;
+  /**
+   * Filter values (a cuisine, a tag, a dietary label) that get witnesses of their own, and
+   * how many each: a filtered search is checked against its values' witnesses too.
+   */
+  witnessStrata: number;
+  witnessStratumRows: number;
   /** ef_search of the second attempt when a witness contradicts an answer. */
   escalationEfSearch: number;
   /** Exact escalations at once per instance (0 = repair instead, never an exact scan). */
@@ -587,6 +593,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       efConstruction: vars.VECTOR_EF_CONSTRUCTION,
       witnessRows: vars.VECTOR_WITNESS_ROWS,
       witnessRefreshMs: vars.VECTOR_WITNESS_REFRESH_S * 1000,
+      witnessStrata: vars.VECTOR_WITNESS_STRATA,
+      witnessStratumRows: vars.VECTOR_WITNESS_STRATUM_ROWS,
       escalationEfSearch: vars.VECTOR_ESCALATION_EF_SEARCH,
       escalationExactConcurrency: vars.VECTOR_ESCALATION_EXACT_CONCURRENCY,
       parallelWorkers: vars.VECTOR_PARALLEL_WORKERS,

@@ -509,6 +509,18 @@ export class EnvironmentVariables {
 
   @Transform(toInt)
   @IsInt()
+  @Min(0)
+  @Max(256)
+  VECTOR_WITNESS_STRATA = 32;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(10_000)
+  VECTOR_WITNESS_STRATUM_ROWS = 128;
+
+  @Transform(toInt)
+  @IsInt()
   @Min(1)
   @Max(1000)
   VECTOR_ESCALATION_EF_SEARCH = 400;

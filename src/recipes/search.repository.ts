@@ -1,7 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import pgvector from 'pgvector';
 import { vectorFromBinary, vectorParam } from './vector-param.js';
-import { unitVector, Witness, WitnessProbe, WitnessSet } from './witness-set.js';
+import {
+  StratumColumn,
+  stratumKey,
+  unitVector,
+  Witness,
+  WitnessProbe,
+  WitnessSet,
+} from './witness-set.js';
 import { ReadBatch, ReadRouterService } from '../database/read-router.service.js';
 import { QUERY_CANCELED } from '../database/node-errors.js';
 import { storageOfDefinition, type VectorStorage } from './vector-storage.js';
@@ -304,45 +311,44 @@ export class SearchRepository {
   }
 
   /**
-   * About `n` random recipes with embeddings, for the WitnessSet: whole pages sampled
-   * (TABLESAMPLE SYSTEM) from a large table, every row of a small one. Embeddings come
-   * in pgvector's binary form (vector_send), not as 1,536 decimal numbers each.
+   * About `n` random recipes with embeddings for the WitnessSet, and up to
+   * `strata.count` strata of `strata.rows` recipes each among the rows holding one
+   * frequent filter value: whole pages sampled (TABLESAMPLE SYSTEM) from a large table,
+   * every row of a small one. Embeddings come in pgvector's binary form (vector_send),
+   * not as 1,536 decimal numbers each. Two round trips: the table's size and ANALYZE's
+   * most common values, then every sample at once.
    */
-  sampleWitnesses(n: number): Promise<Witness[]> {
+  sampleWitnesses(n: number, strata: StrataPlan = NO_STRATA): Promise<WitnessSample> {
     return this.router.readBatches(async (batch) => {
-      const [stats] = await batch([
+      const [stats, common] = await batch([
         {
-          sql: `SELECT greatest(reltuples, 0)::float8 AS rows FROM pg_class WHERE oid = 'recipes'::regclass`,
+          sql: `SELECT greatest(reltuples, 0)::float8 AS rows, relpages::float8 AS pages
+                  FROM pg_class WHERE oid = 'recipes'::regclass`,
+        },
+        // ANALYZE's most common values: which filter values are frequent enough to be
+        // searched through the index (the rarer ones get exact scans)
+        {
+          sql: `SELECT attname AS column,
+                       CASE WHEN attname = 'cuisine' THEN most_common_vals::text::text[]
+                            ELSE most_common_elems::text::text[] END AS vals,
+                       CASE WHEN attname = 'cuisine' THEN most_common_freqs
+                            ELSE most_common_elem_freqs END AS freqs
+                  FROM pg_stats
+                 WHERE schemaname = current_schema() AND tablename = 'recipes'
+                   AND attname IN ('cuisine', 'tags', 'dietary')`,
         },
       ]);
       const rows = Number(stats[0]?.rows ?? 0);
-      // twice the share asked for: pages hold fewer rows than the estimate, some lack embeddings
-      const percent = rows > 0 ? Math.min(100, (200 * n) / rows) : 100;
-      const from = percent >= 100 ? 'recipes' : 'recipes TABLESAMPLE SYSTEM ($2::float4)';
-      const [sampled] = await batch([
-        {
-          sql: `SELECT id::text AS id, vector_send(embedding) AS embedding, cuisine, tags, dietary,
-                       total_minutes AS "totalMinutes", author_id::text AS "authorId"
-                  FROM ${from} WHERE embedding IS NOT NULL ORDER BY random() LIMIT $1::int`,
-          params: percent >= 100 ? [n] : [n, percent],
-        },
-      ]);
-      const out: Witness[] = [];
-      for (const r of sampled) {
-        const unit = unitVector(vectorFromBinary(r.embedding as Buffer));
-        if (unit) {
-          out.push({
-            id: String(r.id),
-            unit,
-            cuisine: String(r.cuisine),
-            tags: (r.tags as string[] | null) ?? [],
-            dietary: (r.dietary as string[] | null) ?? [],
-            totalMinutes: Number(r.totalMinutes),
-            authorId: (r.authorId as string | null) ?? null,
-          });
-        }
-      }
-      return out;
+      const pages = Number(stats[0]?.pages ?? 0);
+      const chosen = chooseStrata(common as unknown as ColumnStats[], rows, n, strata);
+      const statements = [
+        witnessStatement(n, rows, pages, null),
+        ...chosen.map((c) => witnessStatement(strata.rows, c.rows, pages, c)),
+      ];
+      const [sampled, ...perStratum] = await batch(statements);
+      const out = new Map<string, Witness[]>();
+      chosen.forEach((c, i) => out.set(stratumKey(c.column, c.value), witnessRows(perStratum[i])));
+      return { rows: witnessRows(sampled), strata: out };
     });
   }
 
@@ -375,4 +381,124 @@ export class SearchRepository {
       }));
     });
   }
+}
+
+/** What the witness strata may be: how many, of how many rows, above which value count. */
+export interface StrataPlan {
+  count: number;
+  rows: number;
+  /** A value held by at most this many rows is searched exactly: no stratum. */
+  exactMaxRows: number;
+}
+
+const NO_STRATA: StrataPlan = { count: 0, rows: 0, exactMaxRows: 0 };
+
+export interface WitnessSample {
+  rows: Witness[];
+  strata: Map<string, Witness[]>;
+}
+
+/** A row of pg_stats for a filter column (common values or, for arrays, elements). */
+interface ColumnStats {
+  column: StratumColumn;
+  vals: string[] | null;
+  freqs: number[] | null;
+}
+
+/** A frequent filter value and how many rows hold it (by ANALYZE's frequency). */
+interface Stratum {
+  column: StratumColumn;
+  value: string;
+  rows: number;
+}
+
+/**
+ * The filter values worth witnesses of their own: held by more rows than an exact scan
+ * takes (the rest are searched exactly), and by too few for the table-wide sample of `n`
+ * to hold half a stratum of them. The most frequent first, at most `plan.count`.
+ */
+export function chooseStrata(
+  stats: readonly ColumnStats[],
+  tableRows: number,
+  n: number,
+  plan: StrataPlan,
+): Stratum[] {
+  if (plan.count <= 0 || tableRows <= 0) {
+    return [];
+  }
+  const out: Stratum[] = [];
+  for (const s of stats) {
+    const vals = s.vals ?? [];
+    const freqs = s.freqs ?? [];
+    // for arrays, most_common_elem_freqs ends with three more numbers (min, max, nulls)
+    for (let i = 0; i < vals.length && i < freqs.length; i++) {
+      const share = Number(freqs[i]);
+      const rows = share * tableRows;
+      if (rows > plan.exactMaxRows && share * n < plan.rows / 2) {
+        out.push({ column: s.column, value: vals[i], rows });
+      }
+    }
+  }
+  return out.sort((a, b) => b.rows - a.rows).slice(0, plan.count);
+}
+
+/** Fewer pages than this in a sample make it lumpy (whole pages of like rows): read more. */
+const MIN_SAMPLED_PAGES = 64;
+
+/**
+ * The sampling statement: `n` random rows of the table (`rows` rows on `pages` pages),
+ * or of one stratum's rows (`rows` of them).
+ */
+function witnessStatement(
+  n: number,
+  rows: number,
+  pages: number,
+  stratum: Stratum | null,
+): { sql: string; params: unknown[] } {
+  const params: unknown[] = [n];
+  // twice the share asked for: pages hold fewer rows than the estimate, some lack embeddings
+  const share = rows > 0 ? (200 * n) / rows : 100;
+  const percent = Math.min(
+    100,
+    Math.max(share, pages > 0 ? (100 * MIN_SAMPLED_PAGES) / pages : 100),
+  );
+  let from = 'recipes';
+  if (percent < 100) {
+    params.push(percent);
+    from = `recipes TABLESAMPLE SYSTEM ($${params.length}::float4)`;
+  }
+  let where = 'embedding IS NOT NULL';
+  if (stratum) {
+    params.push(stratum.value);
+    where +=
+      stratum.column === 'cuisine'
+        ? ` AND cuisine = $${params.length}::text`
+        : ` AND ${stratum.column} @> ARRAY[$${params.length}::text]`;
+  }
+  return {
+    sql: `SELECT id::text AS id, vector_send(embedding) AS embedding, cuisine, tags, dietary,
+                 total_minutes AS "totalMinutes", author_id::text AS "authorId"
+            FROM ${from} WHERE ${where} ORDER BY random() LIMIT $1::int`,
+    params,
+  };
+}
+
+/** Sampled rows as witnesses (zero vectors have no direction: left out). */
+function witnessRows(sampled: ReadonlyArray<Record<string, unknown>>): Witness[] {
+  const out: Witness[] = [];
+  for (const r of sampled) {
+    const unit = unitVector(vectorFromBinary(r.embedding as Buffer));
+    if (unit) {
+      out.push({
+        id: String(r.id),
+        unit,
+        cuisine: String(r.cuisine),
+        tags: (r.tags as string[] | null) ?? [],
+        dietary: (r.dietary as string[] | null) ?? [],
+        totalMinutes: Number(r.totalMinutes),
+        authorId: (r.authorId as string | null) ?? null,
+      });
+    }
+  }
+  return out;
 }

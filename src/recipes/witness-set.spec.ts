@@ -1,5 +1,13 @@
 import type { SearchHitRow } from './search-plan.js';
-import { unitDistance, unitVector, Witness, witnessMatches, WitnessSet } from './witness-set.js';
+import { chooseStrata } from './search.repository.js';
+import {
+  stratumKey,
+  unitDistance,
+  unitVector,
+  Witness,
+  witnessMatches,
+  WitnessSet,
+} from './witness-set.js';
 
 /** A unit vector at angle `deg` in the plane of the first two axes (4 dimensions). */
 function at(deg: number): number[] {
@@ -153,5 +161,57 @@ describe('WitnessSet', () => {
     expect(probe.forgetContradicting([hit('a', 20), hit('kept', 30)], 2)).toBe(1);
     expect(set.size).toBe(1);
     expect(told).toEqual([1]);
+  });
+
+  it("checks a filtered query against its values' strata too, each witness once", () => {
+    const set = new WitnessSet();
+    // the table-wide sample holds no quick row near the query; the quick stratum does
+    set.replace(
+      [witness('far', 80), witness('both', 15)],
+      new Map([
+        [stratumKey('tags', 'quick'), [witness('q-near', 10), witness('both', 15)]],
+        [stratumKey('cuisine', 'thai'), [witness('thai', 5, { cuisine: 'thai' })]],
+      ]),
+    );
+    expect(set.size).toBe(5);
+    const answer = [hit('a', 30), hit('b', 40)];
+    const quick = set.probe(query, { tags: ['quick'] }, 2);
+    expect(quick.contradictingIds(answer, 2).sort()).toEqual(['both', 'q-near']);
+    // unfiltered: the table-wide sample only
+    expect(set.probe(query, {}, 2).contradictingIds(answer, 2)).toEqual(['both']);
+    // another value's stratum is not consulted, and its rows would fail the filter anyway
+    expect(set.probe(query, { tags: ['quick'] }, 2).contradictingIds(answer, 2)).not.toContain(
+      'thai',
+    );
+    // a stale witness leaves every list it is in
+    set.drop(new Set(['both']));
+    expect(set.size).toBe(3);
+    expect(set.probe(query, { tags: ['quick'] }, 2).contradictingIds(answer, 2)).toEqual([
+      'q-near',
+    ]);
+  });
+
+  it('gives strata to values too frequent for exact scans and too rare for the table-wide sample', () => {
+    const stats = [
+      { column: 'cuisine' as const, vals: ['italian', 'thai', 'lao'], freqs: [0.5, 0.04, 0.001] },
+      // element frequencies end with min, max and null frequency
+      {
+        column: 'tags' as const,
+        vals: ['quick', 'spicy'],
+        freqs: [0.1, 0.15, 0.1, 0.15, 0],
+      },
+      { column: 'dietary' as const, vals: null, freqs: null },
+    ];
+    const plan = { count: 10, rows: 128, exactMaxRows: 2000 };
+    const chosen = chooseStrata(stats, 100_000, 256, plan);
+    // italian: 128 expected in the table-wide sample (enough); lao: 100 rows (exact scans)
+    expect(chosen.map((c) => `${c.column}:${c.value}`)).toEqual([
+      'tags:spicy',
+      'tags:quick',
+      'cuisine:thai',
+    ]);
+    expect(chooseStrata(stats, 100_000, 256, { ...plan, count: 2 })).toHaveLength(2);
+    expect(chooseStrata(stats, 100_000, 256, { ...plan, count: 0 })).toEqual([]);
+    expect(chooseStrata(stats, 0, 256, plan)).toEqual([]);
   });
 });

@@ -63,6 +63,14 @@ export function unitDistance(a: Float32Array, b: Float32Array): number {
   return 1 - (d0 + d1 + d2 + d3);
 }
 
+/** The filterable columns a witness stratum can be of. */
+export type StratumColumn = 'cuisine' | 'tags' | 'dietary';
+
+/** The key of the stratum of `value` in `column`: `tags:quick`. */
+export function stratumKey(column: StratumColumn, value: string): string {
+  return `${column}:${value}`;
+}
+
 /** The same predicate as `whereClause` (search-plan.ts), on a witness's columns. */
 export function witnessMatches(w: Witness, f: SearchFilters, excludeId?: string): boolean {
   if (excludeId !== undefined && w.id === excludeId) {
@@ -105,19 +113,75 @@ interface Near {
  */
 export class WitnessSet {
   private rows: Witness[] = [];
+  /**
+   * Witnesses of single filter values (`stratumKey`), sampled among the rows holding the
+   * value: the table-wide sample holds few rows of a value that 10 % of the rows have
+   * (about 26 of 256), too few to lie near a filtered query's true neighbours.
+   */
+  private strata = new Map<string, Witness[]>();
   /** Told when witnesses turned out stale: the table changed since the sample. */
   onStale?: (forgotten: number) => void;
 
+  /** Witnesses held, table-wide and per filter value. */
   get size(): number {
-    return this.rows.length;
+    let n = this.rows.length;
+    for (const rows of this.strata.values()) {
+      n += rows.length;
+    }
+    return n;
   }
 
-  replace(rows: Witness[]): void {
+  /** The filter values that have witnesses of their own. */
+  get strataKeys(): string[] {
+    return [...this.strata.keys()];
+  }
+
+  /** The witnesses of one filter value (`stratumKey`). */
+  stratum(key: string): readonly Witness[] {
+    return this.strata.get(key) ?? [];
+  }
+
+  replace(rows: Witness[], strata: ReadonlyMap<string, Witness[]> = new Map()): void {
     this.rows = rows;
+    this.strata = new Map(strata);
   }
 
   forget(id: string): void {
-    this.rows = this.rows.filter((w) => w.id !== id);
+    this.drop(new Set([id]), false);
+  }
+
+  /** The witnesses a query with `filters` is checked against: table-wide, and its values'. */
+  private candidates(filters: SearchFilters): readonly Witness[] {
+    const own: Witness[][] = [];
+    const add = (key: string): void => {
+      const rows = this.strata.get(key);
+      if (rows) {
+        own.push(rows);
+      }
+    };
+    if (filters.cuisine !== undefined) {
+      add(stratumKey('cuisine', filters.cuisine));
+    }
+    for (const tag of filters.tags ?? []) {
+      add(stratumKey('tags', tag));
+    }
+    for (const label of filters.dietary ?? []) {
+      add(stratumKey('dietary', label));
+    }
+    if (own.length === 0) {
+      return this.rows;
+    }
+    const seen = new Set<string>();
+    const out: Witness[] = [];
+    for (const list of [this.rows, ...own]) {
+      for (const w of list) {
+        if (!seen.has(w.id)) {
+          seen.add(w.id);
+          out.push(w);
+        }
+      }
+    }
+    return out;
   }
 
   /**
@@ -132,7 +196,7 @@ export class WitnessSet {
     excludeId?: string,
   ): WitnessProbe {
     const near: Near[] = [];
-    for (const w of this.rows) {
+    for (const w of this.candidates(filters)) {
       if (w.unit.length !== query.length || !witnessMatches(w, filters, excludeId)) {
         continue;
       }
@@ -145,12 +209,20 @@ export class WitnessSet {
   }
 
   /** Drops the witnesses `ids` (found stale) and says so. */
-  drop(ids: ReadonlySet<string>): void {
+  drop(ids: ReadonlySet<string>, stale = true): void {
     if (ids.size === 0) {
       return;
     }
     this.rows = this.rows.filter((w) => !ids.has(w.id));
-    this.onStale?.(ids.size);
+    for (const [key, rows] of this.strata) {
+      this.strata.set(
+        key,
+        rows.filter((w) => !ids.has(w.id)),
+      );
+    }
+    if (stale) {
+      this.onStale?.(ids.size);
+    }
   }
 
   /**

@@ -10,7 +10,9 @@ const STALE_REFRESH_MS = 5_000;
 /**
  * Keeps this instance's WitnessSet: `VECTOR_WITNESS_ROWS` recipes sampled from a read
  * node at boot and every `VECTOR_WITNESS_REFRESH_S`, so rows of a population that
- * arrived since (through any instance) are among them within one interval.
+ * arrived since (through any instance) are among them within one interval; and
+ * `VECTOR_WITNESS_STRATUM_ROWS` more for each of up to `VECTOR_WITNESS_STRATA` frequent
+ * filter values (a cuisine, a tag, a dietary label) the table-wide sample holds few of.
  */
 @Injectable()
 export class WitnessService implements OnModuleInit, OnApplicationShutdown {
@@ -54,12 +56,21 @@ export class WitnessService implements OnModuleInit, OnApplicationShutdown {
   private async sample(): Promise<void> {
     const started = performance.now();
     try {
-      const rows = await this.searches.sampleWitnesses(this.config.vector.witnessRows);
-      this.set.replace(rows);
+      const v = this.config.vector;
+      const sample = await this.searches.sampleWitnesses(v.witnessRows, {
+        count: v.witnessStrata,
+        rows: v.witnessStratumRows,
+        exactMaxRows: v.exactMaxRows,
+      });
+      this.set.replace(sample.rows, sample.strata);
       this.sampledAt = Date.now();
-      this.metrics.witnessRows.set(rows.length);
+      this.metrics.witnessRows.set(this.set.size);
       this.logger.debug(
-        { rows: rows.length, ms: Math.round(performance.now() - started) },
+        {
+          rows: sample.rows.length,
+          strata: [...sample.strata].map(([key, rows]) => `${key} (${rows.length})`),
+          ms: Math.round(performance.now() - started),
+        },
         'search witnesses sampled',
       );
     } catch (err) {
