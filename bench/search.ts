@@ -152,6 +152,8 @@ interface Options {
   pairedRounds: number;
   /** `--paired-round-s S`: the length of each side's turn in a paired throughput round */
   pairedRoundS: number;
+  /** `--server-timing`: the service answers with Server-Timing; the paired phase reports its stages */
+  serverTiming: boolean;
   /** `--ab-paired`: both sides at once in every round, sharing the service's CPU(s) */
   abPaired: boolean;
   abIdleS: number;
@@ -194,6 +196,7 @@ function parseOptions(argv: string[]): Options {
       'ab-rounds': { type: 'string', default: '8' },
       'paired-rounds': { type: 'string', default: '6' },
       'paired-round-s': { type: 'string', default: '5' },
+      'server-timing': { type: 'boolean', default: false },
       'ab-paired': { type: 'boolean', default: false },
       'ab-idle-s': { type: 'string', default: '20' },
       'ab-warmup-s': { type: 'string', default: '5' },
@@ -214,7 +217,7 @@ function parseOptions(argv: string[]): Options {
         '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
         '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
         '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n' +
-        '  [--paired-rounds 6] [--paired-round-s 5]\n' +
+        "  [--paired-rounds 6] [--paired-round-s 5] [--server-timing (HTTP_SERVER_TIMING on: the service's stages per paired search)]\n" +
         '  [--monitoring-ab [--ab-rounds 8] [--ab-paired] [--ab-idle-s 20] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]\n' +
         '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n' +
         '  [--tls-ab (the same rounds with TLS off versus on; needs STACK_TLS_ONLY=0 bash docker/stack.sh up)]\n',
@@ -278,6 +281,7 @@ function parseOptions(argv: string[]): Options {
     abRounds: int('ab-rounds', values['ab-rounds'], 2, 64),
     pairedRounds: int('paired-rounds', values['paired-rounds'], 0, 64),
     pairedRoundS: int('paired-round-s', values['paired-round-s'], 1, 600),
+    serverTiming: values['server-timing'],
     abPaired: values['ab-paired'],
     abIdleS: int('ab-idle-s', values['ab-idle-s'], 0, 3600),
     abWarmupS: int('ab-warmup-s', values['ab-warmup-s'], 0, 3600),
@@ -771,6 +775,20 @@ interface Outcome {
   ids: string[];
   plan?: string;
   tookMs?: number;
+  /** The service's Server-Timing stages in ms (`--server-timing`). */
+  stages?: Record<string, number>;
+}
+
+/** `parse;dur=0.123, db;dur=7.9, total;dur=9.1` as { parse: 0.123, db: 7.9, total: 9.1 }. */
+export function parseServerTiming(header: string | string[] | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of String(header ?? '').split(',')) {
+    const m = /^\s*([\w-]+)\s*;\s*dur=([\d.]+)\s*$/.exec(part);
+    if (m) {
+      out[m[1]] = Number(m[2]);
+    }
+  }
+  return out;
 }
 
 type Searcher = (q: Query, fc: FilterCase) => Promise<Outcome>;
@@ -1062,6 +1080,7 @@ function httpServiceEnv(
     VECTOR_EXACT_MAX_ROWS: String(opts.exactMaxRows),
     VECTOR_QUERY_TIMEOUT_MS: String(opts.timeoutMs),
     VECTOR_STORAGE: opts.storage,
+    ...(opts.serverTiming ? { HTTP_SERVER_TIMING: 'true' } : {}),
     ...opts.serviceEnv,
     ...extra,
   };
@@ -1111,7 +1130,12 @@ async function measureHttp(
         );
       }
       const answer = JSON.parse(res.body) as ApiAnswer;
-      return { ids: answer.items.map((i) => i.id), plan: answer.plan, tookMs: answer.tookMs };
+      return {
+        ids: answer.items.map((i) => i.id),
+        plan: answer.plan,
+        tookMs: answer.tookMs,
+        stages: opts.serverTiming ? parseServerTiming(res.headers['server-timing']) : undefined,
+      };
     };
     // the HTTP floor: a route with no database work, same client and connection
     const floor: number[] = [];
@@ -1210,6 +1234,11 @@ interface PairedCase {
   apiP50: number;
   /** apiP50 / rawSqlP50 */
   ratio: number;
+  /**
+   * `--server-timing`: the median of each Server-Timing stage over the case's API
+   * searches (ms), `total` being the service's whole handling; absent otherwise.
+   */
+  serverStages?: Record<string, number>;
 }
 
 interface PairedRound {
@@ -1295,6 +1324,7 @@ async function measurePaired(
     for (const fc of FILTER_CASES) {
       const rawMs: number[] = [];
       const apiMs: number[] = [];
+      const stages: Array<Record<string, number>> = [];
       const progress = new Progress(`paired ${fc.name}`, sets.paired.length, 'pairs', 10_000);
       for (const [i, q] of sets.paired.entries()) {
         const body = searchBody(q, fc.filters, opts.limit);
@@ -1305,8 +1335,11 @@ async function measurePaired(
         };
         const timeApi = async () => {
           const t0 = performance.now();
-          await api(body, 1);
+          const outcome = await api(body, 1);
           apiMs.push(performance.now() - t0);
+          if (outcome.stages) {
+            stages.push(outcome.stages);
+          }
         };
         if (i % 2 === 0) {
           await timeRaw();
@@ -1320,8 +1353,18 @@ async function measurePaired(
       const rawP50 = summarize(rawMs).p50;
       const apiP50 = summarize(apiMs).p50;
       cases[fc.name] = { rawSqlP50: rawP50, apiP50, ratio: round(apiP50 / rawP50, 2) };
+      if (stages.length > 0) {
+        // a stage a search did not go through (e.g. no witness probe on an exact plan) counts 0
+        const names = [...new Set(stages.flatMap((s) => Object.keys(s)))];
+        cases[fc.name].serverStages = Object.fromEntries(
+          names.map((n) => [n, round(summarize(stages.map((s) => s[n] ?? 0)).p50, 3)]),
+        );
+      }
       log(
-        `paired ${fc.name}: API p50 ${apiP50} ms, raw SQL p50 ${rawP50} ms, ratio ${cases[fc.name].ratio}`,
+        `paired ${fc.name}: API p50 ${apiP50} ms, raw SQL p50 ${rawP50} ms, ratio ${cases[fc.name].ratio}` +
+          (cases[fc.name].serverStages
+            ? `; server stages (median ms) ${JSON.stringify(cases[fc.name].serverStages)}`
+            : ''),
       );
     }
     // raw SQL caches nothing: its own pass over the same queries
@@ -1868,6 +1911,22 @@ function render(report: Report): string {
         }),
       ),
     );
+    const withStages = FILTER_CASES.filter((fc) => paired.cases[fc.name].serverStages);
+    if (withStages.length > 0) {
+      const names = [
+        ...new Set(withStages.flatMap((fc) => Object.keys(paired.cases[fc.name].serverStages!))),
+      ];
+      out.push('Server-Timing stages of the paired API searches, median ms (total: the service)');
+      out.push(
+        table2(
+          ['case', ...names],
+          withStages.map((fc) => {
+            const st = paired.cases[fc.name].serverStages!;
+            return [fc.name, ...names.map((n) => (st[n] ?? 0).toFixed(3))];
+          }),
+        ),
+      );
+    }
     out.push(
       table2(
         ['round', 'order', 'API /s', 'raw SQL /s', 'ratio'],

@@ -5,7 +5,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { randomUUID } from 'node:crypto';
 import { parseLsn } from './common/request-context.middleware.js';
 import type { RawRequest } from './common/request-context.middleware.js';
-import { CONSISTENCY_HEADER_VALUES } from './common/request-context.js';
+import { CONSISTENCY_HEADER_VALUES, serverTimingHeader } from './common/request-context.js';
 import { AllExceptionsFilter } from './common/http-exception.filter.js';
 import { completeOpenApiDocument } from './common/openapi.document.js';
 import { DenseArrayValidationPipe } from './common/validation-pipe.js';
@@ -82,12 +82,21 @@ export async function configureApp(
         done(null, undefined);
         return;
       }
+      const timings = (request.raw as RawRequest).dbuContext?.timings;
+      const started = timings ? performance.now() : 0;
       const problem = jsonLimitViolation(text, config.http.json);
       if (problem) {
         done(new BodyShapeError(problem), undefined);
         return;
       }
-      void parseJson(request, text, done);
+      if (!timings) {
+        void parseJson(request, text, done);
+        return;
+      }
+      void parseJson(request, text, (err, value) => {
+        timings.stages.parse = (timings.stages.parse ?? 0) + performance.now() - started;
+        done(err, value);
+      });
     },
   );
 
@@ -125,9 +134,12 @@ export async function configureApp(
   app.get(RecipeReadFastPath, { strict: false }).register(fastify);
   // Read-your-writes: the writer's LSN after this request's writes (send it back as x-write-lsn).
   fastify.addHook('onSend', async (request, reply, payload) => {
-    const lsn = (request.raw as RawRequest).dbuContext?.writeLsn;
-    if (lsn) {
-      void reply.header('x-write-lsn', lsn);
+    const ctx = (request.raw as RawRequest).dbuContext;
+    if (ctx?.writeLsn) {
+      void reply.header('x-write-lsn', ctx.writeLsn);
+    }
+    if (ctx?.timings) {
+      void reply.header('server-timing', serverTimingHeader(ctx.timings));
     }
     return payload;
   });

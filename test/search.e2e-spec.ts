@@ -169,6 +169,36 @@ describe('vector search (real stack, pgvector HNSW)', () => {
     ).toBeGreaterThan(0);
   });
 
+  it('tells where a search spent its time in Server-Timing when HTTP_SERVER_TIMING is on, and only then', async () => {
+    const timed = await boot({ HTTP_SERVER_TIMING: 'true' });
+    // a question no other test asks: a cache miss, so every stage runs
+    const res = await search(timed, {
+      embedding: axis(0),
+      filters: { cuisine: 'axis' },
+      maxDistance: 1.9871,
+    }).expect(200);
+    const stages = Object.fromEntries(
+      String(res.headers['server-timing'])
+        .split(', ')
+        .map((part) => {
+          const [name, dur] = part.split(';dur=');
+          return [name, Number(dur)];
+        }),
+    );
+    for (const stage of ['parse', 'validate', 'gen', 'cache', 'acquire', 'db', 'total']) {
+      expect({ stage, ms: stages[stage] }).toEqual({ stage, ms: expect.any(Number) });
+      expect(stages[stage]).toBeGreaterThanOrEqual(0);
+    }
+    // the parts lie within the whole, and the database part within the search's own time
+    const parts = Object.entries(stages)
+      .filter(([name]) => name !== 'total')
+      .reduce((sum, [, ms]) => sum + ms, 0);
+    expect(parts).toBeLessThanOrEqual(stages.total);
+    expect(stages.db).toBeLessThanOrEqual((res.body as SearchBody).tookMs + 0.01);
+    const plain = await search(app, { embedding: axis(0) }).expect(200);
+    expect(plain.headers['server-timing']).toBeUndefined();
+  });
+
   it('finds more-like-this by recipeId, excluding the recipe itself', async () => {
     const res = await search(app, { recipeId: ids.r0 }).expect(200);
     expect((res.body as SearchBody).items.map((h) => h.title)).toEqual(['r1', 'r2']);

@@ -23,6 +23,7 @@ export async function freePort(): Promise<number> {
 export interface HttpResponse {
   status: number;
   body: string;
+  headers: http.IncomingHttpHeaders;
 }
 
 /** Keep-alive HTTP client: at most `sockets` connections, reused between requests. */
@@ -63,7 +64,11 @@ export class HttpClient {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () =>
-            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+            resolve({
+              status: res.statusCode ?? 0,
+              body: Buffer.concat(chunks).toString('utf8'),
+              headers: res.headers,
+            }),
           );
           res.on('error', reject);
         },

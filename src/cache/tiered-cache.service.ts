@@ -2,6 +2,7 @@ import { CACHE_MANAGER } from '@nestjs/cache-manager';
 import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import type { Cache } from 'cache-manager';
 import type Keyv from 'keyv';
+import { RequestContextStore } from '../common/request-context.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { CacheMetrics } from './cache.metrics.js';
@@ -122,6 +123,15 @@ export class TieredCacheService implements OnModuleInit, OnModuleDestroy {
     if (!this.config.cache.enabled) {
       return undefined;
     }
+    return RequestContextStore.timed('cache', () => this.lookup(type, id, accept));
+  }
+
+  /** `get` itself: L1, then L2 (an L2 hit fills L1). */
+  private async lookup<T>(
+    type: CacheType,
+    id: string,
+    accept?: (value: T) => Promise<boolean> | boolean,
+  ): Promise<T | undefined> {
     const key = this.key(type, id);
     const l1 = await this.timed(CacheTier.L1, 'get', () => this.tiers.l1.get<T>(key));
     if (l1 !== undefined && (!accept || (await accept(l1)))) {

@@ -1,5 +1,6 @@
 import { ArgumentMetadata, ValidationPipe } from '@nestjs/common';
 import { getMetadataStorage, ValidationError, ValidatorOptions } from 'class-validator';
+import { RequestContextStore } from './request-context.js';
 
 /** Built-in types whose contents are not plain data (as Nest's own walk skips them). */
 const BUILT_IN_TYPES = [Date, RegExp, Error, Map, Set, WeakMap, WeakSet];
@@ -270,7 +271,7 @@ export class DenseArrayValidationPipe extends ValidationPipe {
       ]);
     }
     try {
-      return await super.transform(value, metadata);
+      return await RequestContextStore.timed('validate', () => super.transform(value, metadata));
     } finally {
       // the request's body holds its arrays again whatever happened in between
       if (value !== null && typeof value === 'object') {

@@ -87,6 +87,8 @@ export interface AppConfig {
     json: { maxDepth: number; maxKeys: number };
     /** cached GET /v1/recipes/:id answered before NestJS's pipeline (HTTP_FAST_PATH) */
     fastPath: boolean;
+    /** a `Server-Timing` header with each request's stage durations (HTTP_SERVER_TIMING) */
+    serverTiming: boolean;
     /** origins allowed cross-origin (HTTP_CORS_ORIGINS); empty: CORS closed */
     corsOrigins: string[];
   };
@@ -485,6 +487,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       shutdownDrainMs: vars.SHUTDOWN_DRAIN_MS,
       json: { maxDepth: vars.HTTP_JSON_MAX_DEPTH, maxKeys: vars.HTTP_JSON_MAX_KEYS },
       fastPath: vars.HTTP_FAST_PATH,
+      serverTiming: vars.HTTP_SERVER_TIMING,
       corsOrigins: vars.HTTP_CORS_ORIGINS.split(',').filter((o) => o !== ''),
     },
     logLevel: vars.LOG_LEVEL,

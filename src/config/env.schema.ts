@@ -108,6 +108,15 @@ export class EnvironmentVariables {
   HTTP_FAST_PATH = true;
 
   /**
+   * Answers carry a `Server-Timing` header: milliseconds per stage of the request (body
+   * parsing, validation, cache lookups, database) and the total, for finding where a
+   * request's time goes (bench:search reads it). Off by default: it shows internals.
+   */
+  @Transform(toBool)
+  @IsBoolean()
+  HTTP_SERVER_TIMING = false;
+
+  /**
    * Browser origins allowed to call the API cross-origin (CORS), comma-separated, e.g.
    * `https://app.example.com,https://admin.example.com`. Empty (the default): CORS is
    * closed, no Access-Control-Allow-* header is sent and a preflight is refused.

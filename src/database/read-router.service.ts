@@ -332,7 +332,9 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
     return this.withReadRetry(async () => {
       const runner = this.dataSource.createQueryRunner(opts.onWriter ? 'master' : 'slave');
       try {
-        const client = (await runner.connect()) as pg.PoolClient;
+        const client = (await RequestContextStore.timed('acquire', () =>
+          runner.connect(),
+        )) as pg.PoolClient;
         const batch: ReadBatch = async (statements, settings = {}) => {
           const all = [
             localSettingsStatement({ transaction_read_only: 'on', ...settings }),
@@ -342,6 +344,7 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
           try {
             const rows = await runStatementBatch(client, all);
             const ms = performance.now() - started;
+            RequestContextStore.addTiming('db', ms);
             const max = this.dataSource.options.maxQueryExecutionTime;
             if (max && ms > max) {
               this.dataSource.logger.logQuerySlow(ms, batchSql(all), undefined, runner);

@@ -11,6 +11,7 @@ import {
 } from './witness-set.js';
 import { ReadBatch, ReadRouterService } from '../database/read-router.service.js';
 import { QUERY_CANCELED } from '../database/node-errors.js';
+import { RequestContextStore } from '../common/request-context.js';
 import { storageOfDefinition, type VectorStorage } from './vector-storage.js';
 import {
   exactSettings,
@@ -97,7 +98,9 @@ export class SearchRepository {
       const chosen = await this.choosePlan(batch, q, tuning);
       const answer = this.nearest(batch, q, vector, tuning, chosen);
       // while the database answers: the witnesses an index answer must not have skipped
+      const probeStarted = performance.now();
       const probe = chosen === 'hnsw' ? probeWitnesses(q, witnesses) : null;
+      RequestContextStore.addTiming('witness', performance.now() - probeStarted);
       let hits = await answer;
       if (chosen === 'exact') {
         return { plan: chosen, exactFallback: false, hits };

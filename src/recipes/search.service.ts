@@ -117,7 +117,7 @@ export class SearchService implements OnApplicationShutdown {
     const generations = this.cache.generations;
     const token = this.cache.bypass(SEARCH_RESULTS)
       ? null
-      : await generations.current(SEARCH_RESULTS);
+      : await RequestContextStore.timed('gen', () => generations.current(SEARCH_RESULTS));
     if (!token) {
       return this.computeAt(dto, mode, maxLsn(minLsn, generations.knownFloor));
     }
