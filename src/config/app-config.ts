@@ -270,6 +270,8 @@ export interface VectorConfig {
   /** How long a filter set's plan choice is reused (0: the bounded count runs every time). */
   planMemoryMs: number;
   recallSampleRate: number;
+  /** Share of time the recall checks may take (VECTOR_RECALL_CHECK_BUDGET). */
+  recallCheckBudget: number;
   maintenanceWorkMem: string;
   /** `ef_construction` the rebuild job gives the HNSW index (ALTER INDEX … SET, then REINDEX). */
   efConstruction: number;
@@ -592,6 +594,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       exactMaxRows: vars.VECTOR_EXACT_MAX_ROWS,
       planMemoryMs: vars.VECTOR_PLAN_MEMORY_S * 1000,
       recallSampleRate: vars.VECTOR_RECALL_SAMPLE_RATE,
+      recallCheckBudget: vars.VECTOR_RECALL_CHECK_BUDGET,
       maintenanceWorkMem: vars.VECTOR_MAINTENANCE_WORK_MEM,
       efConstruction: vars.VECTOR_EF_CONSTRUCTION,
       witnessRows: vars.VECTOR_WITNESS_ROWS,

@@ -493,6 +493,18 @@ export class EnvironmentVariables {
   @Max(1)
   VECTOR_RECALL_SAMPLE_RATE = 0.01;
 
+  /**
+   * The share of time the sampled recall checks may take on an instance: a check that took
+   * d ms lets the next one start d × (1 / share − 1) ms after it ends at the earliest. An
+   * unfiltered check reads every embedding (about 2.5 s at 100,000 rows), so at a few
+   * hundred searches a second 1 % would otherwise keep one running all the time.
+   */
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(0.001)
+  @Max(1)
+  VECTOR_RECALL_CHECK_BUDGET = 0.05;
+
   @IsString()
   @Matches(/^\d+(kB|MB|GB)$/)
   VECTOR_MAINTENANCE_WORK_MEM = '1GB';

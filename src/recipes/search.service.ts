@@ -286,23 +286,37 @@ export class SearchService implements OnApplicationShutdown {
     }
   }
 
+  /** performance.now() before which no recall check starts (VECTOR_RECALL_CHECK_BUDGET). */
+  private nextRecallCheckAt = 0;
+
   /**
    * A sampled fraction of searches is re-run exactly, after the response, to measure
    * recall. An exact search reads every matching row, so at most one runs at a time
-   * per instance (single-worker) and samples that arrive meanwhile are skipped: the
-   * measurement must not become the load.
+   * per instance (single-worker), samples that arrive meanwhile are skipped, and after
+   * a check the next waits so that checks take at most `recallCheckBudget` of the time:
+   * the measurement must not become the load.
    */
   private maybeCheckRecall(query: VectorQuery, result: SearchResult): void {
-    const rate = this.config.vector.recallSampleRate;
-    if (rate <= 0 || this.pendingChecks.size > 0 || Math.random() >= rate) {
+    const { recallSampleRate: rate, recallCheckBudget: budget } = this.config.vector;
+    if (
+      rate <= 0 ||
+      this.pendingChecks.size > 0 ||
+      performance.now() < this.nextRecallCheckAt ||
+      Math.random() >= rate
+    ) {
       return;
     }
+    const started = performance.now();
     const check = new Promise<void>((resolve) => setImmediate(resolve))
       .then(async () => {
         await this.checkRecall(query, result);
       })
       .catch((err: Error) => this.logger.warn({ error: err.message }, 'recall check failed'))
-      .finally(() => this.pendingChecks.delete(check));
+      .finally(() => {
+        const ended = performance.now();
+        this.nextRecallCheckAt = ended + (ended - started) * (1 / budget - 1);
+        this.pendingChecks.delete(check);
+      });
     this.pendingChecks.add(check);
   }
 
