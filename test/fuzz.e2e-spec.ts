@@ -868,7 +868,10 @@ describe('fuzzing the REST API from the DTOs (fast-check)', () => {
     const now = await fingerprint(route.lane);
     const before = state.fp;
     state.fp = now;
-    check(reply.status < 300 || now === before, () => `a rejected request wrote: ${before} → ${now}`);
+    check(
+      reply.status < 300 || now === before,
+      () => `a rejected request wrote: ${before} → ${now}`,
+    );
   }
 
   async function fuzzRoute(route: Route): Promise<void> {
@@ -893,7 +896,11 @@ describe('fuzzing the REST API from the DTOs (fast-check)', () => {
       );
       stats.get(route.name)!.ms = Date.now() - started;
       if (process.env.FUZZ_PROGRESS) {
-        const outcome = failure ? `FAILED\n${failure.message}` : 'passed';
+        // fast-check's message names the case; what the case broke is its cause
+        const cause = (failure?.cause as Error | undefined)?.message;
+        const outcome = failure
+          ? `FAILED\n${failure.message}${cause ? `\ncause: ${cause}` : ''}`
+          : 'passed';
         process.stderr.write(`[fuzz] ${route.name}: ${Date.now() - started} ms, ${outcome}\n`);
       }
     }
