@@ -79,29 +79,6 @@ const RESERVED_KEYS = new Set([
   ...Object.getOwnPropertyNames(Object.prototype),
 ]);
 
-/** Where `value` holds a key of RESERVED_KEYS (at any depth). */
-function reservedKeyPaths(value: unknown): Path[] {
-  const found: Path[] = [];
-  if (value === null || typeof value !== 'object') {
-    return found;
-  }
-  const stack: Array<[object, Path]> = [[value, []]];
-  while (stack.length > 0) {
-    const [current, path] = stack.pop()!;
-    const keys = Array.isArray(current) ? current.keys() : Object.keys(current);
-    for (const key of keys) {
-      if (typeof key === 'string' && RESERVED_KEYS.has(key)) {
-        found.push([...path, key]);
-      }
-      const item = (current as Record<string | number, unknown>)[key];
-      if (item !== null && typeof item === 'object' && !isLongNumberArray(item)) {
-        stack.push([item, [...path, key]]);
-      }
-    }
-  }
-  return found;
-}
-
 /** The properties class-validator knows of a DTO class. */
 function declaredProperties(type: object): Set<string> {
   return new Set(
@@ -169,21 +146,25 @@ function isLongNumberArray(value: unknown): value is number[] {
 }
 
 /**
- * Swaps every long array of numbers in `value` (at any depth) for a one-item stand-in and
- * says where each was. The stand-in keeps the property an array, so class-transformer maps
- * it as it maps the real one.
+ * One walk over a request's value: swaps every long array of numbers (at any depth) for a
+ * one-item stand-in and says where each was (the stand-in keeps the property an array, so
+ * class-transformer maps it as it maps the real one), and where a key of RESERVED_KEYS is.
  */
-function setAsideNumberArrays(value: unknown): SetAside[] {
-  const found: SetAside[] = [];
+function scanValue(value: unknown): { aside: SetAside[]; reserved: Path[] } {
+  const aside: SetAside[] = [];
+  const reserved: Path[] = [];
   if (value === null || typeof value !== 'object') {
-    return found;
+    return { aside, reserved };
   }
-  const stack: Array<[object, Array<string | number>]> = [[value, []]];
-  const visit = (container: object, key: string | number, path: Array<string | number>): void => {
+  const stack: Array<[object, Path]> = [[value, []]];
+  const visit = (container: object, key: string | number, path: Path): void => {
+    if (typeof key === 'string' && RESERVED_KEYS.has(key)) {
+      reserved.push([...path, key]);
+    }
     const item = (container as Record<string | number, unknown>)[key];
     if (isLongNumberArray(item)) {
       (container as Record<string | number, unknown>)[key] = [0];
-      found.push({
+      aside.push({
         path: [...path, key],
         container: container as Record<string | number, unknown>,
         key,
@@ -205,7 +186,7 @@ function setAsideNumberArrays(value: unknown): SetAside[] {
       }
     }
   }
-  return found;
+  return { aside, reserved };
 }
 
 /**
@@ -294,13 +275,12 @@ export class DenseArrayValidationPipe extends ValidationPipe {
    * so `pending` is this value's list when `validate` reads it.
    */
   protected override stripProtoKeys(value: unknown): void {
-    const found = setAsideNumberArrays(value);
     // Nest deletes `__proto__`, `constructor` and `prototype` here, and class-transformer
     // skips keys named like the other members of Object.prototype (`toString`, `valueOf`,
     // ...): both silently, so forbidNonWhitelisted never sees them. Noted before they go.
-    this.pending = { aside: found, reserved: reservedKeyPaths(value) };
-    if (found.length > 0 && value !== null && typeof value === 'object') {
-      this.setAside.set(value, found);
+    this.pending = scanValue(value);
+    if (this.pending.aside.length > 0 && value !== null && typeof value === 'object') {
+      this.setAside.set(value, this.pending.aside);
     }
     super.stripProtoKeys(value);
   }
