@@ -16,6 +16,7 @@ import type { AppConfig } from './config/app-config.js';
 import { APP_CONFIG } from './config/config.module.js';
 import { BodyShapeError, FieldError, invalidRequest } from './common/errors.js';
 import { jsonLimitViolation } from './common/json-limits.js';
+import { removePrototypeKeys } from './common/prototype-keys.js';
 import { registerSecurityHeaders } from './common/security-headers.js';
 
 type ContentTypeParserDone = (err: Error | null, body?: unknown) => void;
@@ -35,6 +36,17 @@ export const FASTIFY_OPTIONS = {
   bodyLimit: 16 * 1024 * 1024,
   return503OnClosing: true,
 } as const;
+
+/** `text` parsed without its prototype-poisoning keys, or undefined if it is not JSON or has none. */
+function withoutPrototypeKeys(text: string): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return removePrototypeKeys(value).length > 0 ? value : undefined;
+}
 
 /** Flattens nested validation errors: one per failed check, the field named by its path. */
 export function validationFieldErrors(errors: ValidationError[], prefix = ''): FieldError[] {
@@ -70,7 +82,21 @@ export async function configureApp(
   // JSON bodies: depth and key count are checked on the raw text before parsing, on every
   // route (a body nested thousands of levels deep would overflow the stack in the DTO
   // transformation); then Fastify's own parser (prototype-poisoning protection) runs.
-  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  const secureParse = fastify.getDefaultJsonParser('error', 'error');
+  // A body refused only for a key that could poison prototypes (`__proto__`,
+  // `constructor.prototype`) goes on without those keys: the validation pipe names them
+  // beside every other bad field (common/prototype-keys.ts).
+  const parseJson = (request: FastifyRequest, text: string, done: ContentTypeParserDone): void =>
+    void secureParse(request, text, (err, value) => {
+      if (err) {
+        const salvaged = withoutPrototypeKeys(text);
+        if (salvaged !== undefined) {
+          done(null, salvaged);
+          return;
+        }
+      }
+      done(err, value);
+    });
   app.useBodyParser(
     'application/json',
     { bodyLimit: FASTIFY_OPTIONS.bodyLimit },
@@ -90,10 +116,10 @@ export async function configureApp(
         return;
       }
       if (!timings) {
-        void parseJson(request, text, done);
+        parseJson(request, text, done);
         return;
       }
-      void parseJson(request, text, (err, value) => {
+      parseJson(request, text, (err, value) => {
         timings.stages.parse = (timings.stages.parse ?? 0) + performance.now() - started;
         done(err, value);
       });

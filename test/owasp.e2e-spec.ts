@@ -227,6 +227,26 @@ describe('OWASP API Top 10 checks (docs/security-owasp.md)', () => {
       },
     );
 
+    it('names prototype-poisoning keys (raw JSON) beside the other bad fields, and writes nothing', async () => {
+      const before = await count('recipes');
+      const rest = recipeBody();
+      delete rest.title;
+      // sent as text: JSON.stringify of an object literal would drop `__proto__`
+      const raw =
+        `{"title":1,"constructor":{"prototype":{"polluted":1}},"__proto__":{"polluted":1},` +
+        JSON.stringify(rest).slice(1);
+      const res = await send('POST', '/v1/recipes')
+        .set(bearer(KEYS.all))
+        .set('content-type', 'application/json')
+        .send(raw)
+        .expect(400);
+      const fields = (res.body as { errors: Array<{ field: string }> }).errors.map((e) => e.field);
+      expect([...new Set(fields)].sort()).toEqual(['__proto__', 'constructor', 'title']);
+      expect(JSON.stringify(res.body)).toContain('could poison object prototypes');
+      expect(({} as { polluted?: unknown }).polluted).toBeUndefined();
+      expect(await count('recipes')).toBe(before);
+    });
+
     it('PATCH cannot set the version or the id of a recipe', async () => {
       const created = await send('POST', '/v1/recipes')
         .set(bearer(KEYS.all))

@@ -1,5 +1,6 @@
 import { ArgumentMetadata, ValidationPipe } from '@nestjs/common';
 import { getMetadataStorage, ValidationError, ValidatorOptions } from 'class-validator';
+import { prototypeKeyMessage, refusedPrototypeKeys } from './prototype-keys.js';
 import { RequestContextStore } from './request-context.js';
 
 /** Built-in types whose contents are not plain data (as Nest's own walk skips them). */
@@ -65,6 +66,11 @@ function unstorable(path: string, what: string): ValidationError {
   return { property: path, constraints: { unstorableText: `${path} ${what}` }, children: [] };
 }
 
+/** A key the body parser took out (common/prototype-keys.ts), as a bad field. */
+function prototypeKeyError(path: string): ValidationError {
+  return { property: path, constraints: { prototypeKey: prototypeKeyMessage(path) }, children: [] };
+}
+
 /** A place in a request: keys and array indexes. */
 type Path = Array<string | number>;
 
@@ -119,6 +125,14 @@ function undeclaredReservedKeys(mapped: object, paths: Path[]): ValidationError[
     }
   }
   return errors;
+}
+
+/** What `stripProtoKeys` noted of the value `validate` gets next. */
+interface Pending {
+  aside: SetAside[];
+  reserved: Path[];
+  /** Prototype-poisoning keys the body parser removed, by path. */
+  refused: string[];
 }
 
 /** From this length on, an array of numbers skips class-transformer's copy. */
@@ -235,7 +249,7 @@ function isDense(array: readonly unknown[]): boolean {
  */
 export class DenseArrayValidationPipe extends ValidationPipe {
   /** What `stripProtoKeys` found in the value being mapped now, for `validate`. */
-  private pending: { aside: SetAside[]; reserved: Path[] } = { aside: [], reserved: [] };
+  private pending: Pending = { aside: [], reserved: [], refused: [] };
   private readonly setAside = new WeakMap<object, SetAside[]>();
 
   /** A DTO body is a JSON object: an array or a bare value is refused before it is mapped. */
@@ -250,6 +264,13 @@ export class DenseArrayValidationPipe extends ValidationPipe {
       throw this.exceptionFactory([
         { property: 'body', constraints: { isObject: 'body must be a JSON object' }, children: [] },
       ]);
+    }
+    if (metadata.type === 'body' && !this.toValidate(metadata)) {
+      // a body no DTO describes still answers for the keys its parser took out
+      const refused = refusedPrototypeKeys(value);
+      if (refused.length > 0) {
+        throw this.exceptionFactory(refused.map(prototypeKeyError));
+      }
     }
     try {
       return await RequestContextStore.timed('validate', () => super.transform(value, metadata));
@@ -278,7 +299,7 @@ export class DenseArrayValidationPipe extends ValidationPipe {
     // Nest deletes `__proto__`, `constructor` and `prototype` here, and class-transformer
     // skips keys named like the other members of Object.prototype (`toString`, `valueOf`,
     // ...): both silently, so forbidNonWhitelisted never sees them. Noted before they go.
-    this.pending = scanValue(value);
+    this.pending = { ...scanValue(value), refused: refusedPrototypeKeys(value) };
     if (this.pending.aside.length > 0 && value !== null && typeof value === 'object') {
       this.setAside.set(value, this.pending.aside);
     }
@@ -290,13 +311,13 @@ export class DenseArrayValidationPipe extends ValidationPipe {
     object: object,
     validatorOptions?: ValidatorOptions,
   ): Promise<ValidationError[]> {
-    const { aside, reserved } = this.pending;
-    this.pending = { aside: [], reserved: [] };
+    const { aside, reserved, refused } = this.pending;
+    this.pending = { aside: [], reserved: [], refused: [] };
     putBack(object, aside);
     const unstorable = unstorableTextErrors(object);
     const undeclared = undeclaredReservedKeys(object, reserved);
     const errors = await super.validate(object, validatorOptions);
-    return [...errors, ...unstorable, ...undeclared];
+    return [...errors, ...unstorable, ...undeclared, ...refused.map(prototypeKeyError)];
   }
 
   protected override closeArrayGaps(value: unknown): void {

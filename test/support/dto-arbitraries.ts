@@ -738,12 +738,25 @@ export function objectBreaks(
       fc.uniqueArray(fc.oneof(...breaks), { minLength: 1, maxLength: 3, selector: (b) => b.field }),
       missing.length > 0 ? fc.option(fc.oneof(...missing), { freq: 5 }) : fc.constant(null),
       fc.option(
-        fc.tuple(
-          unknownKey,
-          channel === 'query'
-            ? fc.string({ maxLength: 5 })
-            : fc.jsonValue({ maxDepth: 1 }).filter(withoutProtoKey),
-        ),
+        channel === 'query'
+          ? fc.tuple(unknownKey, fc.string({ maxLength: 5 }))
+          : fc.oneof(
+              {
+                weight: 9,
+                arbitrary: fc.tuple(
+                  unknownKey,
+                  fc.jsonValue({ maxDepth: 1 }).filter(withoutProtoKey),
+                ),
+              },
+              // prototype poisoning: the parser takes it out, the 400 still names it
+              {
+                weight: 1,
+                arbitrary: fc.tuple(
+                  fc.constant('constructor'),
+                  fc.constant<unknown>({ prototype: { polluted: 1 } }),
+                ),
+              },
+            ),
         { freq: 4 },
       ),
     )
