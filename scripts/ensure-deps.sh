@@ -9,6 +9,11 @@ if [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] || [ packag
   echo "[deps] npm ci"
   npm ci --no-audit --no-fund
 fi
+# The CDK app (infra/) has its own package.json: aws-cdk-lib stays out of the service's install.
+if [ ! -d infra/node_modules ] || [ ! -f infra/node_modules/.package-lock.json ] || [ infra/package-lock.json -nt infra/node_modules/.package-lock.json ]; then
+  echo "[deps] npm ci (infra/)"
+  npm ci --prefix infra --no-audit --no-fund
+fi
 if [ ! -x node_modules/.bin/node ]; then
   echo "[deps] node_modules/.bin/node is missing: the 'node' package (Node.js 24) did not install" >&2
   exit 1

@@ -25,10 +25,16 @@ export TZ=UTC
 mkdir -p .stack/logs
 JEST=(node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --runInBand --json)
 results=(.stack/jest-results.json)
-rm -f .stack/jest-results.json .stack/jest-results-fuzz.json .stack/jest-results-pgbouncer.json .stack/jest-results-final.json
+rm -f .stack/jest-results-infra.json .stack/jest-results.json .stack/jest-results-fuzz.json .stack/jest-results-pgbouncer.json .stack/jest-results-final.json
 # The suite's output is also kept in .stack/logs/ (the final check reads it for secrets).
 status=0
 if [[ $# -eq 0 ]]; then
+  # The CDK app: synthesised offline (no AWS account), then its assertion tests (infra/test).
+  echo "[test] infra/: cdk synth (offline) and the template assertions"
+  results+=(.stack/jest-results-infra.json)
+  (cd infra && npm run --silent synth && node_modules/.bin/jest --ci --json \
+    --outputFile=../.stack/jest-results-infra.json) 2>&1 | tee .stack/logs/test-run-infra.log \
+    || status=$?
   # The fuzzing first, in a jest process of its own on the fresh stack: run after the
   # other files in one process it took 198 s instead of 108 s (fresh-clone run of b30c868).
   echo "[test] property-based fuzzing of the API (test/fuzz.e2e-spec.ts), in its own process"
