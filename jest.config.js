@@ -4,6 +4,8 @@ const common = {
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true }] },
+  // the CDK app has its own jest (infra/jest.config.js); its cdk.out holds a copy of package.json
+  modulePathIgnorePatterns: ['<rootDir>/infra/'],
 };
 
 export default {
