@@ -471,6 +471,22 @@ export class DatabaseUnitStack extends Stack {
     if (alarmTopic) {
       environment.CLOUDWATCH_ALARM_TOPIC_ARN = alarmTopic.topicArn;
     }
+    const scaling = cfg.replicas.autoscaling;
+    if (scaling.enabled) {
+      // the service's leader-only autoscaler (src/database/autoscaling); its replicas are
+      // named under the prefix the task role may create and delete
+      Object.assign(environment, {
+        REPLICA_AUTOSCALING_ENABLED: 'true',
+        REPLICA_AUTOSCALING_MIN: String(scaling.minReplicas),
+        REPLICA_AUTOSCALING_MAX: String(scaling.maxReplicas),
+        REPLICA_AUTOSCALING_CPU_PERCENT: String(scaling.cpuThresholdPercent),
+        REPLICA_AUTOSCALING_CONNECTIONS_PERCENT: String(scaling.connectionsThresholdPercent),
+        REPLICA_AUTOSCALING_RDS_INSTANCE_ID: primaryId,
+        REPLICA_AUTOSCALING_INSTANCE_CLASS: cfg.replicas.instanceClass,
+        REPLICA_AUTOSCALING_ID_PREFIX: `${prefix}-replica-auto`,
+        REPLICA_AUTOSCALING_REGION: this.region,
+      });
+    }
     const serviceSecrets: Record<string, ecs.Secret> = {
       DB_PASSWORD: ecs.Secret.fromSecretsManager(appDbSecret, 'password'),
       PGBOUNCER_ADMIN_PASSWORD: ecs.Secret.fromSecretsManager(pgbouncerAdminSecret, 'password'),

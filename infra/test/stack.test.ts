@@ -360,6 +360,17 @@ describe('ECS: PgBouncer and the service', () => {
       CLOUDWATCH_ENABLED: 'true',
     });
     expect(JSON.stringify(plain.REDIS_URL)).toContain('rediss://');
+    // spec read_replicas.scaling, for the service's autoscaler
+    expect(plain).toMatchObject({
+      REPLICA_AUTOSCALING_ENABLED: 'true',
+      REPLICA_AUTOSCALING_MIN: '1',
+      REPLICA_AUTOSCALING_MAX: '2',
+      REPLICA_AUTOSCALING_CPU_PERCENT: '70',
+      REPLICA_AUTOSCALING_CONNECTIONS_PERCENT: '80',
+      REPLICA_AUTOSCALING_RDS_INSTANCE_ID: 'production-dbu-primary',
+      REPLICA_AUTOSCALING_INSTANCE_CLASS: 'db.t3.small',
+      REPLICA_AUTOSCALING_ID_PREFIX: 'production-dbu-replica-auto',
+    });
   });
 
   it('container health on /health/live, the ALB target group on /health/ready', () => {

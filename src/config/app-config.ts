@@ -117,6 +117,37 @@ export interface AppConfig {
   crypto: CryptoConfig;
   gdpr: GdprConfig;
   cloudwatch: CloudWatchConfig;
+  replicaAutoscaling: ReplicaAutoscalingConfig;
+}
+
+/** REPLICA_AUTOSCALING_*: the leader-only replica autoscaler (spec read_replicas.scaling). */
+export interface ReplicaAutoscalingConfig {
+  enabled: boolean;
+  provider: 'rds';
+  minReplicas: number;
+  maxReplicas: number;
+  cpuPercent: number;
+  connectionsPercent: number;
+  scaleInCpuPercent: number;
+  scaleInConnectionsPercent: number;
+  scaleOutMs: number;
+  scaleInMs: number;
+  scaleOutCooldownMs: number;
+  scaleInCooldownMs: number;
+  intervalMs: number;
+  retryMs: number;
+  retryMaxMs: number;
+  /** 0: the writer's max_connections. */
+  maxConnections: number;
+  rds: {
+    /** Required when enabled (checked at boot). */
+    sourceId: string | undefined;
+    instanceClass: string;
+    idPrefix: string;
+    region: string;
+    endpoint: string | undefined;
+    cloudwatchEndpoint: string | undefined;
+  };
 }
 
 export interface CloudWatchConfig {
@@ -413,6 +444,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     'BACKUP_RDS_ENDPOINT',
     'BACKUP_RDS_SUBNET_GROUP',
     'BACKUP_RDS_SECURITY_GROUPS',
+    'REPLICA_AUTOSCALING_RDS_INSTANCE_ID',
+    'REPLICA_AUTOSCALING_ID_PREFIX',
+    'REPLICA_AUTOSCALING_REGION',
+    'REPLICA_AUTOSCALING_RDS_ENDPOINT',
+    'REPLICA_AUTOSCALING_CLOUDWATCH_ENDPOINT',
     'BACKUP_RDS_DB_PASSWORD',
     'CLOUDWATCH_ENDPOINT',
     'CLOUDWATCH_ENVIRONMENT',
@@ -455,6 +491,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     }
     if (vars.BACKUP_PROVIDER === 'rds' && !vars.BACKUP_RDS_INSTANCE_ID) {
       problems.push('BACKUP_RDS_INSTANCE_ID: required with BACKUP_PROVIDER=rds');
+    }
+    if (
+      vars.REPLICA_AUTOSCALING_ENABLED &&
+      !(vars.REPLICA_AUTOSCALING_RDS_INSTANCE_ID ?? vars.BACKUP_RDS_INSTANCE_ID)
+    ) {
+      problems.push(
+        'REPLICA_AUTOSCALING_RDS_INSTANCE_ID: required with REPLICA_AUTOSCALING_ENABLED (or BACKUP_RDS_INSTANCE_ID)',
+      );
+    }
+    if (vars.REPLICA_AUTOSCALING_MIN > vars.REPLICA_AUTOSCALING_MAX) {
+      problems.push('REPLICA_AUTOSCALING_MIN: must not exceed REPLICA_AUTOSCALING_MAX');
+    }
+    if (vars.REPLICA_AUTOSCALING_SCALE_IN_CPU_PERCENT >= vars.REPLICA_AUTOSCALING_CPU_PERCENT) {
+      problems.push(
+        'REPLICA_AUTOSCALING_SCALE_IN_CPU_PERCENT: must be below REPLICA_AUTOSCALING_CPU_PERCENT',
+      );
+    }
+    if (
+      vars.REPLICA_AUTOSCALING_SCALE_IN_CONNECTIONS_PERCENT >=
+      vars.REPLICA_AUTOSCALING_CONNECTIONS_PERCENT
+    ) {
+      problems.push(
+        'REPLICA_AUTOSCALING_SCALE_IN_CONNECTIONS_PERCENT: must be below REPLICA_AUTOSCALING_CONNECTIONS_PERCENT',
+      );
     }
     problems.push(...resolveAlertRules(vars.ALERTING_RULES).problems);
     if (vars.NODE_ENV === 'production' && vars.ALERTING_SMTP_TLS === 'none') {
@@ -759,6 +819,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       rdsInstances: splitList(vars.CLOUDWATCH_RDS_INSTANCES),
       elastiCacheClusters: splitList(vars.CLOUDWATCH_ELASTICACHE_CLUSTERS),
     },
+    replicaAutoscaling: ((): ReplicaAutoscalingConfig => {
+      const sourceId = vars.REPLICA_AUTOSCALING_RDS_INSTANCE_ID ?? vars.BACKUP_RDS_INSTANCE_ID;
+      return {
+        enabled: vars.REPLICA_AUTOSCALING_ENABLED,
+        provider: vars.REPLICA_AUTOSCALING_PROVIDER,
+        minReplicas: vars.REPLICA_AUTOSCALING_MIN,
+        maxReplicas: vars.REPLICA_AUTOSCALING_MAX,
+        cpuPercent: vars.REPLICA_AUTOSCALING_CPU_PERCENT,
+        connectionsPercent: vars.REPLICA_AUTOSCALING_CONNECTIONS_PERCENT,
+        scaleInCpuPercent: vars.REPLICA_AUTOSCALING_SCALE_IN_CPU_PERCENT,
+        scaleInConnectionsPercent: vars.REPLICA_AUTOSCALING_SCALE_IN_CONNECTIONS_PERCENT,
+        scaleOutMs: vars.REPLICA_AUTOSCALING_SCALE_OUT_SECONDS * 1000,
+        scaleInMs: vars.REPLICA_AUTOSCALING_SCALE_IN_SECONDS * 1000,
+        scaleOutCooldownMs: vars.REPLICA_AUTOSCALING_SCALE_OUT_COOLDOWN_SECONDS * 1000,
+        scaleInCooldownMs: vars.REPLICA_AUTOSCALING_SCALE_IN_COOLDOWN_SECONDS * 1000,
+        intervalMs: vars.REPLICA_AUTOSCALING_INTERVAL_SECONDS * 1000,
+        retryMs: vars.REPLICA_AUTOSCALING_RETRY_SECONDS * 1000,
+        retryMaxMs: vars.REPLICA_AUTOSCALING_RETRY_MAX_SECONDS * 1000,
+        maxConnections: vars.REPLICA_AUTOSCALING_MAX_CONNECTIONS,
+        rds: {
+          sourceId,
+          instanceClass: vars.REPLICA_AUTOSCALING_INSTANCE_CLASS,
+          idPrefix: vars.REPLICA_AUTOSCALING_ID_PREFIX ?? `${sourceId ?? 'dbu'}-replica-auto`,
+          region: vars.REPLICA_AUTOSCALING_REGION ?? vars.BACKUP_RDS_REGION,
+          endpoint: vars.REPLICA_AUTOSCALING_RDS_ENDPOINT,
+          cloudwatchEndpoint: vars.REPLICA_AUTOSCALING_CLOUDWATCH_ENDPOINT,
+        },
+      };
+    })(),
     embeddings: {
       provider: vars.EMBEDDINGS_PROVIDER,
       url: vars.EMBEDDINGS_URL,

@@ -842,6 +842,133 @@ export class EnvironmentVariables {
   @Min(10)
   BACKUP_RDS_POLL_MS = 30_000;
 
+  // --- replica autoscaling (spec read_replicas.scaling; docs/aws.md) ----------------------
+  /** Add and remove read replicas on load, as a leader-only job (off unless true). */
+  @Transform(toBool)
+  @IsBoolean()
+  REPLICA_AUTOSCALING_ENABLED = false;
+
+  /** `rds`: CreateDBInstanceReadReplica / DeleteDBInstance, load from CloudWatch. */
+  @IsIn(['rds'])
+  REPLICA_AUTOSCALING_PROVIDER = 'rds' as const;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(15)
+  REPLICA_AUTOSCALING_MIN = 1;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(15)
+  REPLICA_AUTOSCALING_MAX = 2;
+
+  /** Scale out when the replicas' average CPU stays at or above this, % (spec cpu_threshold). */
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(1)
+  @Max(100)
+  REPLICA_AUTOSCALING_CPU_PERCENT = 70;
+
+  /** …or their connections at or above this % of max_connections (spec connections_threshold). */
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(1)
+  @Max(100)
+  REPLICA_AUTOSCALING_CONNECTIONS_PERCENT = 80;
+
+  /** Scale in when CPU stays below this, % … */
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(0)
+  @Max(100)
+  REPLICA_AUTOSCALING_SCALE_IN_CPU_PERCENT = 30;
+
+  /** … and connections below this % of max_connections. */
+  @Transform(toNumber)
+  @IsNumber()
+  @Min(0)
+  @Max(100)
+  REPLICA_AUTOSCALING_SCALE_IN_CONNECTIONS_PERCENT = 40;
+
+  /** How long a scale-out threshold must hold, seconds (the spec's alarm duration). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(60)
+  REPLICA_AUTOSCALING_SCALE_OUT_SECONDS = 300;
+
+  /** How long load must stay low before a replica is removed, seconds. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(60)
+  REPLICA_AUTOSCALING_SCALE_IN_SECONDS = 900;
+
+  /** No scale-out sooner than this after a change, seconds. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  REPLICA_AUTOSCALING_SCALE_OUT_COOLDOWN_SECONDS = 600;
+
+  /** No scale-in sooner than this after a change, seconds. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  REPLICA_AUTOSCALING_SCALE_IN_COOLDOWN_SECONDS = 1800;
+
+  /** Evaluation interval, seconds (the leader's tick). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  REPLICA_AUTOSCALING_INTERVAL_SECONDS = 60;
+
+  /** First wait after a failed create or delete, seconds; doubled per failure. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  REPLICA_AUTOSCALING_RETRY_SECONDS = 300;
+
+  /** Longest wait between attempts after failures, seconds. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  REPLICA_AUTOSCALING_RETRY_MAX_SECONDS = 3600;
+
+  /** Denominator of the connections %: 0 = the writer's max_connections (a standby's is at least that). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  REPLICA_AUTOSCALING_MAX_CONNECTIONS = 0;
+
+  /** The source (primary) DB instance identifier (default BACKUP_RDS_INSTANCE_ID). */
+  @IsOptional()
+  @Matches(/^[a-zA-Z][a-zA-Z0-9-]{0,62}$/, { message: 'must be an RDS DB instance identifier' })
+  REPLICA_AUTOSCALING_RDS_INSTANCE_ID?: string;
+
+  /** Class of the replicas it adds (spec read_replicas.instance_class). */
+  @Matches(/^db\.[a-z0-9]+\.[a-z0-9]+$/, { message: 'must be an RDS instance class' })
+  REPLICA_AUTOSCALING_INSTANCE_CLASS = 'db.t3.small';
+
+  /** Identifier prefix of the replicas it adds (default `<source>-replica-auto`). */
+  @IsOptional()
+  @Matches(/^[a-zA-Z][a-zA-Z0-9-]{0,40}$/, { message: 'must be 1-41 letters, digits and dashes' })
+  REPLICA_AUTOSCALING_ID_PREFIX?: string;
+
+  /** Region of RDS and CloudWatch (default BACKUP_RDS_REGION). */
+  @IsOptional()
+  @Matches(/^[a-z]{2}(-[a-z]+)+-\d$/, { message: 'must be an AWS region' })
+  REPLICA_AUTOSCALING_REGION?: string;
+
+  /** Another endpoint speaking the RDS Query protocol (tests); empty = AWS. */
+  @IsOptional()
+  @IsUrl({ require_tld: false, protocols: ['http', 'https'], require_protocol: true })
+  REPLICA_AUTOSCALING_RDS_ENDPOINT?: string;
+
+  /** Another endpoint speaking CloudWatch's protocol (tests); empty = AWS. */
+  @IsOptional()
+  @IsUrl({ require_tld: false, protocols: ['http', 'https'], require_protocol: true })
+  REPLICA_AUTOSCALING_CLOUDWATCH_ENDPOINT?: string;
+
   // --- encryption (envelope: per-user data keys wrapped by a KMS) --------------------
   @IsIn(['local', 'aws'])
   KMS_PROVIDER: 'local' | 'aws' = 'local';

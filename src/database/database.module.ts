@@ -8,6 +8,7 @@ import { buildDataSourceOptions } from './data-source.js';
 import { BOOT_TOPOLOGY } from './database.tokens.js';
 import { FailoverService } from './failover.service.js';
 import { PoolControllerService } from './pool-controller.service.js';
+import { ReplicaAutoscalerService } from './autoscaling/replica-autoscaler.service.js';
 import { JobLeadershipService } from './job-leadership.service.js';
 import { JobRunsRepository } from './job-runs.repository.js';
 import { ReadRouterService } from './read-router.service.js';
@@ -35,6 +36,7 @@ import { TopologyService } from './topology.service.js';
     ReadRouterService,
     FailoverService,
     PoolControllerService,
+    ReplicaAutoscalerService,
     JobLeadershipService,
     JobRunsRepository,
     SlowQueryMetrics,
@@ -45,6 +47,7 @@ import { TopologyService } from './topology.service.js';
     ReadRouterService,
     FailoverService,
     PoolControllerService,
+    ReplicaAutoscalerService,
     JobLeadershipService,
     JobRunsRepository,
   ],

@@ -22,4 +22,5 @@ export enum AdvisoryLock {
   InsightsSampler = 910,
   /** Transaction lock of one alert evaluation: two leaders for a moment still take turns. */
   AlertEvaluation = 920,
+  ReplicaAutoscaler = 930,
 }

@@ -36,6 +36,11 @@ export interface FakeCloudWatch {
   logGroups: Map<string, { retentionInDays?: number }>;
   /** The next calls (any operation) are answered with these faults, in order. */
   failNext(...faults: Fault[]): void;
+  /**
+   * GetMetricData's datapoints: the value of `metric` of `dimension` (a DBInstanceIdentifier)
+   * for the minute starting at `at`, or undefined for none (a gap). Unset: no datapoints.
+   */
+  metricValue?: (metric: string, dimension: string, at: Date) => number | undefined;
   /** Successful PutMetricData bodies' MetricData, flattened. */
   acceptedDatums(): Array<Record<string, unknown>>;
   close(): Promise<void>;
@@ -75,6 +80,43 @@ export async function startFakeCloudWatch(): Promise<FakeCloudWatch> {
           );
         }
         return {};
+      case 'GetMetricData': {
+        // awsJson: times are epoch seconds; one-minute periods from StartTime to EndTime
+        const start = Math.ceil(Number(body.StartTime) / 60) * 60;
+        const end = Number(body.EndTime);
+        const queries = body.MetricDataQueries as Array<{
+          Id: string;
+          MetricStat: {
+            Metric: { MetricName: string; Dimensions: Array<{ Name: string; Value: string }> };
+            Period: number;
+          };
+        }>;
+        return {
+          MetricDataResults: queries.map((q) => {
+            const timestamps: number[] = [];
+            const values: number[] = [];
+            for (let t = start; t + q.MetricStat.Period <= end; t += q.MetricStat.Period) {
+              const v = fake.metricValue?.(
+                q.MetricStat.Metric.MetricName,
+                q.MetricStat.Metric.Dimensions[0]?.Value ?? '',
+                new Date(t * 1000),
+              );
+              if (v !== undefined) {
+                timestamps.push(t);
+                values.push(v);
+              }
+            }
+            return {
+              Id: q.Id,
+              Label: q.Id,
+              Timestamps: timestamps,
+              Values: values,
+              StatusCode: 'Complete',
+            };
+          }),
+          Messages: [],
+        };
+      }
       case 'PutDashboard':
         JSON.parse(String(body.DashboardBody));
         dashboards.set(String(body.DashboardName), String(body.DashboardBody));
@@ -193,7 +235,7 @@ export async function startFakeCloudWatch(): Promise<FakeCloudWatch> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return {
+  const fake: FakeCloudWatch = {
     url: `http://127.0.0.1:${port}`,
     calls,
     dashboards,
@@ -215,4 +257,5 @@ export async function startFakeCloudWatch(): Promise<FakeCloudWatch> {
         server.close((err) => (err ? reject(err) : resolve()));
       }),
   };
+  return fake;
 }

@@ -35,6 +35,9 @@ export interface FakeInstance {
   endpoint: { host: string; port: number } | null;
   instanceClass: string;
   stop?: () => Promise<void>;
+  /** A read replica's source instance. */
+  sourceId?: string;
+  createdAt?: Date;
 }
 
 export interface RdsHooks {
@@ -60,6 +63,8 @@ export interface RdsServer {
   instances: Map<string, FakeInstance>;
   /** Calls of one action, in order. */
   callsOf(action: string): RdsCall[];
+  /** The next calls of `action` fail with this error code (one per entry, in order). */
+  failNext(action: string, code: string, message: string): void;
   close(): Promise<void>;
 }
 
@@ -93,6 +98,7 @@ class Fault extends Error {
 
 export async function startRdsServer(sourceId: string, hooks: RdsHooks): Promise<RdsServer> {
   const calls: RdsCall[] = [];
+  const injected: Array<{ action: string; code: string; message: string }> = [];
   const snapshots = new Map<string, FakeSnapshot>();
   const instances = new Map<string, FakeInstance>();
   const source = {
@@ -118,12 +124,20 @@ export async function startRdsServer(sourceId: string, hooks: RdsHooks): Promise
     `<PreferredBackupWindow>${esc(source.window)}</PreferredBackupWindow>` +
     `<LatestRestorableTime>${new Date(Date.now() - 1000).toISOString()}</LatestRestorableTime>` +
     `<Endpoint><Address>source.example.internal</Address><Port>5432</Port></Endpoint>` +
+    `<ReadReplicaDBInstanceIdentifiers>${[...instances.values()]
+      .filter((i) => i.sourceId === source.id)
+      .map((i) => `<ReadReplicaDBInstanceIdentifier>${esc(i.id)}</ReadReplicaDBInstanceIdentifier>`)
+      .join('')}</ReadReplicaDBInstanceIdentifiers>` +
     `${tagsXml([])}</DBInstance>`;
 
   const instanceXml = (i: FakeInstance): string =>
     `<DBInstance><DBInstanceIdentifier>${esc(i.id)}</DBInstanceIdentifier>` +
     `<DBInstanceClass>${esc(i.instanceClass)}</DBInstanceClass><Engine>postgres</Engine>` +
     `<DBInstanceStatus>${i.status}</DBInstanceStatus>` +
+    (i.createdAt ? `<InstanceCreateTime>${i.createdAt.toISOString()}</InstanceCreateTime>` : '') +
+    (i.sourceId
+      ? `<ReadReplicaSourceDBInstanceIdentifier>${esc(i.sourceId)}</ReadReplicaSourceDBInstanceIdentifier>`
+      : '') +
     (i.endpoint
       ? `<Endpoint><Address>${i.endpoint.host}</Address><Port>${i.endpoint.port}</Port></Endpoint>`
       : '') +
@@ -156,6 +170,7 @@ export async function startRdsServer(sourceId: string, hooks: RdsHooks): Promise
       tags: tagsOf(params),
       endpoint: null,
       instanceClass: params.DBInstanceClass ?? 'db.t3.medium',
+      createdAt: new Date(),
     };
     instances.set(id, i);
     return i;
@@ -251,6 +266,20 @@ export async function startRdsServer(sourceId: string, hooks: RdsHooks): Promise
       startRestore(i, { time: new Date(p.RestoreTime) });
       return instanceXml(i);
     },
+    // a replica stays `creating` until a test makes it `available` (instances.get(id).status)
+    CreateDBInstanceReadReplica: (p) => {
+      if (p.SourceDBInstanceIdentifier !== source.id) {
+        throw new Fault(
+          'DBInstanceNotFound',
+          `DBInstance ${p.SourceDBInstanceIdentifier} not found.`,
+          404,
+        );
+      }
+      const i = newInstance(p.DBInstanceIdentifier, p);
+      i.sourceId = source.id;
+      i.instanceClass = p.DBInstanceClass ?? 'db.t3.medium';
+      return instanceXml(i);
+    },
     DeleteDBInstance: (p) => {
       const i = instances.get(p.DBInstanceIdentifier);
       if (!i) {
@@ -278,6 +307,11 @@ export async function startRdsServer(sourceId: string, hooks: RdsHooks): Promise
     calls.push({ action, params });
     const requestId = randomUUID();
     try {
+      const planned = injected.findIndex((f) => f.action === action);
+      if (planned >= 0) {
+        const [f] = injected.splice(planned, 1);
+        throw new Fault(f.code, f.message);
+      }
       const fn = actions[action];
       if (!fn || params.Version !== '2014-10-31') {
         throw new Fault(
@@ -312,6 +346,9 @@ export async function startRdsServer(sourceId: string, hooks: RdsHooks): Promise
     snapshots,
     instances,
     callsOf: (action) => calls.filter((c) => c.action === action),
+    failNext: (action, code, message) => {
+      injected.push({ action, code, message });
+    },
     close: () => new Promise((done) => server.close(() => done())),
   };
 }

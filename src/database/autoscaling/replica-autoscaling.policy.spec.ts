@@ -20,6 +20,7 @@ const POLICY: AutoscalingPolicy = {
   scaleOutCooldownMs: 10 * MIN,
   scaleInCooldownMs: 30 * MIN,
   sampleStepMs: MIN,
+  sampleLagMs: 5 * MIN,
   retryBaseMs: 5 * MIN,
   retryMaxMs: 60 * MIN,
 };
@@ -66,6 +67,16 @@ describe('replica autoscaling policy (spec read_replicas.scaling)', () => {
       action: 'none',
       reason: '1 replica(s) within bounds, load within thresholds',
     });
+  });
+
+  it('reads the window up to the newest sample, and nothing from stale samples', () => {
+    const late = load(5, 90).map((s) => ({ ...s, at: s.at - 3 * MIN }));
+    expect(decide(POLICY, one, late, FRESH, NOW).action).toBe('add');
+    const stale = load(5, 90).map((s) => ({ ...s, at: s.at - 6 * MIN }));
+    expect(decide(POLICY, one, stale, FRESH, NOW).reason).toBe(
+      'load samples are stale: the newest is 360 s old',
+    );
+    expect(decide(POLICY, one, [], FRESH, NOW).reason).toBe('no load samples');
   });
 
   it('does not decide on a window that the samples do not cover (metrics just started, or a gap)', () => {

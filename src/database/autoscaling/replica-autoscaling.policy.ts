@@ -27,6 +27,11 @@ export interface AutoscalingPolicy {
   scaleInCooldownMs: number;
   /** Spacing of the load samples (the metric period): a window is covered when its oldest sample is this close to its start. */
   sampleStepMs: number;
+  /**
+   * How far behind `now` the newest sample may be (CloudWatch publishes a minute's RDS
+   * metrics a few minutes late): windows end at the newest sample, which must be this fresh.
+   */
+  sampleLagMs: number;
   retryBaseMs: number;
   retryMaxMs: number;
 }
@@ -68,15 +73,15 @@ export function retryDelayMs(policy: AutoscalingPolicy, failures: number): numbe
   return Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** Math.max(0, failures - 1));
 }
 
-/** The samples of the `periodMs` before `now`, or null when they do not cover it. */
+/** The samples of the `periodMs` before `end`, or null when they do not cover it. */
 function windowOf(
   samples: LoadSample[],
-  now: number,
+  end: number,
   periodMs: number,
   stepMs: number,
 ): LoadSample[] | null {
-  const start = now - periodMs;
-  const inside = samples.filter((s) => s.at > start && s.at <= now);
+  const start = end - periodMs;
+  const inside = samples.filter((s) => s.at > start && s.at <= end);
   if (inside.length === 0) {
     return null;
   }
@@ -133,8 +138,19 @@ export function decide(
         };
   }
   const sinceChange = state.lastChangeAt === null ? Infinity : now - state.lastChangeAt;
+  const fresh = samples.filter((s) => s.at <= now);
+  const end = fresh.length > 0 ? Math.max(...fresh.map((s) => s.at)) : null;
+  if (end === null || now - end > policy.sampleLagMs) {
+    return {
+      action: 'none',
+      reason:
+        end === null
+          ? 'no load samples'
+          : `load samples are stale: the newest is ${secs(now - end)} old`,
+    };
+  }
 
-  const out = windowOf(samples, now, policy.scaleOutPeriodMs, policy.sampleStepMs);
+  const out = windowOf(fresh, end, policy.scaleOutPeriodMs, policy.sampleStepMs);
   const hot =
     out !== null &&
     out.every(
@@ -163,7 +179,7 @@ export function decide(
       };
     }
   }
-  const inWindow = windowOf(samples, now, policy.scaleInPeriodMs, policy.sampleStepMs);
+  const inWindow = windowOf(fresh, end, policy.scaleInPeriodMs, policy.sampleStepMs);
   if (inWindow && n > policy.minReplicas) {
     const idle = inWindow.every(
       (s) =>

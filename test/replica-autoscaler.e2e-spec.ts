@@ -1,0 +1,255 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { AUTOSCALER_TAG } from '../src/database/autoscaling/rds-replica-fleet.js';
+import {
+  AutoscaleTick,
+  ReplicaAutoscalerService,
+} from '../src/database/autoscaling/replica-autoscaler.service.js';
+import { bootApp, testConfig } from './support/app.js';
+import { useTestAwsCredentials } from './support/aws-credentials.js';
+import {
+  adminQuery,
+  createTestDatabase,
+  dropTestDatabase,
+  StackDb,
+  stackDb,
+} from './support/databases.js';
+import { MetricsService } from '../src/monitoring/metrics.service.js';
+import { FakeCloudWatch, startFakeCloudWatch } from './support/fake-cloudwatch.js';
+import { RdsServer, startRdsServer } from './support/rds-server.js';
+import { stackEnv } from './support/stack.js';
+
+import { jest } from '@jest/globals';
+
+jest.setTimeout(120_000);
+
+const SOURCE = 'prod-dbu-primary';
+const MIN = 60_000;
+
+/**
+ * The replica autoscaler against endpoints speaking the RDS Query protocol and CloudWatch's
+ * JSON protocol (test/support/rds-server.ts, fake-cloudwatch.ts), with the service's real
+ * leadership on the stack's PostgreSQL. The test moves the clock a minute per tick and
+ * sets each replica's CPUUtilization and DatabaseConnections per minute.
+ */
+describe('replica autoscaler (spec read_replicas.scaling) on RDS and CloudWatch endpoints', () => {
+  useTestAwsCredentials();
+  let db: StackDb;
+  let database: string;
+  let app: NestFastifyApplication;
+  let rds: RdsServer;
+  let cw: FakeCloudWatch;
+  let autoscaler: ReplicaAutoscalerService;
+  /** The load of every replica per minute: CPU %, connections. */
+  let cpu: (id: string, at: Date) => number | undefined;
+  let connections: (id: string, at: Date) => number | undefined;
+  let clock: number;
+
+  const replicas = (): string[] =>
+    [...rds.instances.values()].filter((i) => i.sourceId === SOURCE).map((i) => i.id);
+  const tick = async (minutes = 1): Promise<AutoscaleTick> => {
+    clock += minutes * MIN;
+    return autoscaler.tick(clock);
+  };
+  const made = (): string[] =>
+    rds.callsOf('CreateDBInstanceReadReplica').map((c) => c.params.DBInstanceIdentifier);
+
+  beforeAll(async () => {
+    const env = await stackEnv();
+    db = stackDb(env);
+    database = await createTestDatabase(db, 'autoscaler');
+    rds = await startRdsServer(SOURCE, {
+      snapshot: () => Promise.reject(new Error('not in this test')),
+      restore: () => Promise.reject(new Error('not in this test')),
+    });
+    cw = await startFakeCloudWatch();
+    cw.metricValue = (metric, id, at) =>
+      metric === 'CPUUtilization' ? cpu(id, at) : connections(id, at);
+    app = await bootApp(
+      testConfig(env, database, {
+        REPLICA_AUTOSCALING_ENABLED: 'true',
+        REPLICA_AUTOSCALING_RDS_INSTANCE_ID: SOURCE,
+        REPLICA_AUTOSCALING_RDS_ENDPOINT: rds.url,
+        REPLICA_AUTOSCALING_CLOUDWATCH_ENDPOINT: cw.url,
+        REPLICA_AUTOSCALING_REGION: 'us-east-1',
+        // the test ticks by hand
+        REPLICA_AUTOSCALING_INTERVAL_SECONDS: '86400',
+      }),
+    );
+    autoscaler = app.get(ReplicaAutoscalerService);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await cw?.close();
+    await rds?.close();
+    if (db) {
+      await dropTestDatabase(db, database);
+    }
+  });
+
+  it('restores minReplicas at once: a source without a replica gets one, tagged as its own', async () => {
+    clock = Date.now();
+    cpu = () => 10;
+    connections = () => 10;
+    const t = await tick();
+    expect(t).toMatchObject({
+      ran: true,
+      decision: { action: 'add', reason: '0 replica(s), below minReplicas 1' },
+    });
+    const [call] = rds.callsOf('CreateDBInstanceReadReplica');
+    expect(call.params).toMatchObject({
+      SourceDBInstanceIdentifier: SOURCE,
+      DBInstanceClass: 'db.t3.small',
+      PubliclyAccessible: 'false',
+      'Tags.Tag.2.Key': AUTOSCALER_TAG.Key,
+      'Tags.Tag.2.Value': AUTOSCALER_TAG.Value,
+    });
+    expect(call.params.DBInstanceIdentifier).toMatch(/^prod-dbu-primary-replica-auto-\d{14}$/);
+    // RDS builds it: nothing more while it is `creating`, whatever the load
+    cpu = () => 99;
+    const waiting = await tick();
+    expect(waiting).toMatchObject({
+      decision: { action: 'none', reason: expect.stringMatching(/is creating$/) },
+    });
+    expect(made()).toHaveLength(1);
+    // the replica the stack defines stands for this one from here on: not the autoscaler's
+    const id = made()[0];
+    rds.instances.get(id)!.status = 'available';
+    rds.instances.get(id)!.tags = [];
+  });
+
+  it('adds a replica when CPU holds at 70 % or more for 5 minutes, not for a shorter spike', async () => {
+    cpu = (_id, at) => (at.getTime() > clock - 3 * MIN ? 95 : 20);
+    connections = () => 20;
+    const spike = await tick(10);
+    expect(spike).toMatchObject({ decision: { action: 'none' } });
+    expect(made()).toHaveLength(1);
+    cpu = () => 85;
+    const hot = await tick();
+    expect(hot).toMatchObject({ decision: { action: 'add' } });
+    expect((hot as { decision: { reason: string } }).decision.reason).toContain(
+      'lowest CPU 85.0 %',
+    );
+    expect(made()).toHaveLength(2);
+    // GetMetricData asked for both metrics of the replica, one-minute averages
+    const query = cw.calls.filter((c) => c.operation === 'GetMetricData').at(-1)!.body;
+    expect(query.MetricDataQueries).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          MetricStat: expect.objectContaining({
+            Metric: {
+              Namespace: 'AWS/RDS',
+              MetricName: 'CPUUtilization',
+              Dimensions: [{ Name: 'DBInstanceIdentifier', Value: made()[0] }],
+            },
+            Period: 60,
+            Stat: 'Average',
+          }),
+        }),
+      ]),
+    );
+  });
+
+  it('never goes above maxReplicas (2), however long the load stays high', async () => {
+    rds.instances.get(made()[1])!.status = 'available';
+    for (let i = 0; i < 5; i++) {
+      const t = await tick(15);
+      expect(t).toMatchObject({
+        decision: { action: 'none', reason: 'load above threshold, but at maxReplicas 2' },
+      });
+    }
+    expect(replicas()).toHaveLength(2);
+    expect(made()).toHaveLength(2);
+  });
+
+  it('removes only the replica it added, after load stays low for 15 minutes and the cooldown', async () => {
+    cpu = () => 5;
+    connections = () => 5;
+    const t = await tick(16);
+    expect(t).toMatchObject({ decision: { action: 'remove', id: made()[1] } });
+    expect(rds.callsOf('DeleteDBInstance').map((c) => c.params)).toEqual([
+      expect.objectContaining({
+        DBInstanceIdentifier: made()[1],
+        SkipFinalSnapshot: 'true',
+        DeleteAutomatedBackups: 'true',
+      }),
+    ]);
+    expect(replicas()).toEqual([made()[0]]);
+    // at minReplicas, with the stack's replica only: nothing more to remove
+    const after = await tick(60);
+    expect(after).toMatchObject({ decision: { action: 'none' } });
+    expect(rds.callsOf('DeleteDBInstance')).toHaveLength(1);
+  });
+
+  it("adds on connections at 80 % of the writer's max_connections, and waits out the cooldown after a change", async () => {
+    const max = Number(
+      (
+        (await adminQuery(db, db.primaryPort, database, 'SHOW max_connections')).rows[0] as {
+          max_connections: string;
+        }
+      ).max_connections,
+    );
+    const hotFrom = clock;
+    cpu = () => 5;
+    connections = (_id, at) => (at.getTime() >= hotFrom ? 0.85 * max : 5);
+    const early = await tick(2);
+    expect(early).toMatchObject({ decision: { action: 'none' } });
+    const hot = await tick(5);
+    expect(hot).toMatchObject({ decision: { action: 'add' }, changed: expect.any(String) });
+    expect((hot as { decision: { reason: string } }).decision.reason).toContain(
+      'lowest connections 85.0 %',
+    );
+    const id = made().at(-1)!;
+    rds.instances.get(id)!.status = 'available';
+    expect(await tick(1)).toMatchObject({
+      decision: { reason: 'load above threshold, but at maxReplicas 2' },
+    });
+    // an operator deletes it while the load stays high: the cooldown holds the next add
+    rds.instances.delete(id);
+    const cooling = await tick(1);
+    expect(cooling).toMatchObject({
+      decision: { action: 'none', reason: expect.stringContaining('in the cooldown: 480 s left') },
+    });
+  });
+
+  it('reports a failed creation, retries it after a doubling backoff, and never loops', async () => {
+    rds.failNext(
+      'CreateDBInstanceReadReplica',
+      'InstanceQuotaExceeded',
+      'DB instance quota exceeded',
+    );
+    rds.failNext(
+      'CreateDBInstanceReadReplica',
+      'InstanceQuotaExceeded',
+      'DB instance quota exceeded',
+    );
+    const before = rds.callsOf('CreateDBInstanceReadReplica').length;
+    const first = await tick(10);
+    expect(first).toMatchObject({
+      decision: { action: 'add' },
+      error: 'DB instance quota exceeded',
+      retryInMs: 5 * MIN,
+    });
+    // every minute for the next 4: no call, only the backoff
+    for (let i = 0; i < 4; i++) {
+      const t = await tick(1);
+      expect(t).toMatchObject({
+        decision: {
+          action: 'none',
+          reason: expect.stringMatching(/^backing off after 1 failed attempt/),
+        },
+      });
+    }
+    const second = await tick(1);
+    expect(second).toMatchObject({ error: 'DB instance quota exceeded', retryInMs: 10 * MIN });
+    for (let i = 0; i < 9; i++) {
+      expect(await tick(1)).toMatchObject({ decision: { action: 'none' } });
+    }
+    const third = await tick(1);
+    expect(third).toMatchObject({ decision: { action: 'add' }, changed: expect.any(String) });
+    // three attempts in 16 minutes of high load: the two failures and the success
+    expect(rds.callsOf('CreateDBInstanceReadReplica').length - before).toBe(3);
+    const metrics = await app.get(MetricsService).registry.metrics();
+    expect(metrics).toMatch(/dbu_replica_autoscaler_failures_total\{action="add"[^}]*\} 2\n/);
+  });
+});
