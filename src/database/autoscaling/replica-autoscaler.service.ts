@@ -53,7 +53,10 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
   private fleet: ReplicaFleet | null = null;
   private timer?: NodeJS.Timeout;
   private running = false;
-  private lastReason = '';
+  /** The last "no change" reason without its numbers: logged when the situation changes, not each tick. */
+  private lastSituation = '';
+  /** The writer's max_connections once read (it changes only with a restart). */
+  private writerMaxConnections: number | null = null;
   private readonly state: AutoscalingState = {
     lastChangeAt: null,
     failures: 0,
@@ -139,11 +142,14 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
     if (configured > 0) {
       return configured;
     }
-    const rows = await this.router.readTransaction<Array<{ n: number }>>(
-      (m) => m.query(`SELECT current_setting('max_connections')::int AS n`),
-      { onWriter: true },
-    );
-    return rows[0].n;
+    if (this.writerMaxConnections === null) {
+      const rows = await this.router.readTransaction<Array<{ n: number }>>(
+        (m) => m.query(`SELECT current_setting('max_connections')::int AS n`),
+        { onWriter: true },
+      );
+      this.writerMaxConnections = rows[0].n;
+    }
+    return this.writerMaxConnections;
   }
 
   /** One evaluation (the timer's; tests call it with their clock). */
@@ -186,16 +192,18 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
     this.decisions.inc({ action: decision.action });
     const ids = replicas.map((r) => `${r.id}(${r.status})`);
     if (decision.action === 'none') {
-      if (decision.reason !== this.lastReason) {
+      // a countdown ("next in 241 s") is the same situation as a tick ago
+      const situation = decision.reason.replace(/\d+(\.\d+)?/g, '#');
+      if (situation !== this.lastSituation) {
         this.logger.log(
           { replicas: ids, reason: decision.reason },
           'replica autoscaler: no change',
         );
       }
-      this.lastReason = decision.reason;
+      this.lastSituation = situation;
       return { ran: true, replicas: ids, decision };
     }
-    this.lastReason = '';
+    this.lastSituation = '';
     try {
       const changed =
         decision.action === 'add'
