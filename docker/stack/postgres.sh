@@ -579,6 +579,10 @@ extra_add() {
         timeout "$BASEBACKUP_TIMEOUT" "$PG_BIN/pg_basebackup" -D "$data" -R -X stream -c fast \
         -C -S "$slot" -h "$HOST" -p "$PRIMARY_PORT" -U "$REPL_USER" -w >"$LOG_DIR/basebackup-extra-$port.log" 2>&1) \
       || { tail_log "$LOG_DIR/basebackup-extra-$port.log"; die "pg_basebackup for the extra replica failed"; }
+    # the clone holds the writer's stack.conf: keep its memory size unless STACK_PG_SHARED_BUFFERS says otherwise
+    local cloned_sb
+    cloned_sb=$(sed -n "s/^shared_buffers = '\([0-9]*[kMG]B\)'$/\1/p" "$data/stack.conf" 2>/dev/null | head -n 1)
+    [[ -z ${STACK_PG_SHARED_BUFFERS:-} && -n $cloned_sb ]] && PG_SHARED_BUFFERS=$cloned_sb
     pg_conf_content replica | sed "s/^port = .*/port = $port/" | as_svc tee "$data/stack.conf" >/dev/null
     rm -f "$data/postmaster.opts" "$data/postmaster.pid"
   fi

@@ -123,7 +123,7 @@ export interface AppConfig {
 /** REPLICA_AUTOSCALING_*: the leader-only replica autoscaler (spec read_replicas.scaling). */
 export interface ReplicaAutoscalingConfig {
   enabled: boolean;
-  provider: 'rds';
+  provider: 'rds' | 'local';
   minReplicas: number;
   maxReplicas: number;
   cpuPercent: number;
@@ -139,6 +139,15 @@ export interface ReplicaAutoscalingConfig {
   retryMaxMs: number;
   /** 0: the writer's max_connections. */
   maxConnections: number;
+  /** How often every instance lists the replicas and adds new ones to its topology. */
+  discoveryMs: number;
+  local: {
+    ports: { from: number; to: number };
+    /** 0: this machine's. */
+    vcpus: number;
+    stackDir: string;
+    stackScript: string;
+  };
   rds: {
     /** Required when enabled (checked at boot). */
     sourceId: string | undefined;
@@ -485,15 +494,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         'DB_MIGRATION_USER: must differ from DB_USER (the service must not own the schema)',
       );
     }
-    const ports = scratchPorts(vars.BACKUP_SCRATCH_PORTS);
+    const ports = portRange(vars.BACKUP_SCRATCH_PORTS);
     if (ports.from > ports.to || ports.to > 65535) {
       problems.push('BACKUP_SCRATCH_PORTS: FROM must not exceed TO, and TO must be a port');
     }
     if (vars.BACKUP_PROVIDER === 'rds' && !vars.BACKUP_RDS_INSTANCE_ID) {
       problems.push('BACKUP_RDS_INSTANCE_ID: required with BACKUP_PROVIDER=rds');
     }
+    const localPorts = portRange(vars.REPLICA_AUTOSCALING_LOCAL_PORTS);
+    if (localPorts.from > localPorts.to || localPorts.to > 65535) {
+      problems.push(
+        'REPLICA_AUTOSCALING_LOCAL_PORTS: FROM must not exceed TO, and TO must be a port',
+      );
+    }
+    if (vars.REPLICA_AUTOSCALING_PROVIDER === 'rds') {
+      // CloudWatch's RDS metrics come a minute at a time: a shorter window holds no sample
+      for (const key of [
+        'REPLICA_AUTOSCALING_SCALE_OUT_SECONDS',
+        'REPLICA_AUTOSCALING_SCALE_IN_SECONDS',
+      ] as const) {
+        if (vars[key] < 60) {
+          problems.push(`${key}: must be at least 60 with REPLICA_AUTOSCALING_PROVIDER=rds`);
+        }
+      }
+    }
     if (
       vars.REPLICA_AUTOSCALING_ENABLED &&
+      vars.REPLICA_AUTOSCALING_PROVIDER === 'rds' &&
       !(vars.REPLICA_AUTOSCALING_RDS_INSTANCE_ID ?? vars.BACKUP_RDS_INSTANCE_ID)
     ) {
       problems.push(
@@ -724,7 +751,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       },
       scratch: {
         dir: vars.BACKUP_SCRATCH_DIR,
-        ports: scratchPorts(vars.BACKUP_SCRATCH_PORTS),
+        ports: portRange(vars.BACKUP_SCRATCH_PORTS),
         restoreTtlMinutes: vars.BACKUP_RESTORE_TTL_MINUTES,
       },
       objectives: { rtoSeconds: vars.BACKUP_RTO_SECONDS, rpoSeconds: vars.BACKUP_RPO_SECONDS },
@@ -838,6 +865,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         retryMs: vars.REPLICA_AUTOSCALING_RETRY_SECONDS * 1000,
         retryMaxMs: vars.REPLICA_AUTOSCALING_RETRY_MAX_SECONDS * 1000,
         maxConnections: vars.REPLICA_AUTOSCALING_MAX_CONNECTIONS,
+        discoveryMs: vars.REPLICA_AUTOSCALING_DISCOVERY_SECONDS * 1000,
+        local: {
+          ports: portRange(vars.REPLICA_AUTOSCALING_LOCAL_PORTS),
+          vcpus: vars.REPLICA_AUTOSCALING_LOCAL_VCPUS,
+          stackDir: vars.REPLICA_AUTOSCALING_LOCAL_STACK_DIR,
+          stackScript: vars.REPLICA_AUTOSCALING_LOCAL_STACK_SCRIPT,
+        },
         rds: {
           sourceId,
           instanceClass: vars.REPLICA_AUTOSCALING_INSTANCE_CLASS,
@@ -858,7 +892,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   });
 }
 
-function scratchPorts(range: string): { from: number; to: number } {
+function portRange(range: string): { from: number; to: number } {
   const [from, to] = range.split('-').map(Number);
   return { from, to };
 }

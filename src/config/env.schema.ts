@@ -848,9 +848,13 @@ export class EnvironmentVariables {
   @IsBoolean()
   REPLICA_AUTOSCALING_ENABLED = false;
 
-  /** `rds`: CreateDBInstanceReadReplica / DeleteDBInstance, load from CloudWatch. */
-  @IsIn(['rds'])
-  REPLICA_AUTOSCALING_PROVIDER = 'rds' as const;
+  /**
+   * `rds`: CreateDBInstanceReadReplica / DeleteDBInstance, load from CloudWatch.
+   * `local`: `docker/stack.sh add-replica` / `drop-replica` on REPLICA_AUTOSCALING_LOCAL_PORTS,
+   * load read from the replicas themselves (the local stack's demonstration).
+   */
+  @IsIn(['rds', 'local'])
+  REPLICA_AUTOSCALING_PROVIDER: 'rds' | 'local' = 'rds';
 
   @Transform(toInt)
   @IsInt()
@@ -895,13 +899,13 @@ export class EnvironmentVariables {
   /** How long a scale-out threshold must hold, seconds (the spec's alarm duration). */
   @Transform(toInt)
   @IsInt()
-  @Min(60)
+  @Min(1)
   REPLICA_AUTOSCALING_SCALE_OUT_SECONDS = 300;
 
   /** How long load must stay low before a replica is removed, seconds. */
   @Transform(toInt)
   @IsInt()
-  @Min(60)
+  @Min(1)
   REPLICA_AUTOSCALING_SCALE_IN_SECONDS = 900;
 
   /** No scale-out sooner than this after a change, seconds. */
@@ -968,6 +972,35 @@ export class EnvironmentVariables {
   @IsOptional()
   @IsUrl({ require_tld: false, protocols: ['http', 'https'], require_protocol: true })
   REPLICA_AUTOSCALING_CLOUDWATCH_ENDPOINT?: string;
+
+  /**
+   * Every instance (not only the leader) lists the source's replicas this often, seconds,
+   * and adds the new ones to its topology (reads reach them once healthy and caught up).
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  REPLICA_AUTOSCALING_DISCOVERY_SECONDS = 30;
+
+  /** `local` provider: ports of the replicas it may add, `FROM-TO` (below the ephemeral range). */
+  @Matches(/^\d{2,5}-\d{2,5}$/, { message: 'must look like 25440-25443' })
+  REPLICA_AUTOSCALING_LOCAL_PORTS = '25440-25443';
+
+  /** `local` provider: CPUs the replicas share (CPU % = active sessions / this); 0 = this machine's. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  REPLICA_AUTOSCALING_LOCAL_VCPUS = 0;
+
+  /** `local` provider: the stack (its STACK_DIR) the replicas are added to. */
+  @IsString()
+  @MinLength(1)
+  REPLICA_AUTOSCALING_LOCAL_STACK_DIR = '.stack';
+
+  /** `local` provider: the stack script. */
+  @IsString()
+  @MinLength(1)
+  REPLICA_AUTOSCALING_LOCAL_STACK_SCRIPT = 'docker/stack.sh';
 
   // --- encryption (envelope: per-user data keys wrapped by a KMS) --------------------
   @IsIn(['local', 'aws'])

@@ -107,6 +107,31 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
     const toMaster = driver.obtainMasterConnection.bind(driver);
     driver.obtainMasterConnection = () => this.obtainWrite(toMaster);
     driver.obtainSlaveConnection = () => this.obtainRead();
+    this.topology.on((e) => {
+      if (e.kind === 'node-removed') {
+        this.closePool(e.node);
+      }
+    });
+  }
+
+  /** A removed replica's own pool: no new reads; closed once the reads in flight end. */
+  private closePool(name: string): void {
+    const pool = this.pools.get(name);
+    const own = pool ? this.ownPools.indexOf(pool) : -1;
+    if (!pool || own < 0) {
+      return;
+    }
+    this.pools.delete(name);
+    this.ownPools.splice(own, 1);
+    void pool
+      .end()
+      .then(() => this.logger.log({ node: name }, 'pool of a removed replica closed'))
+      .catch((err: Error) =>
+        this.logger.warn(
+          { node: name, error: err.message },
+          'closing a removed replica pool failed',
+        ),
+      );
   }
 
   async onModuleDestroy(): Promise<void> {
@@ -156,17 +181,29 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
     if (this.viaPgBouncer) {
       // PgBouncer mode: the read entry (PGBOUNCER_DB_RO) is one target. Which server backs it
       // is PgBouncer's configuration: the shipped ones name one replica (PgBouncer round-robins
-      // only when an entry lists several hosts), so with more replicas use direct routing.
-      if (this.driver.slaves.length === 0) {
-        return master();
+      // only when an entry lists several hosts). Replicas discovered at run time are not in
+      // that configuration: each is a target of its own, read directly.
+      const viaBouncer = candidates.filter((n) => !this.topology.isDiscovered(n));
+      const targets: Array<{ nodes: string[]; pool: () => pg.Pool; label: string }> = [];
+      if (viaBouncer.length > 0 && this.driver.slaves.length > 0) {
+        targets.push({
+          nodes: viaBouncer,
+          pool: () => this.driver.slaves[0],
+          label: this.labels.readLabels[0],
+        });
       }
-      const got = await this.tryReplica(
-        this.driver.slaves[0],
-        candidates,
-        this.labels.readLabels[0],
-        ctx,
-      );
-      return got ?? master();
+      for (const name of candidates.filter((n) => this.topology.isDiscovered(n))) {
+        targets.push({ nodes: [name], pool: () => this.poolFor(name), label: name });
+      }
+      const first = this.next++;
+      for (let i = 0; i < targets.length; i++) {
+        const t = targets[(first + i) % targets.length];
+        const got = await this.tryReplica(t.pool(), t.nodes, t.label, ctx);
+        if (got) {
+          return got;
+        }
+      }
+      return master();
     }
     const start = this.next++ % candidates.length;
     for (let i = 0; i < candidates.length; i++) {
@@ -207,9 +244,12 @@ export class ReadRouterService implements OnModuleInit, OnModuleDestroy {
     // The caller's floor: one round trip to check it, unless a probe or an earlier check
     // already saw every node that may be behind this connection replay it (through
     // PgBouncer: any node but the writer, whatever the service thinks of its health).
-    const behind = this.viaPgBouncer
-      ? this.topology.names().filter((n) => n !== this.topology.writerName)
-      : nodes;
+    const behind =
+      this.viaPgBouncer && label === this.labels.readLabels[0]
+        ? this.topology
+            .names()
+            .filter((n) => n !== this.topology.writerName && !this.topology.isDiscovered(n))
+        : nodes;
     if (ctx?.minLsn && !this.topology.knownReplayed(behind, ctx.minLsn)) {
       try {
         const res = await obtained[0].query<{ lsn: string | null }>(

@@ -77,3 +77,73 @@ describe('TopologyService: known replay positions', () => {
     expect(t.knownReplayed(['r'], '0/1')).toBe(false);
   });
 });
+
+describe('TopologyService: replicas discovered at run time', () => {
+  const twoChecks = {
+    ...config,
+    database: { ...config.database, health: { ...config.database.health, healthyThreshold: 2 } },
+  };
+  const fresh = (): TopologyService => {
+    const writer = probe('p', 'primary', '0/5000000');
+    return new TopologyService(
+      twoChecks,
+      { writer, probes: [writer], replicas: [], fenced: [] },
+      new MetricsService(),
+    );
+  };
+  const replicaAt = (lsn: string | null): NodeProbe => ({
+    ...probe('n:5432', 'replica', lsn),
+    address: { host: 'n', port: 5432 },
+  });
+
+  it('adds a replica unhealthy; it reads only after DB_HEALTHY_THRESHOLD checks that found it replaying', () => {
+    const t = fresh();
+    const events: string[] = [];
+    t.on((e) => events.push(e.kind));
+    expect(t.addNode({ host: 'n', port: 5432 }, 'test')).toBe(true);
+    expect(t.addNode({ host: 'n', port: 5432 }, 'test')).toBe(false);
+    expect(events).toEqual(['node-added']);
+    expect(t.isDiscovered('n:5432')).toBe(true);
+    expect(t.readCandidates()).toEqual([]);
+    expect(t.exclusion('n:5432')).toBe('unhealthy');
+    t.observe(replicaAt(null));
+    t.observe(replicaAt(null));
+    expect(t.exclusion('n:5432')).toBe('no WAL replayed yet');
+    t.observe(replicaAt('0/5000000'));
+    expect(t.readCandidates()).toEqual(['n:5432']);
+  });
+
+  it('keeps a discovered replica out while it lags beyond the bound', () => {
+    const t = new TopologyService(
+      {
+        ...twoChecks,
+        database: { ...twoChecks.database, readMaxLag: { bytes: 1000, seconds: 3600 } },
+      },
+      {
+        writer: probe('p', 'primary', '0/5000000'),
+        probes: [probe('p', 'primary', '0/5000000')],
+        replicas: [],
+        fenced: [],
+      },
+      new MetricsService(),
+    );
+    t.addNode({ host: 'n', port: 5432 }, 'test');
+    t.observe(replicaAt('0/1000000'));
+    t.observe(replicaAt('0/1000000'));
+    // lag is measured against the writer's position of a check round
+    (t as unknown as { updateLag(): void }).updateLag();
+    expect(t.exclusion('n:5432')).toMatch(/^lag \d+ bytes > 1000$/);
+  });
+
+  it('removes only discovered replicas, never DB_NODES or the writer', () => {
+    const t = topology();
+    const events: string[] = [];
+    t.on((e) => events.push(`${e.kind}`));
+    expect(t.removeNode('r', 'test')).toBe(false);
+    expect(t.removeNode('p', 'test')).toBe(false);
+    t.addNode({ host: 'n', port: 5432 }, 'test');
+    expect(t.removeNode('n:5432', 'test')).toBe(true);
+    expect(t.names()).toEqual(['p', 'r']);
+    expect(events).toEqual(['node-added', 'node-removed']);
+  });
+});

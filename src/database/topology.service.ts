@@ -6,14 +6,14 @@ import {
   OnModuleDestroy,
 } from '@nestjs/common';
 import { Counter } from 'prom-client';
-import type { AppConfig } from '../config/app-config.js';
+import type { AppConfig, NodeAddress } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { MetricsService } from '../monitoring/metrics.service.js';
 import { DatabaseMetric } from './database.metrics.js';
 import { BOOT_TOPOLOGY } from './database.tokens.js';
-import { probeAll } from './boot.js';
 import type { BootTopology } from './boot.js';
-import { lsnToBigInt, NodeProbe, NodeRole } from './topology.js';
+import { nodeName } from './pg-direct.js';
+import { lsnToBigInt, NodeProbe, NodeRole, probeNode } from './topology.js';
 
 export interface NodeState {
   name: string;
@@ -29,13 +29,17 @@ export interface NodeState {
   lastError?: string;
   /** Replicas: bytes of WAL behind the writer's position of the same round. */
   lagBytes: number | null;
+  /** Added at run time (replica discovery), not one of DB_NODES: only these can be removed. */
+  discovered: boolean;
 }
 
 export type TopologyEvent =
   | { kind: 'writer-unhealthy'; writer: string }
   | { kind: 'checked'; writerHealthy: boolean }
   | { kind: 'writer-changed'; from: string; to: string }
-  | { kind: 'fenced'; node: string; timeline: number | null };
+  | { kind: 'fenced'; node: string; timeline: number | null }
+  | { kind: 'node-added'; node: string; via: string }
+  | { kind: 'node-removed'; node: string; via: string };
 
 /**
  * Keeps the health and role of every configured node: checked every
@@ -44,6 +48,10 @@ export type TopologyEvent =
  * successes. Errors seen on live traffic count at once. The writer is the
  * non-recovery node on the highest timeline; a non-recovery node on an older one
  * is fenced (a former primary that came back) and never routed to.
+ *
+ * Besides DB_NODES, replicas can join and leave at run time (`addNode` / `removeNode`,
+ * from the replica discovery): a new one starts unhealthy and serves reads only after
+ * DB_HEALTHY_THRESHOLD successful checks that found it replaying WAL within the lag bounds.
  */
 @Injectable()
 export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy {
@@ -88,6 +96,7 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
         lastCheckedAt: now,
         lastError: probe.error,
         lagBytes: null,
+        discovered: false,
       });
     }
     this.updateLag();
@@ -127,8 +136,16 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
   }
 
   private async doRefresh(): Promise<void> {
-    const probes = await probeAll(this.config, this.config.database.health.timeoutMs);
+    const timeoutMs = this.config.database.health.timeoutMs;
+    const probes = await Promise.all(
+      [...this.states.values()].map((s) =>
+        probeNode(this.config.database, s.lastProbe.address, timeoutMs),
+      ),
+    );
     for (const probe of probes) {
+      if (!this.states.has(probe.name)) {
+        continue; // removed while it was being checked
+      }
       if (probe.reachable) {
         this.recordSuccess(probe);
       } else {
@@ -183,6 +200,68 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
         this.logger.log({ node: s.name }, 'a fenced node came back as a replica');
       }
     }
+  }
+
+  /**
+   * A replica found at run time (`via`: who found it). It starts unhealthy: reads reach it
+   * once the regular checks saw it healthy DB_HEALTHY_THRESHOLD times, replaying WAL within
+   * the lag bounds. False when the node is already known.
+   */
+  addNode(address: NodeAddress, via: string): boolean {
+    const name = nodeName(address);
+    if (this.states.has(name)) {
+      return false;
+    }
+    this.connectionFailures.inc({ node: name }, 0);
+    this.states.set(name, {
+      name,
+      role: 'unknown',
+      healthy: false,
+      fenced: false,
+      consecutiveFailures: 0,
+      consecutiveSuccesses: 0,
+      lastProbe: {
+        name,
+        address,
+        reachable: false,
+        role: 'unknown',
+        timeline: null,
+        lsn: null,
+        replayLagSeconds: null,
+        latencyMs: 0,
+        error: 'not checked yet',
+      },
+      lastCheckedAt: new Date().toISOString(),
+      lagBytes: null,
+      discovered: true,
+    });
+    this.logger.log(
+      { node: name, via },
+      'replica discovered: reads reach it once healthy and caught up',
+    );
+    this.emit({ kind: 'node-added', node: name, via });
+    return true;
+  }
+
+  /**
+   * Forgets a discovered replica (it is being deleted): no new read goes to it, and its pool
+   * is closed once its reads finish. DB_NODES and the writer are never removed (false).
+   */
+  removeNode(name: string, via: string): boolean {
+    const s = this.states.get(name);
+    if (!s || !s.discovered || name === this.writer) {
+      return false;
+    }
+    this.states.delete(name);
+    this.replayed.delete(name);
+    this.logger.log({ node: name, via }, 'replica removed from the topology');
+    this.emit({ kind: 'node-removed', node: name, via });
+    return true;
+  }
+
+  /** Whether `name` was added at run time (not one of DB_NODES). */
+  isDiscovered(name: string): boolean {
+    return this.states.get(name)?.discovered ?? false;
   }
 
   /** The writer changed (promotion): routing follows at once. */
@@ -319,6 +398,9 @@ export class TopologyService implements OnApplicationBootstrap, OnModuleDestroy 
     }
     if (s.role !== 'replica') {
       return `role ${s.role}`;
+    }
+    if (s.lastProbe.lsn === null) {
+      return 'no WAL replayed yet';
     }
     const bound = this.config.database.readMaxLag;
     if (s.lagBytes !== null && s.lagBytes > bound.bytes) {

@@ -73,6 +73,7 @@ export class OpsService {
         lastCheckedAt: s.lastCheckedAt,
         lastError: s.lastError,
         fenced: s.fenced,
+        discovered: s.discovered,
         timeline: s.lastProbe.timeline,
         lsn: s.lastProbe.lsn,
         replayLagSeconds: s.lastProbe.replayLagSeconds,

@@ -20,6 +20,10 @@ const SERVICE_TAG = { Key: 'service', Value: 'database-unit' };
 
 /** Where the autoscaler adds, removes and measures replicas. */
 export interface ReplicaFleet {
+  /** Spacing of the load samples, ms (a window is covered when no gap between them is longer). */
+  readonly sampleStepMs: number;
+  /** How old the newest load sample may be, ms. */
+  readonly sampleLagMs: number;
   /** The source's read replicas, with their state. */
   list(): Promise<ReplicaView[]>;
   /** The replicas' average load per sample period in [fromMs, toMs]. */
@@ -39,6 +43,9 @@ export const METRIC_PERIOD_SECONDS = 60;
  * DeleteDBInstance (no final snapshot: a replica's data is the primary's).
  */
 export class RdsReplicaFleet implements ReplicaFleet {
+  readonly sampleStepMs = METRIC_PERIOD_SECONDS * 1000;
+  /** CloudWatch publishes RDS's one-minute metrics a few minutes late. */
+  readonly sampleLagMs = 5 * 60_000;
   private readonly rds: RDSClient;
   private readonly cloudwatch: CloudWatchClient;
 
@@ -93,6 +100,9 @@ export class RdsReplicaFleet implements ReplicaFleet {
         managed: (r.TagList ?? []).some(
           (t) => t.Key === AUTOSCALER_TAG.Key && t.Value === AUTOSCALER_TAG.Value,
         ),
+        ...(r.Endpoint?.Address && r.Endpoint.Port
+          ? { endpoint: { host: r.Endpoint.Address, port: r.Endpoint.Port } }
+          : {}),
       });
     }
     return views;

@@ -11,8 +11,11 @@ import { APP_CONFIG } from '../../config/config.module.js';
 import { MetricsService } from '../../monitoring/metrics.service.js';
 import { JobLeadershipService } from '../job-leadership.service.js';
 import { AdvisoryLock } from '../locks.js';
+import { nodeName } from '../pg-direct.js';
 import { ReadRouterService } from '../read-router.service.js';
-import { METRIC_PERIOD_SECONDS, RdsReplicaFleet, ReplicaFleet } from './rds-replica-fleet.js';
+import { TopologyService } from '../topology.service.js';
+import { LocalStackFleet } from './local-stack-fleet.js';
+import { RdsReplicaFleet, ReplicaFleet } from './rds-replica-fleet.js';
 import {
   AutoscalingPolicy,
   AutoscalingState,
@@ -35,8 +38,8 @@ export type AutoscaleTick =
       retryInMs?: number;
     };
 
-/** CloudWatch publishes RDS's one-minute metrics a few minutes late. */
-const SAMPLE_LAG_MS = 5 * 60_000;
+/** Replica states in which a discovered replica leaves the topology. */
+const LEAVING = new Set(['deleting', 'deleted', 'stopping', 'stopped', 'failed']);
 
 /**
  * The read-replica autoscaler (spec read_replicas.scaling), a leader-only job: every
@@ -45,6 +48,11 @@ const SAMPLE_LAG_MS = 5 * 60_000;
  * one CreateDBInstanceReadReplica or DeleteDBInstance at most per evaluation, none while a
  * replica is changing, cooldowns after every change, a doubling backoff after a failure.
  * The cooldown survives a change of leader: it starts from the newest replica's creation.
+ *
+ * Every instance, leader or not, also runs the replica discovery every
+ * REPLICA_AUTOSCALING_DISCOVERY_SECONDS: an `available` replica of the fleet that is not in its
+ * topology is added (reads reach it once healthy and caught up), one that is gone or leaving
+ * is removed. The leader takes a replica out of its own topology before deleting it.
  */
 @Injectable()
 export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModuleDestroy {
@@ -52,7 +60,11 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
   private readonly policy: AutoscalingPolicy;
   private fleet: ReplicaFleet | null = null;
   private timer?: NodeJS.Timeout;
+  private discoveryTimer?: NodeJS.Timeout;
   private running = false;
+  private discovering?: Promise<void>;
+  /** Replicas this leader is deleting: discovery does not bring them back meanwhile. */
+  private readonly retiring = new Set<string>();
   /** The last "no change" reason without its numbers: logged when the situation changes, not each tick. */
   private lastSituation = '';
   /** The writer's max_connections once read (it changes only with a restart). */
@@ -70,6 +82,7 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly leadership: JobLeadershipService,
     private readonly router: ReadRouterService,
+    private readonly topology: TopologyService,
     metrics: MetricsService,
   ) {
     const c = config.replicaAutoscaling;
@@ -84,8 +97,9 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
       scaleInPeriodMs: c.scaleInMs,
       scaleOutCooldownMs: c.scaleOutCooldownMs,
       scaleInCooldownMs: c.scaleInCooldownMs,
-      sampleStepMs: METRIC_PERIOD_SECONDS * 1000,
-      sampleLagMs: SAMPLE_LAG_MS,
+      // the fleet's (evaluate() fills them in)
+      sampleStepMs: 0,
+      sampleLagMs: 0,
       retryBaseMs: c.retryMs,
       retryMaxMs: c.retryMaxMs,
     };
@@ -118,11 +132,20 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
       );
     }, this.config.replicaAutoscaling.intervalMs);
     this.timer.unref();
+    this.discoveryTimer = setInterval(() => {
+      void this.discover().catch((err: Error) =>
+        this.logger.warn({ error: err.message }, 'replica discovery failed'),
+      );
+    }, this.config.replicaAutoscaling.discoveryMs);
+    this.discoveryTimer.unref();
   }
 
   onModuleDestroy(): void {
     if (this.timer) {
       clearInterval(this.timer);
+    }
+    if (this.discoveryTimer) {
+      clearInterval(this.discoveryTimer);
     }
     (this.fleet as { close?: () => void } | null)?.close?.();
   }
@@ -133,8 +156,53 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
   }
 
   private getFleet(): ReplicaFleet {
-    this.fleet ??= new RdsReplicaFleet(this.config.replicaAutoscaling, () => this.maxConnections());
+    const c = this.config.replicaAutoscaling;
+    this.fleet ??=
+      c.provider === 'local'
+        ? new LocalStackFleet(
+            c,
+            this.config.database,
+            this.topology,
+            Math.max(c.scaleOutMs, c.scaleInMs),
+          )
+        : new RdsReplicaFleet(c, () => this.maxConnections());
     return this.fleet;
+  }
+
+  /**
+   * Brings this instance's topology in line with the fleet: new `available` replicas are
+   * added, discovered ones that are gone or leaving are removed. Concurrent calls share one.
+   */
+  discover(): Promise<void> {
+    this.discovering ??= this.syncTopology().finally(() => {
+      this.discovering = undefined;
+    });
+    return this.discovering;
+  }
+
+  private async syncTopology(): Promise<void> {
+    const replicas = await this.getFleet().list();
+    const via = `replica discovery (${this.config.replicaAutoscaling.provider})`;
+    const keep = new Set<string>();
+    for (const id of this.retiring) {
+      if (!replicas.some((r) => r.id === id && !LEAVING.has(r.status))) {
+        this.retiring.delete(id);
+      }
+    }
+    for (const r of replicas) {
+      if (!r.endpoint || LEAVING.has(r.status) || this.retiring.has(r.id)) {
+        continue;
+      }
+      keep.add(nodeName(r.endpoint));
+      if (r.status === 'available') {
+        this.topology.addNode(r.endpoint, `${via}: ${r.id}`);
+      }
+    }
+    for (const s of this.topology.snapshot()) {
+      if (s.discovered && !keep.has(s.name)) {
+        this.topology.removeNode(s.name, via);
+      }
+    }
   }
 
   private async maxConnections(): Promise<number> {
@@ -173,6 +241,11 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
 
   private async evaluate(now: number): Promise<AutoscaleTick> {
     const fleet = this.getFleet();
+    const policy: AutoscalingPolicy = {
+      ...this.policy,
+      sampleStepMs: fleet.sampleStepMs,
+      sampleLagMs: fleet.sampleLagMs,
+    };
     const replicas = await fleet.list();
     this.replicasGauge.set(replicas.length);
     if (this.state.lastChangeAt === null) {
@@ -183,12 +256,12 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
       this.state.lastChangeAt = made.length > 0 ? Math.max(...made) : null;
     }
     const available = replicas.filter((r) => r.status === 'available');
-    const span = Math.max(this.policy.scaleOutPeriodMs, this.policy.scaleInPeriodMs);
+    const span = Math.max(policy.scaleOutPeriodMs, policy.scaleInPeriodMs);
     const samples =
       available.length === replicas.length && available.length > 0
-        ? await fleet.load(available, now - span - SAMPLE_LAG_MS - 60_000, now)
+        ? await fleet.load(available, now - span - policy.sampleLagMs - policy.sampleStepMs, now)
         : [];
-    const decision = decide(this.policy, replicas, samples, this.state, now);
+    const decision = decide(policy, replicas, samples, this.state, now);
     this.decisions.inc({ action: decision.action });
     const ids = replicas.map((r) => `${r.id}(${r.status})`);
     if (decision.action === 'none') {
@@ -205,10 +278,19 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
     }
     this.lastSituation = '';
     try {
-      const changed =
-        decision.action === 'add'
-          ? await fleet.add(new Date(now))
-          : (await fleet.remove(decision.id), decision.id);
+      let changed: string;
+      if (decision.action === 'add') {
+        changed = await fleet.add(new Date(now));
+      } else {
+        // reads stop going to it before it goes away
+        this.retiring.add(decision.id);
+        const leaving = replicas.find((r) => r.id === decision.id)?.endpoint;
+        if (leaving) {
+          this.topology.removeNode(nodeName(leaving), 'replica autoscaler');
+        }
+        await fleet.remove(decision.id);
+        changed = decision.id;
+      }
       this.state.lastChangeAt = now;
       this.state.failures = 0;
       this.state.lastFailureAt = null;
@@ -217,6 +299,9 @@ export class ReplicaAutoscalerService implements OnApplicationBootstrap, OnModul
         decision.action === 'add'
           ? 'replica autoscaler: adding a replica'
           : 'replica autoscaler: removing a replica',
+      );
+      await this.discover().catch((err: Error) =>
+        this.logger.warn({ error: err.message }, 'replica discovery failed'),
       );
       return { ran: true, replicas: ids, decision, changed };
     } catch (err) {

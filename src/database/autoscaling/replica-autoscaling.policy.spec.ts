@@ -85,6 +85,21 @@ describe('replica autoscaling policy (spec read_replicas.scaling)', () => {
     expect(decide(POLICY, one, gap, FRESH, NOW).action).toBe('none');
   });
 
+  it('takes samples a timer spaced unevenly (within half a step), not a longer gap', () => {
+    const step = 1_000;
+    const local = {
+      ...POLICY,
+      scaleOutPeriodMs: 3 * step,
+      sampleStepMs: step,
+      sampleLagMs: 3 * step,
+    };
+    const at = (offsets: number[]): LoadSample[] =>
+      offsets.map((o) => ({ at: NOW - o, cpuPercent: 100, connectionsPercent: 5 }));
+    expect(decide(local, one, at([0, 1_200, 2_300, 3_100]), FRESH, NOW).action).toBe('add');
+    // 1.6 steps between two samples: the window is not covered
+    expect(decide(local, one, at([0, 1_600, 2_600, 3_100]), FRESH, NOW).action).toBe('none');
+  });
+
   it('never goes above maxReplicas, however high the load', () => {
     const two = [...one, replica('prod-dbu-replica-auto-1', { managed: true })];
     const d = decide(POLICY, two, load(5, 99, 99), FRESH, NOW);

@@ -25,7 +25,7 @@ export interface AutoscalingPolicy {
   scaleInPeriodMs: number;
   scaleOutCooldownMs: number;
   scaleInCooldownMs: number;
-  /** Spacing of the load samples (the metric period): a window is covered when its oldest sample is this close to its start. */
+  /** Spacing of the load samples (the metric period, or the evaluation interval): a window is covered when no gap in it is longer than 1.5 of these. */
   sampleStepMs: number;
   /**
    * How far behind `now` the newest sample may be (CloudWatch publishes a minute's RDS
@@ -43,6 +43,8 @@ export interface ReplicaView {
   createdAt: Date | null;
   /** Created by this autoscaler (tagged so): the only replicas it removes. */
   managed: boolean;
+  /** Where it accepts connections, once it does (the topology discovers it there). */
+  endpoint?: { host: string; port: number };
 }
 
 /** The fleet's average load over one sample period ending at `at` (ms since epoch). */
@@ -81,14 +83,22 @@ function windowOf(
   stepMs: number,
 ): LoadSample[] | null {
   const start = end - periodMs;
-  const inside = samples.filter((s) => s.at > start && s.at <= end);
+  const inside = samples.filter((s) => s.at > start && s.at <= end).sort((a, b) => a.at - b.at);
   if (inside.length === 0) {
     return null;
   }
-  const oldest = Math.min(...inside.map((s) => s.at));
-  // the oldest sample ends within one step of the window's start, and none is missing
-  const expected = Math.floor(periodMs / stepMs);
-  return oldest - start <= stepMs && inside.length >= expected ? inside : null;
+  // Covered: the oldest sample ends within a step of the window's start and no two are
+  // further apart than a step (half a step of slack for a timer's jitter): none is missing.
+  const slack = stepMs * 1.5;
+  if (inside[0].at - start > slack) {
+    return null;
+  }
+  for (let i = 1; i < inside.length; i++) {
+    if (inside[i].at - inside[i - 1].at > slack) {
+      return null;
+    }
+  }
+  return inside;
 }
 
 function newestManaged(replicas: ReplicaView[]): ReplicaView | undefined {

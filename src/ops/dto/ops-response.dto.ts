@@ -36,6 +36,8 @@ export class TopologyNodeDto {
   @ApiProperty({ format: 'date-time' }) lastCheckedAt!: string;
   @ApiPropertyOptional() lastError?: string;
   @ApiProperty() fenced!: boolean;
+  @ApiProperty({ description: 'added at run time by the replica discovery, not one of DB_NODES' })
+  discovered!: boolean;
   @ApiProperty({ nullable: true, type: Number }) timeline!: number | null;
   @ApiProperty({ nullable: true, type: String }) lsn!: string | null;
   @ApiProperty({ nullable: true, type: Number }) replayLagSeconds!: number | null;
