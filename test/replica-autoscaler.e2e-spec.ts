@@ -4,7 +4,9 @@ import {
   AutoscaleTick,
   ReplicaAutoscalerService,
 } from '../src/database/autoscaling/replica-autoscaler.service.js';
-import { bootApp, testConfig } from './support/app.js';
+import request from 'supertest';
+import { TopologyService } from '../src/database/topology.service.js';
+import { bearer, bootApp, KEYS, testConfig } from './support/app.js';
 import { useTestAwsCredentials } from './support/aws-credentials.js';
 import {
   adminQuery,
@@ -17,6 +19,7 @@ import { MetricsService } from '../src/monitoring/metrics.service.js';
 import { FakeCloudWatch, startFakeCloudWatch } from './support/fake-cloudwatch.js';
 import { RdsServer, startRdsServer } from './support/rds-server.js';
 import { stackEnv } from './support/stack.js';
+import { until } from './support/wait.js';
 
 import { jest } from '@jest/globals';
 
@@ -73,6 +76,11 @@ describe('replica autoscaler (spec read_replicas.scaling) on RDS and CloudWatch 
         REPLICA_AUTOSCALING_REGION: 'us-east-1',
         // the test ticks by hand
         REPLICA_AUTOSCALING_INTERVAL_SECONDS: '86400',
+        // the stack's replica is not configured: the last test has RDS report it instead
+        DB_NODES: `${db.host}:${db.primaryPort}`,
+        REPLICA_AUTOSCALING_DISCOVERY_SECONDS: '1',
+        DB_HEALTH_INTERVAL_MS: '300',
+        DB_HEALTHY_THRESHOLD: '2',
       }),
     );
     autoscaler = app.get(ReplicaAutoscalerService);
@@ -251,5 +259,70 @@ describe('replica autoscaler (spec read_replicas.scaling) on RDS and CloudWatch 
     expect(rds.callsOf('CreateDBInstanceReadReplica').length - before).toBe(3);
     const metrics = await app.get(MetricsService).registry.metrics();
     expect(metrics).toMatch(/dbu_replica_autoscaler_failures_total\{action="add"[^}]*\} 2\n/);
+  });
+
+  it('discovery: a replica RDS reports available joins the topology and gets reads once healthy; it leaves when deleting', async () => {
+    const topology = app.get(TopologyService);
+    const name = `${db.host}:${db.replicaPort}`;
+    expect(topology.names()).toEqual([`${db.host}:${db.primaryPort}`]);
+    const probe = await request(app.getHttpServer())
+      .post('/v1/ops/probes')
+      .set(bearer(KEYS.all))
+      .send({ note: 'discovery' })
+      .expect(201);
+    const read = async (): Promise<number> =>
+      (
+        (
+          await request(app.getHttpServer())
+            .get(`/v1/ops/probes/${(probe.body as { id: string }).id}`)
+            .set(bearer(KEYS.opsRead))
+            .set('x-consistency', 'eventual')
+            .expect(200)
+        ).body as { servedBy: { port: number } }
+      ).servedBy.port;
+    expect(await read()).toBe(db.primaryPort); // no replica known: the writer reads
+
+    // RDS reports the stack's real replica as one of the source's (its endpoint is real)
+    rds.instances.set('prod-dbu-replica-found', {
+      id: 'prod-dbu-replica-found',
+      status: 'available',
+      tags: [],
+      endpoint: { host: db.host, port: db.replicaPort },
+      instanceClass: 'db.t3.small',
+      sourceId: SOURCE,
+      createdAt: new Date(),
+    });
+    const joined = await until(
+      async () => topology.snapshot().find((n) => n.name === name),
+      (n) => n !== undefined,
+      10_000,
+    );
+    // it joins as a discovered node; reads reach it once the checks saw it healthy and caught up
+    expect(joined).toMatchObject({ discovered: true });
+    expect(
+      await until(
+        async () => topology.exclusion(name),
+        (why) => why === null,
+        10_000,
+      ),
+    ).toBeNull();
+    const ports = await until(
+      async () => [await read(), await read(), await read()],
+      (p) => p.includes(db.replicaPort),
+      10_000,
+    );
+    expect(ports).toContain(db.replicaPort);
+
+    // deleting (by anyone): it leaves the topology and reads go back to the writer
+    rds.instances.get('prod-dbu-replica-found')!.status = 'deleting';
+    expect(
+      await until(
+        async () => topology.names(),
+        (names) => !names.includes(name),
+        10_000,
+      ),
+    ).toEqual([`${db.host}:${db.primaryPort}`]);
+    expect([await read(), await read()]).toEqual([db.primaryPort, db.primaryPort]);
+    rds.instances.delete('prod-dbu-replica-found');
   });
 });
