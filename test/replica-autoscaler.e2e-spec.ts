@@ -109,10 +109,14 @@ describe('replica autoscaler (spec read_replicas.scaling) on RDS and CloudWatch 
       SourceDBInstanceIdentifier: SOURCE,
       DBInstanceClass: 'db.t3.small',
       PubliclyAccessible: 'false',
+      // the source's network: its subnet group and its active security groups only
+      DBSubnetGroupName: 'prod-dbu-isolated',
+      'VpcSecurityGroupIds.VpcSecurityGroupId.1': 'sg-0database',
       'Tags.Tag.2.Key': AUTOSCALER_TAG.Key,
       'Tags.Tag.2.Value': AUTOSCALER_TAG.Value,
     });
     expect(call.params.DBInstanceIdentifier).toMatch(/^prod-dbu-primary-replica-auto-\d{14}$/);
+    expect(Object.keys(call.params)).not.toContain('VpcSecurityGroupIds.VpcSecurityGroupId.2');
     // RDS builds it: nothing more while it is `creating`, whatever the load
     cpu = () => 99;
     const waiting = await tick();

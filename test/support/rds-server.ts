@@ -124,6 +124,9 @@ export async function startRdsServer(sourceId: string, hooks: RdsHooks): Promise
     `<PreferredBackupWindow>${esc(source.window)}</PreferredBackupWindow>` +
     `<LatestRestorableTime>${new Date(Date.now() - 1000).toISOString()}</LatestRestorableTime>` +
     `<Endpoint><Address>source.example.internal</Address><Port>5432</Port></Endpoint>` +
+    `<VpcSecurityGroups><VpcSecurityGroupMembership><VpcSecurityGroupId>sg-0database</VpcSecurityGroupId><Status>active</Status></VpcSecurityGroupMembership>` +
+    `<VpcSecurityGroupMembership><VpcSecurityGroupId>sg-0retired</VpcSecurityGroupId><Status>removing</Status></VpcSecurityGroupMembership></VpcSecurityGroups>` +
+    `<DBSubnetGroup><DBSubnetGroupName>prod-dbu-isolated</DBSubnetGroupName></DBSubnetGroup>` +
     `<ReadReplicaDBInstanceIdentifiers>${[...instances.values()]
       .filter((i) => i.sourceId === source.id)
       .map((i) => `<ReadReplicaDBInstanceIdentifier>${esc(i.id)}</ReadReplicaDBInstanceIdentifier>`)

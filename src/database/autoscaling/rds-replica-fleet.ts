@@ -39,7 +39,8 @@ export const METRIC_PERIOD_SECONDS = 60;
 /**
  * RDS: the read replicas of the source instance (DescribeDBInstances), their CPUUtilization
  * and DatabaseConnections from CloudWatch (GetMetricData, one call for all), new replicas
- * with CreateDBInstanceReadReplica (the spec's class, tagged `created-by`), removal with
+ * with CreateDBInstanceReadReplica (the spec's class, the source's subnet group and security
+ * groups, tagged `created-by`), removal with
  * DeleteDBInstance (no final snapshot: a replica's data is the primary's).
  */
 export class RdsReplicaFleet implements ReplicaFleet {
@@ -179,11 +180,20 @@ export class RdsReplicaFleet implements ReplicaFleet {
   async add(now: Date): Promise<string> {
     const stamp = now.toISOString().replace(/[-:T]/g, '').slice(0, 14);
     const id = rdsIdentifier(`${this.config.rds.idPrefix}-${stamp}`);
+    // Without them a new replica would get the VPC's default security group, which the
+    // service and PgBouncer cannot reach: the source's subnet group and security groups.
+    const source = await this.describe(this.sourceId);
+    const groups = (source?.VpcSecurityGroups ?? [])
+      .filter((g) => g.Status === 'active' && g.VpcSecurityGroupId)
+      .map((g) => g.VpcSecurityGroupId!);
+    const subnetGroup = source?.DBSubnetGroup?.DBSubnetGroupName;
     await this.rds.send(
       new CreateDBInstanceReadReplicaCommand({
         DBInstanceIdentifier: id,
         SourceDBInstanceIdentifier: this.sourceId,
         DBInstanceClass: this.config.rds.instanceClass,
+        ...(groups.length > 0 ? { VpcSecurityGroupIds: groups } : {}),
+        ...(subnetGroup ? { DBSubnetGroupName: subnetGroup } : {}),
         PubliclyAccessible: false,
         AutoMinorVersionUpgrade: true,
         CopyTagsToSnapshot: true,
