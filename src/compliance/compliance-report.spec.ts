@@ -17,12 +17,23 @@ describe(monthProblem.name, () => {
     expect(monthProblem(month, NOW)).toBeNull();
   });
 
-  it.each(['2026-13', '2026-00', '2026-1', '26-11', '2026-11-01', '2026/11', ' 2026-11', ''])(
-    'rejects the malformed %j, naming month',
-    (month) => {
-      expect(monthProblem(month, NOW)).toBe('month must be a calendar month as YYYY-MM');
-    },
-  );
+  it.each([
+    '2026-13',
+    '2026-00',
+    '2026-1',
+    '26-11',
+    '2026-11-01',
+    '2026/11',
+    ' 2026-11',
+    '',
+    '0000-10',
+  ])('rejects the malformed %j, naming month', (month) => {
+    expect(monthProblem(month, NOW)).toBe('month must be a calendar month as YYYY-MM');
+  });
+
+  it.each(['0001-01', '0999-12', '1970-01'])('accepts the past month %s, from year 1', (month) => {
+    expect(monthProblem(month, NOW)).toBeNull();
+  });
 
   it.each(['2026-12', '2027-01', '9999-12'])('rejects the future month %s', (month) => {
     expect(monthProblem(month, NOW)).toMatch(/^month must not be in the future/);

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { canonicalJson } from '../audit/audit-hash.js';
 
 /** `YYYY-MM`, months 01–12. */
-export const MONTH_PATTERN = /^\d{4}-(0[1-9]|1[0-2])$/;
+/** YYYY-MM with a year from 0001: there is no year 0 (PostgreSQL refuses 0000-01-01). */
+export const MONTH_PATTERN = /^(000[1-9]|00[1-9]\d|0[1-9]\d{2}|[1-9]\d{3})-(0[1-9]|1[0-2])$/;
 
 export interface ExportRequestCounts {
   total: number;
