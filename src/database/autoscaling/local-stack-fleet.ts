@@ -3,7 +3,12 @@ import { connect } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
-import type { DatabaseConfig, ReplicaAutoscalingConfig } from '../../config/app-config.js';
+import type pg from 'pg';
+import type {
+  DatabaseConfig,
+  NodeAddress,
+  ReplicaAutoscalingConfig,
+} from '../../config/app-config.js';
 import { CpuEstimator } from '../../monitoring/cpu-estimate.js';
 import { directClientConfig, nodeName, withDirectClient } from '../pg-direct.js';
 import type { TopologyService } from '../topology.service.js';
@@ -105,22 +110,13 @@ export class LocalStackFleet implements ReplicaFleet {
         endpoint: s.lastProbe.address,
       });
     }
-    const timeoutMs = this.db.health.timeoutMs;
     const found = await Promise.all(
       this.ports().map(async (port) => {
         const endpoint = { host: this.host, port };
         try {
-          const row = await withDirectClient(
-            directClientConfig(this.db, endpoint, {
-              timeoutMs,
-              applicationName: 'database-unit:autoscaler',
-            }),
-            async (c) =>
-              (
-                await c.query<{ replica: boolean; started: Date }>(
-                  'SELECT pg_is_in_recovery() AS replica, pg_postmaster_start_time() AS started',
-                )
-              ).rows[0],
+          const row = await this.queryOne<{ replica: boolean; started: Date }>(
+            endpoint,
+            'SELECT pg_is_in_recovery() AS replica, pg_postmaster_start_time() AS started',
           );
           return row.replica
             ? {
@@ -145,21 +141,12 @@ export class LocalStackFleet implements ReplicaFleet {
    */
   async load(replicas: ReplicaView[], fromMs: number, toMs: number): Promise<LoadSample[]> {
     const now = Date.now();
-    const timeoutMs = this.db.health.timeoutMs;
     try {
       const rows = await Promise.all(
         replicas.map((r) =>
-          withDirectClient(
-            directClientConfig(this.db, r.endpoint!, {
-              timeoutMs,
-              applicationName: 'database-unit:autoscaler',
-            }),
-            async (c) =>
-              (
-                await c.query<{ on_cpu: number; clients: number; max_connections: number }>(
-                  LOAD_SQL,
-                )
-              ).rows[0],
+          this.queryOne<{ on_cpu: number; clients: number; max_connections: number }>(
+            r.endpoint!,
+            LOAD_SQL,
           ),
         ),
       );
@@ -180,6 +167,17 @@ export class LocalStackFleet implements ReplicaFleet {
       this.samples.shift();
     }
     return this.samples.filter((s) => s.at >= fromMs && s.at <= toMs);
+  }
+
+  /** The first row of `sql` on a short-lived direct connection to `endpoint`. */
+  private queryOne<T extends object>(endpoint: NodeAddress, sql: string): Promise<T> {
+    return withDirectClient(
+      directClientConfig(this.db, endpoint, {
+        timeoutMs: this.db.health.timeoutMs,
+        applicationName: 'database-unit:autoscaler',
+      }),
+      async (c) => (await c.query<T & pg.QueryResultRow>(sql)).rows[0],
+    );
   }
 
   async add(): Promise<string> {
