@@ -72,6 +72,8 @@ export class AuditService implements DataChangeSink, OnModuleDestroy {
   private pendingAccess: Array<AuditEvent & { requestId: string | null; at: number }> = [];
   private accessTimer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
+  /** The walk in flight per mode, which API calls arriving meanwhile share (see verify). */
+  private readonly walks = new Map<VerifyMode, Promise<VerifyReport>>();
 
   constructor(
     private readonly audit: AuditRepository,
@@ -227,9 +229,27 @@ export class AuditService implements DataChangeSink, OnModuleDestroy {
    * genesis hash); `incremental` continues from the last verified checkpoint, so a
    * log holding years of rows is not walked again on every call. `record` stores how
    * far a valid walk got, for the next incremental one.
+   *
+   * A walk costs CPU in proportion to the rows it checks (a hash per row). Calls that do
+   * not record (the API's) share the walk of their mode that is in flight on this
+   * instance, so concurrent calls cost one walk, not one each; the shared report's `head`
+   * says how far it reached. The scheduled job's recording walk is always its own.
    */
   async verify(opts: { mode?: VerifyMode; record?: boolean } = {}): Promise<VerifyReport> {
     const mode = opts.mode ?? 'full';
+    if (opts.record) {
+      return this.walk(mode, true);
+    }
+    const inFlight = this.walks.get(mode);
+    if (inFlight) {
+      return inFlight;
+    }
+    const walk = this.walk(mode, false).finally(() => this.walks.delete(mode));
+    this.walks.set(mode, walk);
+    return walk;
+  }
+
+  private async walk(mode: VerifyMode, record: boolean): Promise<VerifyReport> {
     // The head first: every row up to it is committed (a row and the head move together).
     const head = await this.audit.head();
     const last = await this.audit.lastVerification();
@@ -301,7 +321,7 @@ export class AuditService implements DataChangeSink, OnModuleDestroy {
     if (head.hash !== prevHash) {
       return broken(head.seq, 'chain head hash differs from the last row');
     }
-    if (opts.record && checked > 0) {
+    if (record && checked > 0) {
       await this.audit.saveVerification({
         mode,
         fromSeq: start.seq + 1,

@@ -128,9 +128,11 @@ export async function createTestDatabase(
   label: string,
   opts: { exactName?: string } = {},
 ): Promise<string> {
+  // The jest process's pid in the name: the global teardown drops this run's databases and
+  // those of runs that died, never those of another run still going (support/global-teardown.mjs).
   const name =
     opts.exactName ??
-    `dbu_test_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(3).toString('hex')}`;
+    `dbu_test_r${process.pid}_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(3).toString('hex')}`;
   assertTestDatabase(name);
   if (opts.exactName) {
     await ownerQuery(

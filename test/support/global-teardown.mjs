@@ -1,6 +1,25 @@
 import { onPrimary, stackEnv } from './global-setup.mjs';
 
-/** Drops test databases that a crashed run may have left behind. */
+/** The pid a database of createTestDatabase carries (`dbu_test_r<pid>_...`), or null. */
+export function runPid(datname) {
+  const m = /^dbu_test_r(\d+)_/.exec(datname);
+  return m ? Number(m[1]) : null;
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+}
+
+/**
+ * Drops this run's test databases and those a crashed run left behind. A database of
+ * another jest run that is still going (a long `npm run fuzz` beside `npm test`) is kept:
+ * its name carries that run's pid. Databases with fixed names (no pid) are dropped.
+ */
 export default async function globalTeardown() {
   const env = await stackEnv();
   const res = await onPrimary(
@@ -10,6 +29,10 @@ export default async function globalTeardown() {
   );
   // Keystore databases belong to the service's role (it creates them), the rest to the owner.
   for (const { datname, owner } of res.rows) {
+    const pid = runPid(datname);
+    if (pid !== null && pid !== process.pid && alive(pid)) {
+      continue;
+    }
     const as = owner === env.DB_USER ? 'service' : 'owner';
     await onPrimary(env, `DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`, as);
   }
