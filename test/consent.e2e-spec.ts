@@ -184,6 +184,63 @@ describe('consent: versioned, granular, append-only (real stack)', () => {
     ).rejects.toThrow(/immutable/);
   });
 
+  it("derives the effective state from each purpose's newest event and the newest version in effect", async () => {
+    const created = await request(http())
+      .post('/v1/users')
+      .set(bearer(KEYS.all))
+      .send({ email: 'consent-long@example.com', displayName: 'L' })
+      .expect(201);
+    const other = (created.body as { id: string }).id;
+    for (const purpose of ['personalization', 'analytics']) {
+      await request(http())
+        .post('/v1/consent-policies')
+        .set(bearer(KEYS.all))
+        .send({ purpose, text: `${purpose} v1` })
+        .expect(201);
+    }
+    // a version published for next year is not the current one yet
+    const future = new Date(Date.now() + 365 * 86_400_000).toISOString();
+    await request(http())
+      .post('/v1/consent-policies')
+      .set(bearer(KEYS.all))
+      .send({ purpose: 'analytics', text: 'analytics v2', effectiveAt: future })
+      .expect(201);
+    // 30 changes, interleaved: personalization ends granted, analytics withdrawn
+    for (let i = 0; i < 30; i += 1) {
+      const purpose = i % 2 === 0 ? 'personalization' : 'analytics';
+      await request(http())
+        .put(`/v1/users/${other}/consents/${purpose}`)
+        .set(bearer(KEYS.all))
+        .send({ granted: i % 4 < 2 ? i !== 29 : i === 28, policyVersion: 1, source: 'web' })
+        .expect(200);
+    }
+    const res = await request(http())
+      .get(`/v1/users/${other}/consents`)
+      .set(bearer(KEYS.all))
+      .set(strong)
+      .expect(200);
+    const byPurpose = Object.fromEntries(
+      (res.body.items as Effective[]).map((c) => [c.purpose, c]),
+    ) as Record<string, Effective>;
+    expect(byPurpose.personalization).toMatchObject({
+      state: 'granted',
+      granted: true,
+      policyVersion: 1,
+      currentPolicyVersion: 1,
+    });
+    expect(byPurpose.analytics).toMatchObject({
+      state: 'withdrawn',
+      granted: false,
+      policyVersion: 1,
+      currentPolicyVersion: 1,
+    });
+    expect(byPurpose.recipe_recommendations).toMatchObject({
+      state: 'none',
+      policyVersion: null,
+      currentPolicyVersion: null,
+    });
+  });
+
   it('needs consent:write to change consent', async () => {
     await request(http())
       .put(`/v1/users/${user}/consents/analytics`)

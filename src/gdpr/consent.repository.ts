@@ -33,6 +33,17 @@ export class ConsentRepository {
     );
   }
 
+  /** Per purpose, the newest version in effect at `at` (purposes with none are absent). */
+  currentVersions(at: Date): Promise<Array<{ purpose: string; version: number }>> {
+    return this.router.read((m) =>
+      m.query(
+        `SELECT purpose, max(version)::int AS version FROM consent_policies
+          WHERE effective_at <= $1 GROUP BY purpose`,
+        [at],
+      ),
+    );
+  }
+
   /** Serialised per purpose by a transaction-scoped advisory lock on the purpose. */
   async publish(
     m: EntityManager,
@@ -99,6 +110,22 @@ export class ConsentRepository {
   history(userId: string): Promise<ConsentEventRow[]> {
     return this.router.read((m) =>
       m.query(`SELECT ${EVENT} FROM consent_events WHERE user_id = $1 ORDER BY id`, [userId]),
+    );
+  }
+
+  /**
+   * The user's newest event per purpose, which is all the effective state depends on: one
+   * index probe per purpose (consent_events_user_idx), however long the history grows.
+   */
+  latestPerPurpose(userId: string, purposes: readonly string[]): Promise<ConsentEventRow[]> {
+    return this.router.read((m) =>
+      m.query(
+        `SELECT e.* FROM unnest($2::text[]) AS p(purpose)
+           CROSS JOIN LATERAL (
+             SELECT ${EVENT} FROM consent_events
+              WHERE user_id = $1 AND purpose = p.purpose ORDER BY id DESC LIMIT 1) e`,
+        [userId, purposes],
+      ),
     );
   }
 

@@ -95,14 +95,18 @@ export class ConsentService {
   }
 
   async effective(userId: string): Promise<EffectiveConsent[]> {
-    const [events, policies] = await Promise.all([this.history(userId), this.consents.policies()]);
-    const now = Date.now();
+    // Only each purpose's newest event counts: a user whose history holds thousands of
+    // changes costs one index probe per purpose, not a read of the whole history.
+    // Likewise only each purpose's newest version in effect, not every version's text.
+    await this.mustExist(userId);
+    const [latest, versions] = await Promise.all([
+      this.consents.latestPerPurpose(userId, CONSENT_PURPOSES),
+      this.consents.currentVersions(new Date()),
+    ]);
+    const events = latest.map(toEvent);
     return CONSENT_PURPOSES.map((purpose) => {
-      const current = currentVersion(
-        policies.filter((p) => p.purpose === purpose),
-        now,
-      );
-      const last = [...events].reverse().find((e) => e.purpose === purpose);
+      const current = versions.find((v) => v.purpose === purpose)?.version ?? null;
+      const last = events.find((e) => e.purpose === purpose);
       if (!last) {
         return {
           purpose,
