@@ -521,7 +521,7 @@ pg_rejoin() {
       warn "$node did not start after pg_rewind: taking a fresh base backup of $other instead"
       pg_stop "$node" || true
       rejoin_basebackup "$node" "$other" "$src_port"
-    elif ! wait_until "$REWIND_STREAM_TIMEOUT" node_streaming "$node"; then
+    elif ! wait_until "$REWIND_STREAM_TIMEOUT" node_streaming_stable "$node"; then
       warn "$node does not stream from $other after pg_rewind (see $(pg_log "$node")): taking a fresh base backup of $other instead"
       pg_stop "$node" || true
       rejoin_basebackup "$node" "$other" "$src_port"
@@ -540,6 +540,18 @@ pg_rejoin() {
 
 node_streaming() {
   [[ $(pg_super "$1" postgres -c "select coalesce((select status from pg_stat_wal_receiver), 'none')" 2>/dev/null) == streaming ]]
+}
+
+# Streaming, and still by the same WAL receiver 2 s later: after pg_rewind a receiver can
+# show `streaming` for a moment and then die ("requested starting point ... is not in this
+# server's history"), restarted every second by a new one (seen in a CI run, 2026-12-03).
+node_streaming_stable() {
+  local q="select pid from pg_stat_wal_receiver where status = 'streaming'" a b
+  a=$(pg_super "$1" postgres -c "$q" 2>/dev/null) || return 1
+  [[ -n $a ]] || return 1
+  sleep 2
+  b=$(pg_super "$1" postgres -c "$q" 2>/dev/null) || return 1
+  [[ $a == "$b" ]]
 }
 
 # SIGSTOP / SIGCONT every process of a node: a hung server (not a crash) for fault tests.
