@@ -36,36 +36,24 @@ export TZ=UTC
 mkdir -p .stack/logs
 JEST=(node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --runInBand --json)
 results=(.stack/jest-results.json)
-rm -f .stack/jest-results-infra.json .stack/jest-results-unit.json .stack/jest-results.json .stack/jest-results-fuzz.json .stack/jest-results-pgbouncer.json .stack/jest-results-final.json
+rm -f .stack/jest-results-infra.json .stack/jest-results.json .stack/jest-results-fuzz.json .stack/jest-results-pgbouncer.json .stack/jest-results-final.json
 # The suite's output is also kept in .stack/logs/ (the final check reads it for secrets).
 status=0
 if [[ $# -eq 0 ]]; then
-  # First, three runs at once: the fuzzing takes one core (its app runs in the jest process)
-  # and leaves the other mostly idle, which the CDK app's checks and the unit tests (no stack,
-  # no network) use. Their output is printed when the fuzzing is done.
   # The CDK app: synthesised offline (no AWS account), then its assertion tests (infra/test).
-  echo "[test] in the background: infra/ (cdk synth, offline, and the template assertions) and the unit tests"
-  results+=(.stack/jest-results-infra.json .stack/jest-results-unit.json)
+  echo "[test] infra/: cdk synth (offline) and the template assertions"
+  results+=(.stack/jest-results-infra.json)
   (cd infra && npm run --silent synth && node_modules/.bin/jest --ci --json \
-    --outputFile=../.stack/jest-results-infra.json) > .stack/logs/test-run-infra.log 2>&1 &
-  infra_pid=$!
-  "${JEST[@]}" --selectProjects unit --outputFile=.stack/jest-results-unit.json \
-    > .stack/logs/test-run-unit.log 2>&1 &
-  unit_pid=$!
-  # The fuzzing in a jest process of its own on the fresh stack: run after the other files
-  # in one process it took 198 s instead of 108 s (fresh-clone run of b30c868).
+    --outputFile=../.stack/jest-results-infra.json) 2>&1 | tee .stack/logs/test-run-infra.log \
+    || status=$?
+  # The fuzzing first, in a jest process of its own on the fresh stack: run after the
+  # other files in one process it took 198 s instead of 108 s (fresh-clone run of b30c868).
   echo "[test] property-based fuzzing of the API (test/fuzz.e2e-spec.ts), in its own process"
   results+=(.stack/jest-results-fuzz.json)
   "${JEST[@]}" --selectProjects e2e --outputFile=.stack/jest-results-fuzz.json test/fuzz.e2e-spec.ts 2>&1 \
     | tee .stack/logs/test-run-fuzz.log || status=$?
-  wait "$infra_pid" || status=1
-  echo "[test] infra/ (output of the background run)"
-  cat .stack/logs/test-run-infra.log
-  wait "$unit_pid" || status=1
-  echo "[test] unit tests (output of the background run)"
-  cat .stack/logs/test-run-unit.log
   # The e2e files stop and kill shared nodes of the stack, so they run one at a time.
-  "${JEST[@]}" --selectProjects e2e --testPathIgnorePatterns 'fuzz\.e2e-spec' \
+  "${JEST[@]}" --selectProjects unit e2e --testPathIgnorePatterns 'fuzz\.e2e-spec' \
     --outputFile=.stack/jest-results.json 2>&1 | tee .stack/logs/test-run.log || status=$?
   # The whole suite also runs the feature e2e files once more with all queries going
   # through PgBouncer in transaction pooling: no session state may leak between them.

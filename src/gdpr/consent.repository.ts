@@ -106,13 +106,6 @@ export class ConsentRepository {
     return rows.length;
   }
 
-  /** The user's history, oldest first; on the writer when `strong` (just written). */
-  history(userId: string): Promise<ConsentEventRow[]> {
-    return this.router.read((m) =>
-      m.query(`SELECT ${EVENT} FROM consent_events WHERE user_id = $1 ORDER BY id`, [userId]),
-    );
-  }
-
   /**
    * The user's newest event per purpose, which is all the effective state depends on: one
    * index probe per purpose (consent_events_user_idx), however long the history grows.

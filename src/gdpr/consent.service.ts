@@ -138,11 +138,6 @@ export class ConsentService {
     return (await this.effective(userId)).some((c) => c.purpose === purpose && c.granted);
   }
 
-  async history(userId: string): Promise<ConsentEvent[]> {
-    await this.mustExist(userId);
-    return (await this.consents.history(userId)).map(toEvent);
-  }
-
   /** A page of the history, oldest first: `{ items, nextCursor }` (opaque cursor). */
   async historyPage(
     userId: string,

@@ -1,7 +1,7 @@
 import { onPrimary, stackEnv } from './global-setup.mjs';
 
 /** The pid a database of createTestDatabase carries (`dbu_test_r<pid>_...`), or null. */
-export function runPid(datname) {
+function runPid(datname) {
   const m = /^dbu_test_r(\d+)_/.exec(datname);
   return m ? Number(m[1]) : null;
 }
@@ -17,7 +17,7 @@ function alive(pid) {
 
 /**
  * Drops this run's test databases and those a crashed run left behind. A database of
- * another jest run that is still going (a long `npm run fuzz` beside `npm test`) is kept:
+ * another jest run that is still going (two `npm run fuzz` runs side by side) is kept:
  * its name carries that run's pid. Databases with fixed names (no pid) are dropped.
  */
 export default async function globalTeardown() {
