@@ -48,7 +48,7 @@ import { incrementalStudy, type IncrementalReport, type WriteSide } from './lib/
 import { log, Progress, timed } from './lib/progress.js';
 import { runBench, writeReport } from './lib/paths.js';
 import { Rng } from './lib/rng.js';
-import { HttpClient, ServiceProcess, freePort } from './lib/service.js';
+import { HttpClient, ServiceProcess, freePort, parseServerTiming } from './lib/service.js';
 import {
   buildWhere,
   exactSearch,
@@ -152,7 +152,7 @@ interface Options {
   pairedRounds: number;
   /** `--paired-round-s S`: the length of each side's turn in a paired throughput round */
   pairedRoundS: number;
-  /** `--server-timing`: the service answers with Server-Timing; the paired phase reports its stages */
+  /** `--server-timing`: the service answers with Server-Timing; the paired phase and the incremental regime's phases report its stages */
   serverTiming: boolean;
   /** `--ab-paired`: both sides at once in every round, sharing the service's CPU(s) */
   abPaired: boolean;
@@ -217,7 +217,7 @@ function parseOptions(argv: string[]): Options {
         '  [--max-scan-tuples 20000] [--exact-max-rows 2000] [--timeout-ms 3000] [--warmup-queries 100]\n' +
         '  [--concurrency 1,8] [--tag NAME (results file search-<date>-NAME.json)]\n' +
         '  [--service-env VAR=value (repeatable; e.g. VECTOR_RECALL_SAMPLE_RATE=0)]\n' +
-        "  [--paired-rounds 6] [--paired-round-s 5] [--server-timing (HTTP_SERVER_TIMING on: the service's stages per paired search)]\n" +
+        "  [--paired-rounds 6] [--paired-round-s 5] [--server-timing (HTTP_SERVER_TIMING on: the service's stages per paired search and incremental phase)]\n" +
         '  [--monitoring-ab [--ab-rounds 8] [--ab-paired] [--ab-idle-s 20] [--ab-warmup-s 5] [--ab-cloudwatch-interval-s 5]\n' +
         '    [--ab-only all|sampler|insights|dashboard|alerting|cloudwatch]]\n' +
         '  [--tls-ab (the same rounds with TLS off versus on; needs STACK_TLS_ONLY=0 bash docker/stack.sh up)]\n',
@@ -777,18 +777,6 @@ interface Outcome {
   tookMs?: number;
   /** The service's Server-Timing stages in ms (`--server-timing`). */
   stages?: Record<string, number>;
-}
-
-/** `parse;dur=0.123, db;dur=7.9, total;dur=9.1` as { parse: 0.123, db: 7.9, total: 9.1 }. */
-export function parseServerTiming(header: string | string[] | undefined): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const part of String(header ?? '').split(',')) {
-    const m = /^\s*([\w-]+)\s*;\s*dur=([\d.]+)\s*$/.exec(part);
-    if (m) {
-      out[m[1]] = Number(m[2]);
-    }
-  }
-  return out;
 }
 
 type Searcher = (q: Query, fc: FilterCase) => Promise<Outcome>;

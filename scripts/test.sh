@@ -36,7 +36,8 @@ export TZ=UTC
 mkdir -p .stack/logs
 JEST=(node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --runInBand --json)
 results=(.stack/jest-results.json)
-rm -f .stack/jest-results-infra.json .stack/jest-results.json .stack/jest-results-fuzz.json .stack/jest-results-pgbouncer.json .stack/jest-results-final.json
+rm -f .stack/jest-results-infra.json .stack/jest-results.json .stack/jest-results-fuzz.json \
+  .stack/jest-results-isolated.json .stack/jest-results-pgbouncer.json .stack/jest-results-final.json
 # The suite's output is also kept in .stack/logs/ (the final check reads it for secrets).
 status=0
 if [[ $# -eq 0 ]]; then
@@ -46,14 +47,33 @@ if [[ $# -eq 0 ]]; then
   (cd infra && npm run --silent synth && node_modules/.bin/jest --ci --json \
     --outputFile=../.stack/jest-results-infra.json) 2>&1 | tee .stack/logs/test-run-infra.log \
     || status=$?
-  # The fuzzing first, in a jest process of its own on the fresh stack: run after the
-  # other files in one process it took 198 s instead of 108 s (fresh-clone run of b30c868).
+  # The template database once, for the jest runs below (two of them go at the same time).
+  echo "[test] migrating the template database"
+  node --input-type=module -e "await (await import('./test/support/global-setup.mjs')).default()"
+  export TEST_TEMPLATE_READY=1
+  # The files with throwaway stacks of their own (own folders and ports; dr-drill keeps its
+  # keystore on the shared stack, which nothing stops meanwhile) run in a second jest
+  # process beside the fuzzing: they mostly wait for nodes to start, promote and replay,
+  # while the fuzzing keeps about one core busy. In the main run they took 128 s (51 + 42
+  # + 35; fresh-clone run of 9a2c2b8).
+  isolated=(test/failover.e2e-spec.ts test/replicas.e2e-spec.ts test/dr-drill.e2e-spec.ts)
+  echo "[test] ${isolated[*]} on their own stacks, beside the fuzzing (output after it)"
+  results+=(.stack/jest-results-isolated.json)
+  "${JEST[@]}" --selectProjects e2e --outputFile=.stack/jest-results-isolated.json "${isolated[@]}" \
+    >.stack/logs/test-run-isolated.log 2>&1 &
+  isolated_pid=$!
+  # The fuzzing in a jest process of its own on the fresh stack: run after the other files
+  # in one process it took 198 s instead of 108 s (fresh-clone run of b30c868).
   echo "[test] property-based fuzzing of the API (test/fuzz.e2e-spec.ts), in its own process"
   results+=(.stack/jest-results-fuzz.json)
   "${JEST[@]}" --selectProjects e2e --outputFile=.stack/jest-results-fuzz.json test/fuzz.e2e-spec.ts 2>&1 \
     | tee .stack/logs/test-run-fuzz.log || status=$?
+  wait "$isolated_pid" || status=$?
+  echo "[test] output of the isolated-stack files"
+  cat .stack/logs/test-run-isolated.log
   # The e2e files stop and kill shared nodes of the stack, so they run one at a time.
-  "${JEST[@]}" --selectProjects unit e2e --testPathIgnorePatterns 'fuzz\.e2e-spec' \
+  "${JEST[@]}" --selectProjects unit e2e \
+    --testPathIgnorePatterns 'fuzz\.e2e-spec' 'failover\.e2e-spec' 'replicas\.e2e-spec' 'dr-drill\.e2e-spec' \
     --outputFile=.stack/jest-results.json 2>&1 | tee .stack/logs/test-run.log || status=$?
   # The whole suite also runs the feature e2e files once more with all queries going
   # through PgBouncer in transaction pooling: no session state may leak between them.

@@ -26,7 +26,9 @@ const DRILL_TIMEOUT_MS = 15 * 60_000;
  */
 describe('DR drill: npm run dr:restore after the loss of both nodes (isolated real stack)', () => {
   const iso = new IsolatedStack(join(REPO_ROOT, '.stack', 'dr-drill'), PORTS);
-  const keystoreDb = `dbu_test_drdrill_keystore_${randomUUID().slice(0, 8)}`;
+  // the run's pid in the name: the global teardown of another jest run going at the same
+  // time (scripts/test.sh runs this file beside the fuzzing) keeps it
+  const keystoreDb = `dbu_test_r${process.pid}_drdrill_keystore_${randomUUID().slice(0, 8)}`;
   let settings: Record<string, string>;
   let shared: Record<string, string>;
   let serviceEnv: Record<string, string>;

@@ -18,7 +18,7 @@ import { EmbeddingModel, FILTER_CASES, RecipeFactory } from './dataset.js';
 import { InMemoryTable } from './exact-memory.js';
 import { log, Progress } from './progress.js';
 import { Rng } from './rng.js';
-import { HttpClient, ServiceProcess, freePort } from './service.js';
+import { HttpClient, ServiceProcess, freePort, parseServerTiming } from './service.js';
 import { isFiltered, search as sqlSearch, type SqlSearchOptions } from './sql-search.js';
 import { clientConfig, connect, ownerConfig, withClient, type StackEnv } from './stack.js';
 import { mean, recallAt, round, summarize, type LatencySummary } from './stats.js';
@@ -53,6 +53,8 @@ interface SideCase {
   missed: number;
   p50Ms: number;
   plans?: Record<string, number>;
+  /** `--server-timing`: the median of each of the service's Server-Timing stages, ms */
+  serverStages?: Record<string, number>;
 }
 
 export interface PhaseResult {
@@ -109,13 +111,26 @@ function truthFor(
   return out;
 }
 
-function summariseCase(recalls: number[], ms: number[], plans: Record<string, number>): SideCase {
+function summariseCase(
+  recalls: number[],
+  ms: number[],
+  plans: Record<string, number>,
+  stages: Array<Record<string, number>> = [],
+): SideCase {
+  const names = [...new Set(stages.flatMap((s) => Object.keys(s)))];
   return {
     recall: round(mean(recalls), 4),
     recallMin: round(Math.min(...recalls), 4),
     missed: recalls.filter((r) => r < 0.5).length,
     p50Ms: summarize(ms).p50,
     ...(Object.keys(plans).length ? { plans } : {}),
+    ...(names.length
+      ? {
+          serverStages: Object.fromEntries(
+            names.map((n) => [n, round(summarize(stages.map((s) => s[n] ?? 0)).p50, 3)]),
+          ),
+        }
+      : {}),
   };
 }
 
@@ -147,6 +162,7 @@ async function measurePhase(
       const recalls: number[] = [];
       const ms: number[] = [];
       const plans: Record<string, number> = {};
+      const stages: Array<Record<string, number>> = [];
       const sqlRecalls: number[] = [];
       const sqlMs: number[] = [];
       for (let i = 0; i < queries.length; i++) {
@@ -161,6 +177,9 @@ async function measurePhase(
         ms.push(performance.now() - t0);
         if (res.status !== 200) {
           throw new Error(`search answered ${res.status}: ${res.body.slice(0, 300)}`);
+        }
+        if (res.headers['server-timing']) {
+          stages.push(parseServerTiming(res.headers['server-timing']));
         }
         const answer = JSON.parse(res.body) as { items: Array<{ id: string }>; plan: string };
         plans[answer.plan] = (plans[answer.plan] ?? 0) + 1;
@@ -182,11 +201,15 @@ async function measurePhase(
         );
         progress.update(++n);
       }
-      service[fc.name] = summariseCase(recalls, ms, plans);
+      service[fc.name] = summariseCase(recalls, ms, plans, stages);
       indexAlone[fc.name] = summariseCase(sqlRecalls, sqlMs, {});
       log(
         `${name} ${fc.name}: service recall ${service[fc.name].recall} (${service[fc.name].missed} missed), ` +
-          `index alone ${indexAlone[fc.name].recall} (${indexAlone[fc.name].missed} missed)`,
+          `index alone ${indexAlone[fc.name].recall} (${indexAlone[fc.name].missed} missed); ` +
+          `p50 ${service[fc.name].p50Ms} against ${indexAlone[fc.name].p50Ms} ms` +
+          (service[fc.name].serverStages
+            ? `; server stages (median ms) ${JSON.stringify(service[fc.name].serverStages)}`
+            : ''),
       );
     }
     progress.done(n);

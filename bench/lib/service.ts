@@ -219,3 +219,15 @@ export class ServiceProcess {
     }
   }
 }
+
+/** `parse;dur=0.123, db;dur=7.9, total;dur=9.1` as { parse: 0.123, db: 7.9, total: 9.1 }. */
+export function parseServerTiming(header: string | string[] | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of String(header ?? '').split(',')) {
+    const m = /^\s*([\w-]+)\s*;\s*dur=([\d.]+)\s*$/.exec(part);
+    if (m) {
+      out[m[1]] = Number(m[2]);
+    }
+  }
+  return out;
+}
