@@ -49,7 +49,11 @@ if [[ $# -eq 0 ]]; then
     || status=$?
   # The template database once, for the jest runs below (two of them go at the same time).
   echo "[test] migrating the template database"
-  node --input-type=module -e "await (await import('./test/support/global-setup.mjs')).default()"
+  if ! node --input-type=module -e "await (await import('./test/support/global-setup.mjs')).default()"; then
+    echo "[test] migrating the template database failed (output above)" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
   export TEST_TEMPLATE_READY=1
   # The files with throwaway stacks of their own (own folders and ports; dr-drill keeps its
   # keystore on the shared stack, which nothing stops meanwhile) run in a second jest
