@@ -48,7 +48,13 @@ import { incrementalStudy, type IncrementalReport, type WriteSide } from './lib/
 import { log, Progress, timed } from './lib/progress.js';
 import { runBench, writeReport } from './lib/paths.js';
 import { Rng } from './lib/rng.js';
-import { HttpClient, ServiceProcess, freePort, parseServerTiming } from './lib/service.js';
+import {
+  HttpClient,
+  ServiceProcess,
+  freePort,
+  medianStages,
+  parseServerTiming,
+} from './lib/service.js';
 import {
   buildWhere,
   exactSearch,
@@ -1341,13 +1347,7 @@ async function measurePaired(
       const rawP50 = summarize(rawMs).p50;
       const apiP50 = summarize(apiMs).p50;
       cases[fc.name] = { rawSqlP50: rawP50, apiP50, ratio: round(apiP50 / rawP50, 2) };
-      if (stages.length > 0) {
-        // a stage a search did not go through (e.g. no witness probe on an exact plan) counts 0
-        const names = [...new Set(stages.flatMap((s) => Object.keys(s)))];
-        cases[fc.name].serverStages = Object.fromEntries(
-          names.map((n) => [n, round(summarize(stages.map((s) => s[n] ?? 0)).p50, 3)]),
-        );
-      }
+      cases[fc.name].serverStages = medianStages(stages);
       log(
         `paired ${fc.name}: API p50 ${apiP50} ms, raw SQL p50 ${rawP50} ms, ratio ${cases[fc.name].ratio}` +
           (cases[fc.name].serverStages

@@ -18,7 +18,13 @@ import { EmbeddingModel, FILTER_CASES, RecipeFactory } from './dataset.js';
 import { InMemoryTable } from './exact-memory.js';
 import { log, Progress } from './progress.js';
 import { Rng } from './rng.js';
-import { HttpClient, ServiceProcess, freePort, parseServerTiming } from './service.js';
+import {
+  HttpClient,
+  ServiceProcess,
+  freePort,
+  medianStages,
+  parseServerTiming,
+} from './service.js';
 import { isFiltered, search as sqlSearch, type SqlSearchOptions } from './sql-search.js';
 import { clientConfig, connect, ownerConfig, withClient, type StackEnv } from './stack.js';
 import { mean, recallAt, round, summarize, type LatencySummary } from './stats.js';
@@ -117,20 +123,14 @@ function summariseCase(
   plans: Record<string, number>,
   stages: Array<Record<string, number>> = [],
 ): SideCase {
-  const names = [...new Set(stages.flatMap((s) => Object.keys(s)))];
+  const serverStages = medianStages(stages);
   return {
     recall: round(mean(recalls), 4),
     recallMin: round(Math.min(...recalls), 4),
     missed: recalls.filter((r) => r < 0.5).length,
     p50Ms: summarize(ms).p50,
     ...(Object.keys(plans).length ? { plans } : {}),
-    ...(names.length
-      ? {
-          serverStages: Object.fromEntries(
-            names.map((n) => [n, round(summarize(stages.map((s) => s[n] ?? 0)).p50, 3)]),
-          ),
-        }
-      : {}),
+    ...(serverStages ? { serverStages } : {}),
   };
 }
 

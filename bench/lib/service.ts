@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { round, summarize } from './stats.js';
 
 /** USER_HZ: the unit of utime/stime in /proc/<pid>/stat (100 on every Linux we run) */
 const CLOCK_TICKS = 100;
@@ -230,4 +231,21 @@ export function parseServerTiming(header: string | string[] | undefined): Record
     }
   }
   return out;
+}
+
+/**
+ * The median of each Server-Timing stage over `stages` (ms), or undefined when there are
+ * none; a stage a search did not go through (e.g. no witness probe on an exact plan)
+ * counts 0.
+ */
+export function medianStages(
+  stages: Array<Record<string, number>>,
+): Record<string, number> | undefined {
+  if (stages.length === 0) {
+    return undefined;
+  }
+  const names = [...new Set(stages.flatMap((s) => Object.keys(s)))];
+  return Object.fromEntries(
+    names.map((n) => [n, round(summarize(stages.map((s) => s[n] ?? 0)).p50, 3)]),
+  );
 }
